@@ -1,0 +1,5 @@
+"""`python -m saeval`."""
+
+from saeval.cli.main import main
+
+main()
