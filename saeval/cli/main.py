@@ -34,7 +34,7 @@ def report(error: SaevalError) -> None:
 
 
 def boundary(command: F) -> F:
-    """Turn library errors into exit codes: SaevalError -> its code (1, or 2 for usage), Ctrl-C -> 130."""
+    """Turn library errors into exit codes: SaevalError -> 1 (2 for usage), Ctrl-C -> 130."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -60,12 +60,12 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Evaluate language models steered by SAE latents on lm-eval benchmarks."""
-
-
 
 
 def main() -> None:
