@@ -81,9 +81,17 @@ _FAMILIES: dict[str, _Family] = {
     "qwen3": _LLAMA_LIKE,
     "gemma2": _GEMMA_LIKE,
     "gemma3_text": _GEMMA_LIKE,
+    # Multimodal Gemma 3 (4B and up): the text decoder sits under the language model.
+    "gemma3": _family(
+        "post_attention_layernorm",
+        "post_feedforward_layernorm",
+        "self_attn.o_proj",
+        layers="language_model.layers",
+    ),
 }
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_FAMILIES)
+_TEMPLATES = tuple(f"blocks.{{layer}}.{kind}" for kind in HOOK_KINDS)
 
 
 @dataclass(frozen=True)
@@ -99,8 +107,9 @@ def supported_hooks(model_type: str) -> tuple[str, ...]:
     """Hook-name templates (``blocks.{layer}.hook_resid_post``) supported for a model type."""
     if model_type not in _FAMILIES:
         raise SteeringError(
-            f"architecture {model_type!r} has no TransformerLens hook mapping; "
-            f"supported architectures: {', '.join(SUPPORTED_MODEL_TYPES)}",
+            f"architecture {model_type!r} has no TransformerLens hook mapping "
+            f"(supported hooks: {', '.join(_TEMPLATES)}; "
+            f"on architectures: {', '.join(SUPPORTED_MODEL_TYPES)})",
             hint="give the hook as a Hugging Face module name (e.g. layers.20) instead",
         )
     return tuple(f"blocks.{{layer}}.{kind}" for kind in _FAMILIES[model_type].sites)

@@ -21,7 +21,17 @@ D_HEAD = D_MODEL // N_HEADS
 MAX_POSITIONS = 256
 UNK, BOS, EOS, PAD = "<unk>", "<bos>", "<eos>", "<pad>"
 SPECIAL_TOKENS = (UNK, BOS, EOS, PAD)  # ids 0, 1, 2, 3
-ARCHS = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text")
+ARCHS = (
+    "gpt2",
+    "gpt_neox",
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma2",
+    "gemma3_text",
+    "gemma3",  # multimodal Gemma 3 (4B and up), loaded as Gemma3ForConditionalGeneration
+)
 
 _CORPUS = (
     "The quick brown fox jumps over the lazy dog.",
@@ -37,6 +47,15 @@ _CORPUS = (
     "The answer is A. The answer is B. The answer is C. The answer is D.",
     "Yes or no? True or false? Positive or negative?",
 )
+
+_TINY_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "image_size": 28,
+    "patch_size": 14,
+}
 
 _COMMON: dict[str, dict[str, Any]] = {
     "llama": {},
@@ -60,22 +79,40 @@ _COMMON: dict[str, dict[str, Any]] = {
 
 
 def tiny_config(arch: str, **overrides: Any) -> PretrainedConfig:
-    """A tiny config for ``arch`` (d_model 64, 4 heads, 2-3 layers, vocabulary 320)."""
+    """A tiny config for ``arch`` (d_model 64, 4 heads, 2-3 layers, vocabulary 320).
+
+    For the multimodal ``gemma3`` the overrides go to its text config; its vision tower is tiny too.
+    """
     from transformers import AutoConfig
 
-    ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3}
+    if arch == "gemma3":
+        return AutoConfig.for_model(
+            "gemma3",
+            text_config={**_text_fields("gemma3_text"), **overrides},
+            vision_config=_TINY_VISION,
+            mm_tokens_per_image=4,
+        )
+    return AutoConfig.for_model(arch, **{**_text_fields(arch), **overrides})
+
+
+def _text_fields(arch: str) -> dict[str, Any]:
+    """Config fields of a tiny text model of ``arch``."""
+    ids = {"vocab_size": VOCAB_SIZE, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3}
     if arch == "gpt2":
-        fields: dict[str, Any] = {
+        return {
+            **ids,
             "n_embd": D_MODEL,
             "n_layer": 2,
             "n_head": N_HEADS,
             "n_positions": MAX_POSITIONS,
+            "n_ctx": MAX_POSITIONS,  # real GPT-2 configs carry it; TransformerLens reads it
             "resid_pdrop": 0.0,
             "embd_pdrop": 0.0,
             "attn_pdrop": 0.0,
         }
-    elif arch == "gpt_neox":
-        fields = {
+    if arch == "gpt_neox":
+        return {
+            **ids,
             "hidden_size": D_MODEL,
             "num_hidden_layers": 2,
             "num_attention_heads": N_HEADS,
@@ -84,8 +121,9 @@ def tiny_config(arch: str, **overrides: Any) -> PretrainedConfig:
             "rotary_pct": 0.25,
             "use_parallel_residual": True,
         }
-    elif arch in _COMMON:
-        fields = {
+    if arch in _COMMON:
+        return {
+            **ids,
             "hidden_size": D_MODEL,
             "intermediate_size": 2 * D_MODEL,
             "num_hidden_layers": 3 if arch == "gemma3_text" else 2,
@@ -94,9 +132,7 @@ def tiny_config(arch: str, **overrides: Any) -> PretrainedConfig:
             "max_position_embeddings": MAX_POSITIONS,
             **_COMMON[arch],
         }
-    else:
-        raise ValueError(f"no tiny config for {arch!r}; known: {', '.join(ARCHS)}")
-    return AutoConfig.for_model(arch, vocab_size=VOCAB_SIZE, **ids, **{**fields, **overrides})
+    raise ValueError(f"no tiny config for {arch!r}; known: {', '.join(ARCHS)}")
 
 
 def build_tiny_model(arch: str, seed: int = 0, **overrides: Any) -> PreTrainedModel:
@@ -108,6 +144,7 @@ def build_tiny_model(arch: str, seed: int = 0, **overrides: Any) -> PreTrainedMo
     model = AutoModelForCausalLM.from_config(
         tiny_config(arch, **overrides), attn_implementation="eager", dtype=torch.float32
     )
+    model.config.architectures = [type(model).__name__]  # as in a saved checkpoint
     return model.eval()
 
 
