@@ -25,7 +25,13 @@ class UsageError(SaevalError):
 
 
 class SteerFileError(SaevalError):
-    """A steer file that cannot be read or holds invalid rows."""
+    """A steer file that cannot be read or holds invalid rows; `problems` lists every one."""
+
+    def __init__(
+        self, message: str, hint: str | None = None, problems: list[str] | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.problems: list[str] = problems if problems is not None else [message]
 
 
 class ResolutionError(SaevalError):
