@@ -12,12 +12,10 @@ fork
     (github.com/AMindToThink/lm-evaluation-harness, ``lm_eval/models/InterventionModel.py``;
     its example files, e.g. ``models/dog_steer_with_action.csv`` in
     AMindToThink/sae_jailbreak_unlearning). Seed columns plus ``hook_action`` and
-    ``clamp_value``; no ``hook``. ``add`` maps to add. ``clamp`` maps to clamp with
-    ``steering_coefficient`` as the target, as in the fork; note that the fork clamps only at
-    positions where the latent is active, saeval at every position (the same for a target of
-    0). ``clamp_value`` is only the threshold of the fork's ``clamp_cond`` (which clamps the
-    hard-coded latent 15864) and is otherwise ignored, as the fork ignores it. ``clamp_cond``,
-    ``print`` and ``debug`` are errors.
+    ``clamp_value``; no ``hook``. ``add`` maps to add. The fork's ``clamp`` (only where the
+    latent is already active), ``clamp_cond`` (clamps the hard-coded latent 15864), ``print`` and
+    ``debug`` have no saeval equivalent and are errors naming the row: saeval never runs a row
+    with a meaning other than the one its author wrote.
 lm-eval
     lm-eval 0.4.13's ``steered`` model (``lm_eval/models/hf_steered.py``): ``loader, action,
     sparse_model, hookpoint, feature_index, steering_coefficient, head_index, sae_id,
@@ -25,9 +23,9 @@ lm-eval
     ``sae_id`` are required. ``loader`` must be ``sae_lens``; ``sparse_model`` is the release,
     ``feature_index`` the latent; ``hookpoint`` is a Hugging Face module name under
     ``model.base_model`` (``layers.20``), kept in ``SteerRow.hook`` (empty: the SAE's own hook
-    point). ``add`` maps to add (the same edit). ``clamp`` maps to clamp; lm-eval instead sets the
-    projection of ``h - b_dec`` on the unit decoder direction, so the two differ unless the
-    SAE's encoder and decoder directions coincide. ``head_index`` must be empty (lm-eval's CSV
+    point). ``add`` maps to add (the same edit). lm-eval's ``clamp`` sets the projection of
+    ``h - b_dec`` on the unit decoder direction, not the SAE latent, so it is an error naming
+    the row (use the seed dialect's ``action=clamp``). ``head_index`` must be empty (lm-eval's CSV
     loader ignores it).
 
 Tolerated everywhere: whitespace around fields, a UTF-8 BOM, CRLF line ends, ``#`` comment lines
@@ -149,8 +147,10 @@ _FORK = _Dialect(
     release="sae_release",
     action="hook_action",
     hook=None,
-    actions={"add": Action.ADD, "clamp": Action.CLAMP},
+    actions={"add": Action.ADD},
     refused={
+        "clamp": "the fork clamps only where the latent is already active, saeval clamps at "
+        "every position; write the row in the seed dialect with action=clamp if that is meant",
         "clamp_cond": "the fork clamps the hard-coded latent 15864 wherever this latent "
         "exceeds clamp_value, a conditional clamp saeval does not have",
         "print": "the fork prints SAE activations there (a debugging aid, not steering); "
@@ -167,8 +167,12 @@ _LM_EVAL = _Dialect(
     release="sparse_model",
     action="action",
     hook="hookpoint",
-    actions={"add": Action.ADD, "clamp": Action.CLAMP},
-    refused={},
+    actions={"add": Action.ADD},
+    refused={
+        "clamp": "lm-eval clamps the projection of h - b_dec on the decoder direction, saeval "
+        "clamps the SAE latent; write the row in the seed dialect with action=clamp if that "
+        "is meant",
+    },
 )
 _DIALECTS = (_SEED, _FORK, _LM_EVAL)
 _FOREIGN_DELIMITERS = ((";", "';'"), ("\t", "tab"), ("|", "'|'"))

@@ -215,6 +215,14 @@ BAD_CASES: list[BadCase] = [
         fork_row(b"ablate"),
         2,
         "hook_action",
-        "unknown action 'ablate'; valid: add, clamp",
+        "unknown action 'ablate'; valid: add",
+    ),
+    BadCase("fork clamp", fork_row(b"clamp"), 2, "hook_action", "only where the latent"),
+    BadCase(
+        "lm-eval clamp",
+        LM_EVAL_HEADER + b"sae_lens,clamp," + LM_EVAL_MODEL + b",,12082,10.0," + SAE_ID + b"\n",
+        2,
+        "action",
+        "clamps the projection",
     ),
 ]

@@ -185,8 +185,8 @@ _TEXT = st.text(
 _NAME = _TEXT.filter(bool)
 _ACTIONS = {
     "seed": list(Action),
-    "fork": [Action.ADD, Action.CLAMP],
-    "lm-eval": [Action.ADD, Action.CLAMP],
+    "fork": [Action.ADD],
+    "lm-eval": [Action.ADD],
 }
 
 
