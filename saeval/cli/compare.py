@@ -1,0 +1,158 @@
+"""`saeval compare`: baseline vs steered with paired statistics, for saeval and lm-eval outputs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from saeval.cli.console import err, out
+from saeval.errors import UsageError
+
+if TYPE_CHECKING:
+    from saeval.compare import Comparison
+    from saeval.sweep import Sweep
+
+
+class Format(StrEnum):
+    """How the report is printed or written."""
+
+    TABLE = "table"
+    MARKDOWN = "markdown"
+    CSV = "csv"
+    JSON = "json"
+    LATEX = "latex"
+
+
+SUFFIX_FORMATS = {
+    ".md": Format.MARKDOWN,
+    ".csv": Format.CSV,
+    ".json": Format.JSON,
+    ".tex": Format.LATEX,
+}
+
+SIDE_HELP = (
+    "a saeval run folder, one of its configuration folders (baseline/, steered/, "
+    "steered@<scale>/), an lm_eval --output_path folder or a results JSON file"
+)
+
+
+def command(
+    a: Annotated[
+        Path,
+        typer.Argument(help=f"Side A (the baseline): {SIDE_HELP}.", show_default=False),
+    ],
+    b: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Side B (the steered model), same kinds as A. Leave it out to compare a run "
+            "folder's baseline with its steered configuration (a sweep for several strengths).",
+            show_default=False,
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            "-m",
+            help="Only this metric (repeatable): acc, acc_norm, exact_match,strict-match, ...",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table prints a terminal table; the others print (or --output writes) text.",
+        ),
+    ] = Format.TABLE,
+    alpha: Annotated[
+        float,
+        typer.Option(help="Family-wise error rate for Holm's correction; intervals are 1 - alpha."),
+    ] = 0.05,
+    margin: Annotated[
+        float,
+        typer.Option(help="Sweeps: non-inferiority margin (absolute) for the safe strength."),
+    ] = 0.02,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the report here (in --format, or by suffix: .md .csv .json .tex); "
+            "a sweep's plots go to the same folder.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Compare two evaluations per task and metric: delta, 95% CI and a paired test."""
+    from saeval.compare import compare
+    from saeval.results_io import is_run_folder, load_run, load_side
+    from saeval.sweep import plot_sweep, sweep
+
+    report: Comparison | Sweep
+    if b is not None:
+        report = compare(load_side(a), load_side(b), metrics=metric, alpha=alpha)
+    elif not is_run_folder(a):
+        raise UsageError(
+            f"{a} is not a saeval run folder, so it needs a second side to compare with",
+            hint="saeval compare BASELINE STEERED",
+        )
+    else:
+        run = load_run(a)
+        if len(run.steered) == 1:
+            (steered,) = run.steered.values()
+            report = compare(run.baseline, steered, metrics=metric, alpha=alpha)
+        else:
+            report = sweep(run.baseline, run.steered, metrics=metric, margin=margin, alpha=alpha)
+            plots = plot_sweep(report, output.parent if output else a)
+            err.print(f"wrote {len(plots)} plots to {plots[0].parent}" if plots else "no plots")
+    _emit(report, fmt, output)
+
+
+def _file_format(fmt: Format, output: Path) -> Format:
+    if fmt is not Format.TABLE:
+        return fmt
+    if output.suffix.lower() not in SUFFIX_FORMATS:
+        raise UsageError(
+            f"cannot tell the format of {output} from its suffix",
+            hint="add --format markdown|csv|json|latex, or use .md, .csv, .json or .tex",
+        )
+    return SUFFIX_FORMATS[output.suffix.lower()]
+
+
+def _emit(report: Comparison | Sweep, fmt: Format, output: Path | None) -> None:
+    """Print the table (format table) or the text; write --output when given."""
+    from saeval import render
+    from saeval.compare import Comparison
+
+    if output is not None:
+        text = render.render(report, _file_format(fmt, output))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", highlight=False)
+    if fmt is Format.TABLE:
+        table = (
+            render.comparison_table(report)
+            if isinstance(report, Comparison)
+            else render.sweep_table(report)
+        )
+        out.print(table)
+        for line in render.summary_lines(report):
+            out.print(f"[dim]- {escape(line)}[/]", highlight=False)
+    elif output is None:
+        out.print(
+            render.render(report, fmt),
+            markup=False,
+            highlight=False,
+            emoji=False,
+            end="",
+            soft_wrap=True,
+        )
+        if fmt in (Format.CSV, Format.LATEX):
+            for line in render.summary_lines(report):
+                err.print(f"note: {line}", highlight=False, markup=False)

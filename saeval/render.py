@@ -1,0 +1,272 @@
+"""Every view of a Comparison or Sweep: Rich tables, Markdown, CSV, JSON and LaTeX, with numbers
+formatted for reading (4 significant digits, p-values like 0.0021 or <1e-4)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from saeval.compare import Comparison, ComparisonRow
+from saeval.errors import UsageError
+from saeval.sweep import Sweep, SweepSeries
+
+FORMATS = ("markdown", "csv", "json", "latex")
+MISSING = "—"
+Report = Comparison | Sweep
+
+
+def fmt_number(value: float | None, *, signed: bool = False) -> str:
+    """4 decimals below 1 (like lm-eval's tables), else 4 significant digits; a dash if missing."""
+    if value is None or math.isnan(value):
+        return MISSING
+    sign = "+" if signed else ""
+    if math.isinf(value) or abs(value) >= 1e4:
+        return f"{value:{sign}.0f}"
+    if abs(value) >= 1:
+        return f"{value:{sign}#.4g}".rstrip(".")
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:{sign}.3g}"
+    return f"{value:{sign}.4f}"
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value with two significant digits; below 1e-4 as "<1e-4"."""
+    if p is None or math.isnan(p):
+        return MISSING
+    if p < 1e-4:
+        return "<1e-4"
+    return f"{p:.2g}"
+
+
+def fmt_estimate(value: float, stderr: float | None) -> str:
+    """ "0.2500 ± 0.0903", or the value alone where no standard error was reported."""
+    if stderr is None:
+        return fmt_number(value)
+    return f"{fmt_number(value)} ± {fmt_number(stderr)}"
+
+
+def fmt_ci(low: float | None, high: float | None) -> str:
+    """A confidence interval of a delta: "[-0.0403, +0.4040]"."""
+    if low is None or high is None:
+        return MISSING
+    return f"[{fmt_number(low, signed=True)}, {fmt_number(high, signed=True)}]"
+
+
+def _n(row: ComparisonRow) -> str:
+    if row.n_paired is not None:
+        return str(row.n_paired)
+    if row.n_a == row.n_b:
+        return MISSING if row.n_a is None else str(row.n_a)
+    return "/".join(MISSING if n is None else str(n) for n in (row.n_a, row.n_b))
+
+
+def _flips(row: ComparisonRow) -> str:
+    if row.right_to_wrong is None or row.wrong_to_right is None:
+        return MISSING
+    return f"{row.right_to_wrong}/{row.wrong_to_right}"
+
+
+def comparison_cells(comparison: Comparison, *, compact: bool = False) -> list[dict[str, str]]:
+    """Formatted cells of every row, keyed by the column headers.
+
+    `compact` (the terminal table) shows values without their stderr and turns the note column
+    into a "(k)" mark on the metric, numbered as `row_footnotes` numbers them.
+    """
+    level = f"{comparison.confidence:.0%} CI"
+    footnotes = row_footnotes(comparison)
+    cells = []
+    for row in comparison.rows:
+        mark = f" ({footnotes[row.note]})" if compact and row.note else ""
+        cell = {
+            "task": row.task,
+            "metric": row.metric + mark,
+            "n": _n(row),
+            comparison.a.label: fmt_number(row.a) if compact else fmt_estimate(row.a, row.a_stderr),
+            comparison.b.label: fmt_number(row.b) if compact else fmt_estimate(row.b, row.b_stderr),
+            "delta": fmt_number(row.delta, signed=True),
+            level: fmt_ci(row.ci_low, row.ci_high),
+            "p": fmt_p(row.p),
+            "p (Holm)": fmt_p(row.p_holm),
+            "test": row.test,
+            "flips r>w/w>r": _flips(row),
+        }
+        if not compact:
+            cell["note"] = row.note
+        cells.append(cell)
+    return cells
+
+
+def row_footnotes(comparison: Comparison) -> dict[str, int]:
+    """Number each distinct row note (1, 2, ...) in order of appearance."""
+    notes = dict.fromkeys(row.note for row in comparison.rows if row.note)
+    return {note: number for number, note in enumerate(notes, start=1)}
+
+
+def _safe_text(series: SweepSeries) -> str:
+    return MISSING if series.largest_safe is None else fmt_number(series.largest_safe)
+
+
+def sweep_cells(result: Sweep) -> list[dict[str, str]]:
+    """Formatted cells: per series a baseline row, then one row per strength."""
+    level = f"{1 - result.alpha:.0%} CI"
+    cells = []
+    for series in result.series:
+        cells.append(
+            {
+                "task": series.task,
+                "metric": series.metric,
+                "scale": "baseline",
+                "value": fmt_estimate(series.baseline, series.baseline_stderr),
+                "delta": "",
+                level: "",
+                "p": "",
+                "test": "",
+                "within margin": "",
+            }
+        )
+        for point in series.points:
+            verdict = {True: "yes", False: "no", None: MISSING}[point.non_inferior]
+            cells.append(
+                {
+                    "task": series.task,
+                    "metric": series.metric,
+                    "scale": fmt_number(point.scale),
+                    "value": fmt_estimate(point.value, point.stderr),
+                    "delta": fmt_number(point.delta, signed=True),
+                    level: fmt_ci(point.ci_low, point.ci_high),
+                    "p": fmt_p(point.p),
+                    "test": point.test,
+                    "within margin": verdict,
+                }
+            )
+    return cells
+
+
+def summary_lines(report: Report) -> list[str]:
+    """The report's notes; for a sweep first the largest strength within the margin per series."""
+    if isinstance(report, Comparison):
+        return list(report.notes)
+    lines = [
+        f"{series.task} {series.metric}: largest scale within {fmt_number(report.margin)} "
+        f"of baseline: {_safe_text(series)}"
+        for series in report.series
+    ]
+    return lines + list(report.notes)
+
+
+def _cells(report: Report) -> list[dict[str, str]]:
+    return comparison_cells(report) if isinstance(report, Comparison) else sweep_cells(report)
+
+
+def _style(row: ComparisonRow) -> str:
+    """Green for a significant improvement, red for a significant loss."""
+    if not row.significant or row.higher_is_better is None:
+        return ""
+    better = (row.delta > 0) == row.higher_is_better
+    return "bold green" if better else "bold red"
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """A Rich table of a comparison; significant rows green (improvement) or red (loss)."""
+    footnotes = row_footnotes(comparison)
+    cells = comparison_cells(comparison, compact=True)
+    caption = "\n".join(f"({number}) {note}" for note, number in footnotes.items())
+    styles = [_style(row) for row in comparison.rows]
+    return _rich_table(_title(comparison), cells, styles, caption)
+
+
+def sweep_table(result: Sweep) -> Table:
+    """A Rich dose-response table: per (task, metric) the baseline row, then each strength."""
+    cells = sweep_cells(result)
+    return _rich_table(_title(result), cells, [""] * len(cells), "")
+
+
+def _rich_table(title: str, cells: list[dict[str, str]], styles: list[str], caption: str) -> Table:
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=caption or None,
+        caption_justify="left",
+        header_style="bold",
+    )
+    for header in cells[0] if cells else ["task", "metric"]:
+        numeric = header not in ("task", "metric", "test", "note")
+        table.add_column(header, justify="right" if numeric else "left")
+    for row, style in zip(cells, styles, strict=True):
+        table.add_row(*(Text(value) for value in row.values()), style=style)
+    return table
+
+
+def _title(report: Report) -> str:
+    if isinstance(report, Comparison):
+        return f"{report.b.label} vs {report.a.label} (delta = {report.b.label} - {report.a.label})"
+    return f"steering sweep vs {report.baseline.label} (margin {fmt_number(report.margin)})"
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report as text in one of FORMATS."""
+    if fmt == "markdown":
+        return to_markdown(report)
+    if fmt == "csv":
+        return report.to_frame().to_csv(index=False)
+    if fmt == "json":
+        return to_json(report)
+    if fmt == "latex":
+        return to_latex(report)
+    raise UsageError(f"unknown format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
+
+
+def _markdown_row(values: Sequence[str]) -> str:
+    return "| " + " | ".join(value.replace("|", "\\|") for value in values) + " |"
+
+
+def to_markdown(report: Report) -> str:
+    """A GitHub-flavoured Markdown table, then the notes as a list."""
+    cells = _cells(report)
+    lines = [f"**{_title(report)}**", ""]
+    if cells:
+        headers = list(cells[0])
+        lines.append(_markdown_row(headers))
+        lines.append("|" + "|".join("---" for _ in headers) + "|")
+        lines += [_markdown_row(list(row.values())) for row in cells]
+    lines += ["", *(f"- {line}" for line in summary_lines(report))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_json(report: Report) -> str:
+    """Every number unrounded, plus the sides, settings and notes."""
+    data: dict[str, Any]
+    if isinstance(report, Comparison):
+        data = {
+            "a": asdict(report.a),
+            "b": asdict(report.b),
+            "alpha": report.alpha,
+            "rows": report.to_records(),
+            "notes": list(report.notes),
+        }
+    else:
+        data = {
+            "baseline": asdict(report.baseline),
+            "margin": report.margin,
+            "alpha": report.alpha,
+            "series": [asdict(series) for series in report.series],
+            "notes": list(report.notes),
+        }
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def to_latex(report: Report) -> str:
+    """A booktabs `tabular` (pandas Styler) of the formatted cells."""
+    import pandas as pd
+
+    frame = pd.DataFrame(_cells(report))
+    latex = frame.style.format(escape="latex").hide(axis="index")
+    latex = latex.format_index(escape="latex", axis="columns")
+    text = latex.to_latex(hrules=True, column_format="l" * max(len(frame.columns), 1))
+    return text.replace("±", r"$\pm$").replace(MISSING, "--")

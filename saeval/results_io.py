@@ -1,0 +1,381 @@
+"""Read one side of a comparison: a saeval run or configuration folder, or lm-eval's own output.
+
+lm-eval 0.4.13's `EvaluationTracker` writes `<out>/<model name sanitized>/results_<iso time>.json`
+and, with `--log_samples`, `samples_<task>_<iso time>.jsonl` beside it (same time stamp); with an
+`--output_path` ending in `.json` it writes `<stem>_<iso time>.json` and the samples in its folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from saeval.errors import ResultsError, UsageError
+
+BASELINE = "baseline"
+STEERED = "steered"
+_CONFIG_NAME = re.compile(r"^steered(?:@(?P<scale>[-+0-9.eE]+))?$")
+_RESULTS_GLOB = "results*.json"
+_SKIP_KEYS = frozenset({"name", "alias", "sample_len", "sample_count", "samples"})
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """An aggregated metric as lm-eval reports it; `stderr` is None where lm-eval says "N/A"."""
+
+    value: float
+    stderr: float | None
+
+
+@dataclass(frozen=True)
+class DocSample:
+    """One document's scalar per-metric values, keyed like lm-eval's results ("acc,none").
+
+    Metrics whose per-document value is not a number (perplexity's (loglikelihood, length) pair,
+    BLEU's (reference, prediction)) only exist as corpus-level aggregates and are left out.
+    """
+
+    doc_id: int
+    doc_hash: str
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One task (or group) of a results file, with its per-document samples when logged."""
+
+    name: str
+    metrics: Mapping[str, MetricValue]
+    n: int | None
+    version: str | None
+    config_hash: str | None
+    higher_is_better: Mapping[str, bool | None]
+    subtasks: tuple[str, ...] = ()
+    samples: Mapping[int, DocSample] | None = None
+    samples_file: Path | None = None
+
+    @property
+    def is_group(self) -> bool:
+        """Whether lm-eval lists subtasks for this name."""
+        return bool(self.subtasks)
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """Everything one side of a comparison holds, from one or more lm-eval results files."""
+
+    label: str
+    source: Path
+    files: tuple[Path, ...]
+    model_name: str | None
+    model_args: str
+    tasks: Mapping[str, TaskResult]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSides:
+    """A saeval run folder: the baseline and the steered configurations keyed by scale."""
+
+    run: Path
+    baseline: ResultSet
+    steered: Mapping[float, ResultSet] = field(default_factory=dict)
+
+
+def configuration_scale(name: str) -> float | None:
+    """The steering scale a configuration folder name encodes: `steered` is 1, `steered@2` is 2."""
+    match = _CONFIG_NAME.match(name)
+    if match is None:
+        return None
+    try:
+        return float(match["scale"]) if match["scale"] else 1.0
+    except ValueError:
+        return None
+
+
+def run_configurations(path: Path) -> dict[str, Path]:
+    """The configuration folders (`baseline`, `steered`, `steered@<scale>`) of a run folder."""
+    if not path.is_dir():
+        return {}
+    found = {}
+    for child in sorted(path.iterdir()):
+        is_config = child.name == BASELINE or configuration_scale(child.name) is not None
+        if child.is_dir() and is_config:
+            found[child.name] = child
+    return found
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether `path` is a saeval run folder (it holds configuration folders)."""
+    return bool(run_configurations(path))
+
+
+def load_run(path: Path) -> RunSides:
+    """Load a run folder's baseline and every steered configuration."""
+    configs = run_configurations(path)
+    if BASELINE not in configs:
+        raise ResultsError(
+            f"{path}: run folder has no baseline/ configuration",
+            hint="compare two configuration folders explicitly: saeval compare A B",
+        )
+    steered: dict[float, ResultSet] = {}
+    for name, folder in configs.items():
+        scale = configuration_scale(name)
+        if scale is not None:
+            steered[scale] = load_side(folder, label=name)
+    if not steered:
+        raise ResultsError(
+            f"{path}: run folder has no steered configuration",
+            hint="a run folder holds baseline/ and steered/ (or steered@<scale>/) folders",
+        )
+    baseline = load_side(configs[BASELINE], label=BASELINE)
+    return RunSides(run=path, baseline=baseline, steered=dict(sorted(steered.items())))
+
+
+def load_side(path: Path, label: str | None = None) -> ResultSet:
+    """Load a results JSON, a configuration folder or an lm-eval `--output_path` folder."""
+    if not path.exists():
+        raise ResultsError(f"{path}: no such file or folder")
+    configs = run_configurations(path)
+    if configs:
+        choices = ", ".join(str(path / name) for name in configs)
+        raise UsageError(
+            f"{path} is a run folder with configurations {', '.join(configs)}: which one?",
+            hint=f"name a configuration folder, one of: {choices}; "
+            f"or give the run folder alone to compare baseline with steered",
+        )
+    files = [path] if path.is_file() else _results_files(path)
+    return _load_files(files, source=path, label=label or path.name)
+
+
+def _results_files(folder: Path) -> list[Path]:
+    """The lm-eval results files in a folder or in its model subfolders."""
+    files = sorted(folder.glob(_RESULTS_GLOB))
+    if not files:
+        files = sorted(folder.glob(f"*/{_RESULTS_GLOB}"))
+    if not files:
+        raise ResultsError(
+            f"{folder}: no lm-eval results file (results_*.json) in this folder or its subfolders",
+            hint="pass a folder written by `lm_eval --output_path OUT --log_samples` "
+            "or a results JSON file",
+        )
+    parents = sorted({file.parent for file in files})
+    if len(parents) > 1:
+        listed = ", ".join(str(parent) for parent in parents)
+        raise ResultsError(
+            f"{folder}: results of several models ({listed})",
+            hint="name the model's folder",
+        )
+    return files
+
+
+def _timestamp(file: Path) -> str:
+    """lm-eval's time stamp of a results or samples file name ('' if it has none)."""
+    stem = file.name.removesuffix(".jsonl").removesuffix(".json")
+    return stem[stem.rfind("_") + 1 :] if "_" in stem else ""
+
+
+def _load_files(files: list[Path], *, source: Path, label: str) -> ResultSet:
+    """Merge results files of one model: for each task, the newest file that has it."""
+    ordered = sorted(files, key=lambda file: (_timestamp(file), file.stat().st_mtime))
+    loaded = [(file, read_json(file)) for file in ordered]
+    models = {_model_name(data) for _, data in loaded}
+    if len(models) > 1:
+        raise ResultsError(
+            f"{source}: results files of different models ({', '.join(map(str, models))})",
+            hint="name one results file",
+        )
+    tasks: dict[str, TaskResult] = {}
+    used: dict[str, Path] = {}
+    for file, data in loaded:
+        for name, task in _tasks_of(file, data).items():
+            tasks[name] = task
+            used[name] = file
+    notes = _superseded_notes(ordered, used)
+    newest = loaded[-1][1]
+    return ResultSet(
+        label=label,
+        source=source,
+        files=tuple(sorted(set(used.values()))),
+        model_name=_model_name(newest),
+        model_args=_model_args(newest),
+        tasks=dict(sorted(tasks.items())),
+        notes=tuple(notes),
+    )
+
+
+def _superseded_notes(ordered: list[Path], used: Mapping[str, Path]) -> list[str]:
+    """Say which results files were set aside because a newer one covers their tasks."""
+    if len(ordered) < 2:
+        return []
+    unused = [file.name for file in ordered if file not in used.values()]
+    kept = sorted({file.name for file in used.values()})
+    note = f"{ordered[-1].parent}: {len(ordered)} results files; using {', '.join(kept)}"
+    return [note + (f" (newest per task; ignored {', '.join(unused)})" if unused else "")]
+
+
+def read_json(file: Path) -> dict[str, Any]:
+    """Read an lm-eval results JSON; ResultsError names the file and line of any problem."""
+    text = _read_text(file)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ResultsError(
+            f"{file}:{error.lineno}: invalid JSON ({error.msg}, column {error.colno})",
+            hint="the file is corrupt or truncated; rerun the evaluation that wrote it",
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise ResultsError(f"{file}: not an lm-eval results file (no 'results' object)")
+    return data
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ResultsError(f"{file}: cannot read ({error})") from None
+
+
+def _model_name(data: Mapping[str, Any]) -> str | None:
+    name = data.get("model_name")
+    if isinstance(name, str) and name:
+        return name
+    config = data.get("config")
+    args = config.get("model_args") if isinstance(config, dict) else None
+    if isinstance(args, dict) and isinstance(args.get("pretrained"), str):
+        return str(args["pretrained"])
+    return None
+
+
+def _model_args(data: Mapping[str, Any]) -> str:
+    config = data.get("config")
+    args = config.get("model_args") if isinstance(config, dict) else None
+    if isinstance(args, dict):
+        return ",".join(f"{key}={value}" for key, value in args.items())
+    return str(args) if args else ""
+
+
+def _tasks_of(file: Path, data: Mapping[str, Any]) -> dict[str, TaskResult]:
+    """Every task and group of one results file, with samples where their JSONL is present."""
+    subtasks = data.get("group_subtasks") or {}
+    configs = data.get("configs") or {}
+    versions = data.get("versions") or {}
+    n_samples = data.get("n-samples") or {}
+    better = data.get("higher_is_better") or {}
+    stamp = _timestamp(file)
+    tasks = {}
+    for name, raw in data["results"].items():
+        if not isinstance(raw, dict):
+            raise ResultsError(f"{file}: results of task {name!r} is not an object")
+        samples_file = _samples_file(file.parent, name, stamp) if name in configs else None
+        samples = read_samples(samples_file) if samples_file else None
+        tasks[name] = TaskResult(
+            name=name,
+            metrics=_metrics(file, name, raw),
+            n=_task_n(raw, n_samples.get(name)),
+            version=None if versions.get(name) is None else str(versions[name]),
+            config_hash=_config_hash(configs.get(name)),
+            higher_is_better=dict(better.get(name) or {}),
+            subtasks=tuple(subtasks.get(name) or ()),
+            samples=samples,
+            samples_file=samples_file,
+        )
+    return tasks
+
+
+def _samples_file(folder: Path, task: str, stamp: str) -> Path | None:
+    name = f"samples_{task}_{stamp}.jsonl" if stamp else f"samples_{task}.jsonl"
+    path = folder / name
+    return path if path.is_file() else None
+
+
+def _metrics(file: Path, task: str, raw: Mapping[str, Any]) -> dict[str, MetricValue]:
+    """Aggregated metrics keyed "metric,filter", with "N/A" standard errors as None."""
+    metrics = {}
+    for key, value in raw.items():
+        if key in _SKIP_KEYS or "," not in key or "_stderr," in key:
+            continue
+        number = _number(value)
+        if number is None:
+            continue
+        metric, _, filter_name = key.partition(",")
+        stderr = _number(raw.get(f"{metric}_stderr,{filter_name}"))
+        metrics[key] = MetricValue(value=number, stderr=stderr)
+    return metrics
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _task_n(raw: Mapping[str, Any], counts: Any) -> int | None:
+    if isinstance(counts, dict) and isinstance(counts.get("effective"), int):
+        return int(counts["effective"])
+    sample_len = raw.get("sample_len")
+    return sample_len if isinstance(sample_len, int) else None
+
+
+def _config_hash(config: Any) -> str | None:
+    """A hash of the task config without `metadata` (lm-eval records the model there)."""
+    if not isinstance(config, dict):
+        return None
+    relevant = {key: value for key, value in config.items() if key != "metadata"}
+    text = json.dumps(relevant, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_samples(file: Path) -> dict[int, DocSample]:
+    """Read an lm-eval samples JSONL into per-document values ("acc,none" -> 1.0)."""
+    docs: dict[int, DocSample] = {}
+    for line_number, record in _jsonl_records(file):
+        doc_id, doc_hash, values = _sample_values(file, line_number, record)
+        previous = docs.get(doc_id)
+        if previous is not None and previous.doc_hash != doc_hash:
+            raise ResultsError(
+                f"{file}:{line_number}: document {doc_id} appears with two different doc_hash"
+            )
+        merged = {**previous.values, **values} if previous else values
+        docs[doc_id] = DocSample(doc_id=doc_id, doc_hash=doc_hash, values=merged)
+    return docs
+
+
+def _jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line_number, line in enumerate(_read_text(file).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ResultsError(
+                f"{file}:{line_number}: invalid JSON ({error.msg}, column {error.colno})",
+                hint="the samples file is corrupt or truncated; rerun the evaluation",
+            ) from None
+        if not isinstance(record, dict):
+            raise ResultsError(f"{file}:{line_number}: a sample must be a JSON object")
+        yield line_number, record
+
+
+def _sample_values(
+    file: Path, line_number: int, record: Mapping[str, Any]
+) -> tuple[int, str, dict[str, float]]:
+    doc_id, doc_hash = record.get("doc_id"), record.get("doc_hash")
+    names = record.get("metrics")
+    if not isinstance(doc_id, int) or not isinstance(doc_hash, str) or not isinstance(names, list):
+        raise ResultsError(
+            f"{file}:{line_number}: not an lm-eval sample (needs doc_id, doc_hash and metrics)"
+        )
+    filter_name = str(record.get("filter", "none"))
+    values: dict[str, float] = {}
+    for name in names:
+        value = record.get(name)
+        if isinstance(value, bool | int | float):
+            values[f"{name},{filter_name}"] = float(value)
+    return doc_id, doc_hash, values

@@ -1,0 +1,220 @@
+"""Dose-response over steering strengths: one paired comparison per scale, the largest strength
+that stays non-inferior to the baseline, and a PNG plot per (task, metric)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from saeval.compare import Comparison, ComparisonRow, Side, compare
+from saeval.errors import UsageError
+from saeval.results_io import ResultSet
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_MARGIN = 0.02
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One steering strength of one (task, metric): the value and its paired delta vs baseline."""
+
+    scale: float
+    value: float
+    stderr: float | None
+    delta: float
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None
+    test: str
+    non_inferior: bool | None
+
+
+@dataclass(frozen=True)
+class SweepSeries:
+    """A (task, metric) across strengths, with the largest strength within the margin."""
+
+    task: str
+    metric: str
+    higher_is_better: bool | None
+    baseline: float
+    baseline_stderr: float | None
+    points: tuple[SweepPoint, ...]
+    largest_safe: float | None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A dose-response report: one series per (task, metric) in the baseline and every scale."""
+
+    baseline: Side
+    series: tuple[SweepSeries, ...]
+    margin: float
+    alpha: float
+    notes: tuple[str, ...]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per (task, metric, scale), with the series' fields repeated."""
+        records = []
+        for series in self.series:
+            head = {
+                "task": series.task,
+                "metric": series.metric,
+                "higher_is_better": series.higher_is_better,
+                "baseline": series.baseline,
+                "baseline_stderr": series.baseline_stderr,
+                "largest_safe": series.largest_safe,
+            }
+            records += [{**head, **asdict(point)} for point in series.points]
+        return records
+
+    def to_frame(self) -> pd.DataFrame:
+        """The flat records as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.to_records())
+
+
+def non_inferior(
+    ci_low: float | None, ci_high: float | None, higher_is_better: bool | None, margin: float
+) -> bool | None:
+    """Whether a delta's CI excludes a loss beyond `margin` (both ways if direction unknown)."""
+    if ci_low is None or ci_high is None:
+        return None
+    if higher_is_better is None:
+        return ci_low > -margin and ci_high < margin
+    return ci_low > -margin if higher_is_better else ci_high < margin
+
+
+def largest_safe(points: Sequence[SweepPoint]) -> float | None:
+    """The largest strength (by magnitude) such that it and every weaker one is non-inferior."""
+    safe = None
+    for point in sorted(points, key=lambda point: abs(point.scale)):
+        if not point.non_inferior:
+            break
+        safe = point.scale
+    return safe
+
+
+def sweep(
+    baseline: ResultSet,
+    steered: Mapping[float, ResultSet],
+    *,
+    metrics: Sequence[str] | None = None,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = 0.05,
+) -> Sweep:
+    """Compare the baseline with each steered scale and collect the dose-response series."""
+    if not steered:
+        raise UsageError("a sweep needs at least one steered configuration")
+    if margin < 0:
+        raise UsageError(f"the non-inferiority margin must be >= 0, got {margin}")
+    comparisons = {
+        scale: compare(baseline, steered[scale], metrics=metrics, alpha=alpha)
+        for scale in sorted(steered)
+    }
+    notes = list(dict.fromkeys(note for c in comparisons.values() for note in c.notes))
+    series = [_series(rows, margin) for rows in _rows_by_series(comparisons).values()]
+    first = next(iter(comparisons.values()))
+    return Sweep(
+        baseline=first.a, series=tuple(series), margin=margin, alpha=alpha, notes=tuple(notes)
+    )
+
+
+def _rows_by_series(
+    comparisons: Mapping[float, Comparison],
+) -> dict[tuple[str, str], list[tuple[float, ComparisonRow]]]:
+    grouped: dict[tuple[str, str], list[tuple[float, ComparisonRow]]] = {}
+    for scale, comparison in comparisons.items():
+        for row in comparison.rows:
+            grouped.setdefault((row.task, row.metric), []).append((scale, row))
+    return grouped
+
+
+def _series(rows: list[tuple[float, ComparisonRow]], margin: float) -> SweepSeries:
+    first = rows[0][1]
+    points = tuple(
+        SweepPoint(
+            scale=scale,
+            value=row.b,
+            stderr=row.b_stderr,
+            delta=row.delta,
+            ci_low=row.ci_low,
+            ci_high=row.ci_high,
+            p=row.p,
+            test=row.test,
+            non_inferior=non_inferior(row.ci_low, row.ci_high, row.higher_is_better, margin),
+        )
+        for scale, row in rows
+    )
+    return SweepSeries(
+        task=first.task,
+        metric=first.metric,
+        higher_is_better=first.higher_is_better,
+        baseline=first.a,
+        baseline_stderr=first.a_stderr,
+        points=points,
+        largest_safe=largest_safe(points),
+    )
+
+
+def plot_path(directory: Path, series: SweepSeries) -> Path:
+    """Where `plot_sweep` writes one series: `sweep_<task>_<metric>.png`."""
+    name = re.sub(r"[^\w.-]+", "_", f"sweep_{series.task}_{series.metric}")
+    return directory / f"{name}.png"
+
+
+def plot_sweep(result: Sweep, directory: Path) -> list[Path]:
+    """Write one PNG per (task, metric): value vs strength, CI error bars, baseline line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for series in result.series:
+        figure, axes = plt.subplots(figsize=(5.0, 3.5), layout="constrained")
+        _draw(axes, series, result.margin, 1.0 - result.alpha)
+        path = plot_path(directory, series)
+        figure.savefig(path, dpi=120)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _draw(axes: Any, series: SweepSeries, margin: float, confidence: float) -> None:
+    """Draw one series: steered values with their paired CI, baseline line and margin band."""
+    with_ci = [
+        (point, point.ci_low, point.ci_high)
+        for point in series.points
+        if point.ci_low is not None and point.ci_high is not None
+    ]
+    without = [point for point in series.points if point.ci_low is None or point.ci_high is None]
+    axes.axhline(series.baseline, color="0.3", linestyle="--", label="baseline")
+    if series.higher_is_better is not False:
+        axes.axhspan(series.baseline - margin, series.baseline, color="0.85", label="margin")
+    if series.higher_is_better is not True:
+        axes.axhspan(series.baseline, series.baseline + margin, color="0.85")
+    if with_ci:
+        axes.errorbar(
+            [point.scale for point, _, _ in with_ci],
+            [point.value for point, _, _ in with_ci],
+            yerr=[
+                [point.delta - low for point, low, _ in with_ci],
+                [high - point.delta for point, _, high in with_ci],
+            ],
+            marker="o",
+            capsize=3,
+            label=f"steered ({confidence:.0%} CI of delta)",
+        )
+    if without:
+        axes.plot([p.scale for p in without], [p.value for p in without], "x", label="steered")
+    axes.set_xlabel("steering scale")
+    axes.set_ylabel(series.metric)
+    axes.set_title(f"{series.task}: {series.metric}")
+    axes.legend(fontsize="small")

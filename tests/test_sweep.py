@@ -1,0 +1,115 @@
+"""Dose-response sweeps: non-inferiority, the largest safe strength, plots and rendering."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from saeval import render
+from saeval.compare import MCNEMAR, NO_TEST
+from saeval.errors import UsageError
+from saeval.results_io import load_side
+from saeval.sweep import (
+    Sweep,
+    SweepPoint,
+    SweepSeries,
+    largest_safe,
+    non_inferior,
+    plot_path,
+    plot_sweep,
+    sweep,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "lmeval"
+
+
+@pytest.fixture(scope="module")
+def golden_sweep() -> Sweep:
+    """Scale 0.5 is the baseline again (no change), scale 1 the golden steered run."""
+    baseline = load_side(GOLDEN / "baseline")
+    steered = {1.0: load_side(GOLDEN / "steered"), 0.5: load_side(GOLDEN / "baseline")}
+    return sweep(baseline, steered)
+
+
+def _series(result: Sweep, task: str, metric: str) -> SweepSeries:
+    (found,) = (s for s in result.series if s.task == task and s.metric == metric)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "higher_is_better", "expected"),
+    [
+        (-0.01, 0.05, True, True),
+        (-0.03, 0.05, True, False),
+        (-0.05, 0.01, False, True),  # lower is better: the upper bound must stay below +margin
+        (-0.05, 0.03, False, False),
+        (-0.01, 0.01, None, True),  # direction unknown: both bounds inside the margin
+        (-0.01, 0.03, None, False),
+        (None, None, True, None),
+    ],
+)
+def test_non_inferior(
+    low: float | None, high: float | None, higher_is_better: bool | None, expected: bool | None
+) -> None:
+    assert non_inferior(low, high, higher_is_better, 0.02) is expected
+
+
+def _point(scale: float, ok: bool | None) -> SweepPoint:
+    return SweepPoint(scale, 0.5, None, 0.0, None, None, None, NO_TEST, ok)
+
+
+def test_largest_safe_stops_at_the_first_failure() -> None:
+    points = [_point(4.0, True), _point(0.5, True), _point(1.0, True), _point(2.0, False)]
+    assert largest_safe(points) == 1.0  # 4.0 passing after 2.0 failed does not count
+    assert largest_safe([_point(0.5, False), _point(1.0, True)]) is None
+    assert largest_safe([_point(0.5, None)]) is None
+
+
+def test_golden_sweep_series(golden_sweep: Sweep) -> None:
+    mc = _series(golden_sweep, "tiny_mc", "acc")
+    assert [p.scale for p in mc.points] == [0.5, 1.0]
+    assert mc.baseline == 0.25 and mc.points[1].value == pytest.approx(2 / 3)
+    assert mc.points[0].delta == 0.0 and mc.points[0].test == MCNEMAR
+    assert mc.largest_safe == 1.0  # an improvement is non-inferior
+    norm = _series(golden_sweep, "tiny_group", "acc_norm")
+    assert [p.non_inferior for p in norm.points] == [True, False]
+    assert norm.largest_safe == 0.5
+    ppl = _series(golden_sweep, "tiny_ppl", "word_perplexity")
+    assert ppl.largest_safe is None and ppl.points[1].non_inferior is None
+
+
+def test_sweep_rejects_bad_settings() -> None:
+    baseline = load_side(GOLDEN / "baseline")
+    with pytest.raises(UsageError, match="at least one"):
+        sweep(baseline, {})
+    with pytest.raises(UsageError, match="margin"):
+        sweep(baseline, {1.0: baseline}, margin=-1)
+
+
+def test_plot_sweep_writes_one_png_per_series(golden_sweep: Sweep, tmp_path: Path) -> None:
+    written = plot_sweep(golden_sweep, tmp_path / "plots")
+    assert len(written) == len(golden_sweep.series) == 13
+    expected = tmp_path / "plots" / "sweep_tiny_gen_exact_match_strict-match.png"
+    assert expected in written
+    assert plot_path(tmp_path / "plots", _series(golden_sweep, "tiny_mc", "acc")).name == (
+        "sweep_tiny_mc_acc.png"
+    )
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_sweep_renders_in_every_format(golden_sweep: Sweep) -> None:
+    markdown = render.render(golden_sweep, "markdown")
+    assert "| tiny_mc | acc | baseline | 0.2500 ± 0.0903 |" in markdown
+    assert "- tiny_mc acc: largest scale within 0.0200 of baseline: 1.000" in markdown
+    rows = list(csv.DictReader(io.StringIO(render.render(golden_sweep, "csv"))))
+    assert len(rows) == 26 and {row["scale"] for row in rows} == {"0.5", "1.0"}
+    data = json.loads(render.render(golden_sweep, "json"))
+    assert data["margin"] == 0.02 and len(data["series"]) == 13
+    assert r"\begin{tabular}" in render.render(golden_sweep, "latex")
+    table = render.sweep_table(golden_sweep)
+    assert table.row_count == 13 * 3
