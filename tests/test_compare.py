@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -438,3 +441,46 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     assert code == 2 and "not a saeval run folder" in stderr
     code, _, stderr = _invoke(GOLDEN, "--metric", "nope")
     assert code == 2 and "metric nope" in stderr
+
+
+# ---- end to end with lm-eval's own CLI ----------------------------------------------------
+
+_LM_EVAL_TWICE = """
+import sys
+from lm_eval.__main__ import cli_evaluate
+
+tasks, *runs = sys.argv[1:]
+for model, output in zip(runs[::2], runs[1::2]):
+    sys.argv = ["lm_eval", "--model", "hf", "--model_args", f"pretrained={model}",
+                "--tasks", "tiny_mc,tiny_rolling", "--include_path", tasks,
+                "--output_path", output, "--log_samples", "--limit", "5", "--batch_size", "4"]
+    cli_evaluate()
+"""
+
+
+def test_two_plain_lm_eval_runs_compare_paired(tmp_path: Path) -> None:
+    """lm-eval's CLI (as `python -m lm_eval` runs it) on two tiny GPT-2s, then saeval compare."""
+    from builders import save_tiny_pretrained
+    from sae_builders import write_tasks
+
+    tasks = write_tasks(tmp_path / "tasks")
+    models = [save_tiny_pretrained("gpt2", tmp_path / f"model{seed}", seed=seed) for seed in (0, 1)]
+    outputs = [tmp_path / "out0", tmp_path / "out1"]
+    argv = [str(tasks), str(models[0]), str(outputs[0]), str(models[1]), str(outputs[1])]
+    done = subprocess.run(
+        [sys.executable, "-c", _LM_EVAL_TWICE, *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    comparison = compare(load_side(outputs[0]), load_side(outputs[1]))
+    acc = _row(comparison, "tiny_mc", "acc")
+    assert acc.test == MCNEMAR and acc.n_paired == 5
+    assert acc.right_to_wrong is not None and acc.wrong_to_right is not None
+    assert acc.delta == pytest.approx((acc.wrong_to_right - acc.right_to_wrong) / 5)
+    assert _row(comparison, "tiny_rolling", "word_perplexity").test == NO_TEST
+    code, stdout, _ = _invoke(outputs[0], outputs[1], "--format", "json")
+    assert code == 0 and len(json.loads(stdout)["rows"]) == len(comparison.rows)

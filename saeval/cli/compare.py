@@ -43,11 +43,14 @@ SIDE_HELP = (
 def command(
     a: Annotated[
         Path,
-        typer.Argument(help=f"Side A (the baseline): {SIDE_HELP}.", show_default=False),
+        typer.Argument(
+            metavar="A", help=f"Side A (the baseline): {SIDE_HELP}.", show_default=False
+        ),
     ],
     b: Annotated[
         Path | None,
         typer.Argument(
+            metavar="B",
             help="Side B (the steered model), same kinds as A. Leave it out to compare a run "
             "folder's baseline with its steered configuration (a sweep for several strengths).",
             show_default=False,
@@ -58,6 +61,7 @@ def command(
         typer.Option(
             "--metric",
             "-m",
+            metavar="NAME",
             help="Only this metric (repeatable): acc, acc_norm, exact_match,strict-match, ...",
             show_default=False,
         ),
@@ -83,6 +87,7 @@ def command(
         typer.Option(
             "--output",
             "-o",
+            metavar="FILE",
             help="Write the report here (in --format, or by suffix: .md .csv .json .tex); "
             "a sweep's plots go to the same folder.",
             show_default=False,
