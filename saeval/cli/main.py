@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from saeval import __version__
+from saeval.cli import saes, validate
 from saeval.cli.console import err
 from saeval.errors import SaevalError
 
@@ -66,6 +67,10 @@ def _root(
     ] = False,
 ) -> None:
     """Evaluate language models steered by SAE latents on lm-eval benchmarks."""
+
+
+app.command("validate")(boundary(validate.command))
+app.command("saes")(boundary(saes.command))
 
 
 def main() -> None:

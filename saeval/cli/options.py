@@ -1,0 +1,41 @@
+"""Options several commands share, as `Annotated` aliases: one spelling and help text each."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+
+class OutputFormat(StrEnum):
+    """How a command prints its result."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Base model: a Hugging Face id (google/gemma-2-2b), a TransformerLens alias "
+        "(gemma-2-2b) or a local model folder.",
+        show_default=False,
+    ),
+]
+OnlineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--online",
+        help="Fetch the small config files of SAEs whose width or hook point is unknown "
+        "offline from the Hugging Face hub (never weights).",
+    ),
+]
+FormatOpt = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format", "-f", help="table for people, json for scripts.", case_sensitive=False
+    ),
+]

@@ -1,0 +1,98 @@
+"""`saeval validate`: check steer files against the SAE catalog in seconds, before any model loads.
+
+Output with `--format table` (default): one table per file (row, latent, action, SAE, hook,
+width, model, status, Neuronpedia link), a one-line verdict per file, then every error as
+`file:line column: message` on stderr and every unchecked check on stdout.
+
+`--format json` prints one object (schema `saeval.resolution/1`) on stdout:
+
+    {"schema": "saeval.resolution/1", "ok": bool, "online": bool,
+     "model": --model or null, "base_model": the Hugging Face id all rows steer, or null,
+     "files": [{"path", "summary"}],
+     "rows": [{"file", "line", "latent_idx", "coefficient", "action", "description",
+               "hook_name", "neuronpedia_url", "status": "ok"|"error"|"unchecked",
+               "sae": null | {"kind": "release"|"hf_repo"|"local", "release", "sae_id",
+                              "repo_id", "path", "model", "hook_name", "d_sae", "d_in",
+                              "neuronpedia_id", "source"},
+               "checks": [{"name": "sae"|"latent_idx"|"model"|"hook"|"duplicate",
+                           "status", "where", "message"}]}],
+     "problems": ["file:line column: message", ...],   # every error, unreadable files too
+     "unchecked": ["file:line column: message", ...]}
+
+Exit code 0 when every file is valid (unchecked checks allowed), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from saeval.cli.console import err, out
+from saeval.cli.options import FormatOpt, ModelOpt, OnlineOpt, OutputFormat
+from saeval.errors import ResolutionError
+from saeval.resolve import Resolution, ResolvedRow, Status, validate
+
+_STYLES = {Status.OK: "green", Status.ERROR: "bold red", Status.UNCHECKED: "yellow"}
+
+
+def command(
+    steer_files: Annotated[
+        list[str],
+        typer.Argument(
+            help="steer.csv files; several are checked as one steer set.", metavar="STEER.csv"
+        ),
+    ],
+    model: ModelOpt = None,
+    online: OnlineOpt = False,
+    output: FormatOpt = OutputFormat.TABLE,
+) -> None:
+    """Check steer files offline: SAEs exist, latents fit, one base model, hooks map."""
+    resolution = validate(steer_files, model=model, online=online)
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps(resolution.to_dict(), indent=2))
+    else:
+        show(resolution)
+    if not resolution.ok:
+        count = len(resolution.problems)
+        raise ResolutionError(f"{count} problem{'s' if count > 1 else ''} in the steer files")
+
+
+def show(resolution: Resolution) -> None:
+    """Print the tables, verdicts, errors (stderr) and unchecked checks of a resolution."""
+    for file in resolution.files:
+        rows = resolution.rows_of(file)
+        if rows:
+            out.print(_table(file, rows))
+        out.print(escape(resolution.summary(file)), highlight=False, soft_wrap=True)
+    for problem in resolution.problems:
+        err.print(f"[red]{escape(problem)}[/]", highlight=False, soft_wrap=True)
+    for note in resolution.unchecked:
+        out.print(f"[yellow]{escape(note)}[/]", highlight=False, soft_wrap=True)
+
+
+def _table(file: str, rows: list[ResolvedRow]) -> Table:
+    """One file's rows."""
+    table = Table(title=escape(file), title_justify="left")
+    for name in ("line", "latent", "action", "SAE", "hook", "width", "model", "status"):
+        table.add_column(name, overflow="fold")
+    table.add_column("Neuronpedia", overflow="fold")
+    for resolved in rows:
+        row, sae = resolved.row, resolved.sae
+        action = row.action.value if row.action == "ablate" else f"{row.action} {row.coefficient:g}"
+        status = resolved.status
+        table.add_row(
+            str(row.line),
+            str(row.latent_idx),
+            action,
+            escape(f"{row.sae_release}\n{row.sae_id}".strip()),
+            escape(resolved.hook_name or "?"),
+            str(sae.d_sae) if sae and sae.d_sae else "?",
+            escape(sae.model or "?") if sae else "?",
+            f"[{_STYLES[status]}]{status}[/]",
+            resolved.neuronpedia_url or "",
+        )
+    return table
