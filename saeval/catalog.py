@@ -504,6 +504,10 @@ def model_info(model: str) -> ModelInfo:
     folder = Path(model).expanduser()
     if (folder / "config.json").is_file():
         return _model_from_config(model, True, folder / "config.json", f"{model}/config.json")
+    if folder.is_dir():
+        return ModelInfo(model, local=True)
+    if _looks_like_path(model):
+        raise ResolutionError(f"model folder {model!r} not found")
     model_id = hf_model_id(model)
     if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model_id):
         from huggingface_hub import try_to_load_from_cache
@@ -514,7 +518,7 @@ def model_info(model: str) -> ModelInfo:
             return _model_from_config(model_id, False, Path(cached), source)
     lowered = model_id.lower()
     model_type = next((kind for key, kind in _MODEL_TYPES if re.search(key, lowered)), None)
-    return ModelInfo(model_id, folder.is_dir() or model.startswith((".", "/", "~")), model_type)
+    return ModelInfo(model_id, local=False, model_type=model_type)
 
 
 def _model_from_config(model_id: str, local: bool, path: Path, source: str) -> ModelInfo:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from saeval import catalog
-from saeval.catalog import ModelInfo, SaeRef
+from saeval.catalog import ModelInfo, SaeRef, UnknownSaeId
 from saeval.errors import ResolutionError, SteerFileError, SteeringError
 from saeval.hooks import check_hook_name, is_module_name
 from saeval.steer_file import Action, SteerFile, SteerRow, read_steer_file
@@ -261,7 +261,7 @@ class _Resolver:
 
     def __init__(self, online: bool) -> None:
         self.online = online
-        self._saes: dict[tuple[str, str], tuple[ResolvedSae | None, Status, str]] = {}
+        self._saes: dict[tuple[str, str], tuple[ResolvedSae | None, Status, str, str]] = {}
         self._models: dict[str, ModelInfo] = {}
 
     def locate(self, row: SteerRow) -> tuple[ResolvedSae | None, Check]:
@@ -269,27 +269,29 @@ class _Resolver:
         key = (row.sae_release, row.sae_id)
         if key not in self._saes:
             self._saes[key] = self._locate(row.sae_release, row.sae_id)
-        sae, status, message = self._saes[key]
-        column = "sae_id" if status is Status.ERROR and "has no SAE" in message else "sae_release"
-        return sae, Check("sae", status, row.where(_column(row, column)), message)
+        sae, status, column, message = self._saes[key]
+        return sae, _check("sae", row, column, status, message)
 
-    def _locate(self, release: str, sae_id: str) -> tuple[ResolvedSae | None, Status, str]:
-        """(SAE, status, message) for one (sae_release, sae_id)."""
+    def _locate(self, release: str, sae_id: str) -> tuple[ResolvedSae | None, Status, str, str]:
+        """(SAE, status, column to blame, message) for one (sae_release, sae_id)."""
         try:
             ref = catalog.locate(release, sae_id)
             info = catalog.sae_info(ref, online=self.online)
+        except UnknownSaeId as error:
+            return None, Status.ERROR, "sae_id", error.message
         except ResolutionError as error:
-            return None, Status.ERROR, error.message
+            return None, Status.ERROR, "sae_release", error.message
         sae = _resolved_sae(ref, info)
         if ref.kind != "hf_repo" or info.source:
-            return sae, Status.OK, _found(ref)
-        why = "the hub could not be reached" if self.online else "offline"
-        return (
-            sae,
-            Status.UNCHECKED,
-            f"Hugging Face repo {ref.repo_id!r} (folder {sae_id!r}) not checked: {why} and its "
-            f"{catalog.SAE_CFG_FILE} is not in the Hugging Face cache; --online fetches it",
+            return sae, Status.OK, "sae_release", _found(ref)
+        why = (
+            "the hub could not be reached"
+            if self.online
+            else f"offline and its {catalog.SAE_CFG_FILE} is not in the Hugging Face cache "
+            "(--online fetches it)"
         )
+        message = f"Hugging Face repo {ref.repo_id!r} (folder {sae_id!r}) not checked: {why}"
+        return sae, Status.UNCHECKED, "sae_release", message
 
     def model(self, model: str) -> ModelInfo:
         """What is known about a base model (cached per resolution)."""

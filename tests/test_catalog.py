@@ -237,6 +237,11 @@ def test_model_info_reads_a_local_model_folder(tmp_path: Path) -> None:
     assert (info.local, info.model_type, info.n_layers, info.d_model) == (True, "gemma3", 34, 2560)
 
 
+def test_model_info_of_a_missing_model_folder_is_an_error() -> None:
+    with pytest.raises(ResolutionError, match=r"model folder '\./no-model' not found"):
+        catalog.model_info("./no-model")
+
+
 def write_cached(cache: Path, repo_id: str, filename: str, content: dict[str, object]) -> None:
     """Put one file into a Hugging Face cache layout, as hf_hub_download leaves it."""
     repo = cache / f"models--{repo_id.replace('/', '--')}"
