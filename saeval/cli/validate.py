@@ -79,7 +79,7 @@ def _table(file: str, rows: list[ResolvedRow]) -> Table:
     table = Table(title=escape(file), title_justify="left")
     for name in ("line", "latent", "action", "SAE", "hook", "width", "model", "status"):
         table.add_column(name, overflow="fold")
-    table.add_column("Neuronpedia", overflow="fold")
+    table.add_column("Neuronpedia", no_wrap=True)
     for resolved in rows:
         row, sae = resolved.row, resolved.sae
         action = row.action.value if row.action == "ablate" else f"{row.action} {row.coefficient:g}"
