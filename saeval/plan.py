@@ -1,0 +1,422 @@
+"""The steer plan: what each hook point does to its activation, with only the SAE parts it needs.
+
+At a hook point with activations ``h`` (batch, pos, d_in):
+
+- ``add``:    ``h <- h + c * W_dec[i]``; all add rows of a hook point are summed into one vector.
+- ``clamp``:  ``h <- h + (c - f_i(h)) * W_dec[i]``, ``f_i`` the SAE encoder's latent ``i``.
+- ``ablate``: clamp to 0.
+
+``scale`` multiplies every coefficient (add vectors and clamp targets). The add vector is applied
+first, then the clamps, all computed from the same (added-to) activation, so clamped latents
+hold their targets also next to add rows.
+
+The encoder for clamps is the SAE's own class sliced to the clamped latents (``W_enc[:, idx]``,
+``b_enc[idx]``, ``threshold[idx]``, ``W_dec[idx]``, same ``b_dec`` and config), so its ``encode``
+keeps sae_lens's semantics for each architecture at a cost proportional to the clamped latents.
+TopK-style SAEs select latents by competition among all of them, so their full SAE is kept.
+Everything else of each SAE is freed once the plan is built.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from saeval.errors import SteeringError
+
+if TYPE_CHECKING:
+    import torch
+    from sae_lens import SAE
+    from torch import Tensor
+
+    from saeval.steer_file import SteerFile, SteerRow
+
+Edit = Callable[["Tensor"], "Tensor"]
+SaeKey = tuple[str, str]  # (sae_release, sae_id)
+
+SLICEABLE = ("standard", "jumprelu", "gated")  # each latent's encoder depends on its own weights
+COMPETING = ("topk", "abstopk")  # latents compete: the full encoder is needed
+PER_TOKEN_NORMS = ("layer_norm", "constant_norm_rescale")  # decoder rows rescaled per token
+
+
+@dataclass(frozen=True)
+class SAEInfo:
+    """What a plan records about one SAE it used (for manifests and messages)."""
+
+    release: str
+    sae_id: str
+    architecture: str
+    hook_name: str | None
+    d_in: int
+    d_sae: int
+    model_name: str | None
+    neuronpedia_id: str | None
+
+
+@dataclass
+class ClampGroup:
+    """One SAE's clamped latents at one hook point: a small encoder and its decoder rows."""
+
+    sae: SAEInfo
+    rows: tuple[SteerRow, ...]
+    latents: tuple[int, ...]
+    targets: Tensor  # (k,) clamp targets before scaling
+    encoder: SAE  # sliced to the latents, or the full SAE for competing architectures
+    positions: Tensor | None  # latents' positions in the encoder's output when it is the full SAE
+    W_dec: Tensor  # (k, d_in) decoder rows of the latents
+    _on_device: dict[Any, tuple[SAE, Tensor, Tensor | None, Tensor]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def delta(self, h: Tensor, scale: float) -> Tensor:
+        """``(scale * c - f(h)) @ W_dec`` in the encoder's dtype, on ``h``'s device."""
+        import torch
+
+        encoder, targets, positions, W_dec = self._moved(h.device)
+        with torch.no_grad():
+            acts = encoder.encode(h)
+            if positions is not None:
+                acts = acts.index_select(-1, positions)
+            return (targets * scale - acts) @ W_dec
+
+    def _moved(self, device: torch.device) -> tuple[SAE, Tensor, Tensor | None, Tensor]:
+        """The encoder and tensors on ``device`` (copied once per device)."""
+        if device not in self._on_device:
+            if device == self.W_dec.device:
+                encoder = self.encoder
+            else:
+                encoder = copy.deepcopy(self.encoder).to(device)
+            positions = None if self.positions is None else self.positions.to(device)
+            self._on_device[device] = (
+                encoder,
+                self.targets.to(device),
+                positions,
+                self.W_dec.to(device),
+            )
+        return self._on_device[device]
+
+
+@dataclass
+class HookPointPlan:
+    """Everything applied at one hook point: one summed add vector and the clamp groups."""
+
+    hook_name: str
+    d_in: int
+    rows: tuple[SteerRow, ...]
+    add_vector: Tensor | None  # (d_in,) sum of c * W_dec[i] over add rows; None if none or zero
+    clamps: tuple[ClampGroup, ...] = ()
+    _add_cache: dict[Any, Tensor] = field(default_factory=dict, repr=False)
+
+    def edit(self, h: Tensor, scale: float = 1.0) -> Tensor:
+        """Return the steered activation for ``h`` (batch, pos, d_in) at strength ``scale``."""
+        if h.shape[-1] != self.d_in:
+            raise SteeringError(self._width_message(h.shape[-1]))
+        if self.add_vector is not None and scale != 0:
+            h = h + self._scaled_add(h, scale)
+        if self.clamps:
+            deltas = [group.delta(h, scale) for group in self.clamps]
+            delta = deltas[0]
+            for extra in deltas[1:]:
+                delta = delta + extra
+            h = h + delta.to(h.dtype)
+        return h
+
+    def _scaled_add(self, h: Tensor, scale: float) -> Tensor:
+        """``scale * add_vector`` in ``h``'s device and dtype (computed once per key)."""
+        key = (h.device, h.dtype, scale)
+        if key not in self._add_cache:
+            assert self.add_vector is not None
+            self._add_cache[key] = (self.add_vector * scale).to(device=h.device, dtype=h.dtype)
+        return self._add_cache[key]
+
+    def _width_message(self, width: int) -> str:
+        """A d_in mismatch message naming every row of this hook point."""
+        where = ", ".join(row.where() for row in self.rows)
+        return (
+            f"{where}: the SAE at {self.hook_name} has d_in={self.d_in}, but the model's "
+            f"activation there has width {width}"
+        )
+
+    def nbytes(self) -> int:
+        """Bytes of the tensors this hook point keeps (add vector, encoders, decoder rows)."""
+        total = 0 if self.add_vector is None else _tensor_bytes(self.add_vector)
+        for group in self.clamps:
+            total += sum(_tensor_bytes(t) for t in group.encoder.state_dict().values())
+            total += _tensor_bytes(group.W_dec) + _tensor_bytes(group.targets)
+        return total
+
+
+@dataclass
+class SteerPlan:
+    """Rows grouped by hook point, with the SAE info the plan was built from."""
+
+    points: dict[str, HookPointPlan]
+    model_id: str | None  # Hugging Face id of the base model the SAEs record, if any
+    saes: list[SAEInfo]
+
+    def edits(self, scale: float = 1.0) -> dict[str, Edit]:
+        """One edit function per hook name, for ``hooks.attach``, at strength ``scale``."""
+        return {name: _bind(point, scale) for name, point in self.points.items()}
+
+    def nbytes(self) -> int:
+        """Bytes of tensors the plan keeps (before per-device copies)."""
+        return sum(point.nbytes() for point in self.points.values())
+
+
+def _bind(point: HookPointPlan, scale: float) -> Edit:
+    """``point.edit`` with ``scale`` fixed."""
+
+    def edit(h: Tensor) -> Tensor:
+        return point.edit(h, scale)
+
+    return edit
+
+
+def _tensor_bytes(tensor: Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def build_plan(steer: SteerFile, *, device: str = "cpu", dtype: str = "float32") -> SteerPlan:
+    """Load each distinct SAE of ``steer`` once (via sae_lens) and keep only what it needs."""
+    from saeval.saes import load_sae
+
+    def load(key: SaeKey) -> SAE:
+        return load_sae(key[0], key[1], device=device, dtype=dtype)
+
+    return plan_rows(steer.rows, load)
+
+
+def plan_from_saes(rows: Iterable[SteerRow], saes: Mapping[SaeKey, SAE]) -> SteerPlan:
+    """Build a plan from already-loaded SAEs keyed by (sae_release, sae_id)."""
+    return plan_rows(rows, saes.__getitem__)
+
+
+def plan_rows(rows: Iterable[SteerRow], load: Callable[[SaeKey], SAE]) -> SteerPlan:
+    """Build a plan, calling ``load`` once per distinct SAE and dropping each SAE after use."""
+    by_sae: dict[SaeKey, list[SteerRow]] = {}
+    for row in rows:
+        by_sae.setdefault((row.sae_release, row.sae_id), []).append(row)
+    parts: list[_SaePart] = []
+    infos: list[SAEInfo] = []
+    for key, sae_rows in by_sae.items():
+        sae = load(key)
+        info = _info(key, sae)
+        infos.append(info)
+        parts.extend(_parts_of(sae, info, sae_rows))
+        del sae
+    return SteerPlan(points=_points(parts), model_id=_model_id(infos), saes=infos)
+
+
+@dataclass
+class _SaePart:
+    """One SAE's contribution to one hook point, before hook points are merged."""
+
+    hook_name: str
+    d_in: int
+    rows: list[SteerRow]
+    add_vector: Tensor | None
+    clamp: ClampGroup | None
+
+
+def _info(key: SaeKey, sae: SAE) -> SAEInfo:
+    metadata = sae.cfg.metadata
+    return SAEInfo(
+        release=key[0],
+        sae_id=key[1],
+        architecture=sae.cfg.architecture(),
+        hook_name=metadata.hook_name,
+        d_in=int(sae.cfg.d_in),
+        d_sae=int(sae.cfg.d_sae),
+        model_name=metadata.model_name,
+        neuronpedia_id=metadata.neuronpedia_id,
+    )
+
+
+def _model_id(infos: Sequence[SAEInfo]) -> str | None:
+    """The Hugging Face id of the base model the SAEs name (the first that names one)."""
+    from saeval.catalog import hf_model_id
+
+    name = next((info.model_name for info in infos if info.model_name), None)
+    return None if name is None else hf_model_id(name)
+
+
+def _parts_of(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> list[_SaePart]:
+    """Split one SAE's rows by hook point and extract their add vectors and clamp groups."""
+    by_hook: dict[str, list[SteerRow]] = {}
+    for row in rows:
+        _check_latent(row, info)
+        by_hook.setdefault(_hook_of(row, info), []).append(row)
+    parts = []
+    for hook_name, hook_rows in by_hook.items():
+        adds = [row for row in hook_rows if row.action == "add"]
+        clamps = [row for row in hook_rows if row.action != "add"]
+        parts.append(
+            _SaePart(
+                hook_name=hook_name,
+                d_in=info.d_in,
+                rows=hook_rows,
+                add_vector=_add_vector(sae, adds) if adds else None,
+                clamp=_clamp_group(sae, info, clamps) if clamps else None,
+            )
+        )
+    return parts
+
+
+def _hook_of(row: SteerRow, info: SAEInfo) -> str:
+    """The row's hook override, else the SAE's own hook name."""
+    hook = row.hook or info.hook_name
+    if not hook:
+        raise SteeringError(
+            f"{row.where()}: SAE {info.release} {info.sae_id} records no hook_name",
+            hint="give the hook point in a 'hook' column",
+        )
+    return hook
+
+
+def _check_latent(row: SteerRow, info: SAEInfo) -> None:
+    if row.latent_idx >= info.d_sae:
+        raise SteeringError(
+            f"{row.where('latent_idx')}: latent {row.latent_idx} is out of range for SAE "
+            f"{info.release} {info.sae_id} (d_sae={info.d_sae})"
+        )
+
+
+def _add_vector(sae: SAE, rows: list[SteerRow]) -> Tensor:
+    """Sum of ``c * W_dec[i]`` over ``rows``, in the SAE's dtype."""
+    import torch
+
+    with torch.no_grad():
+        vector = torch.zeros_like(sae.W_dec[0])
+        for row in rows:
+            vector += row.coefficient * sae.W_dec[row.latent_idx]
+    return vector.detach().clone()
+
+
+def _clamp_group(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> ClampGroup:
+    """The encoder and decoder rows that clamping ``rows``' latents needs."""
+    import torch
+
+    _check_clampable(sae, info, rows)
+    latents = tuple(row.latent_idx for row in rows)
+    index = torch.tensor(latents, dtype=torch.long, device=sae.W_dec.device)
+    targets = torch.tensor(
+        [0.0 if row.action == "ablate" else row.coefficient for row in rows],
+        dtype=sae.W_dec.dtype,
+        device=sae.W_dec.device,
+    )
+    if info.architecture in COMPETING:
+        encoder, positions = _full_encoder(sae), index
+    else:
+        encoder, positions = sliced_sae(sae, index), None
+    with torch.no_grad():
+        W_dec = sae.W_dec.index_select(0, index).detach().clone()
+    return ClampGroup(
+        sae=info,
+        rows=tuple(rows),
+        latents=latents,
+        targets=targets,
+        encoder=encoder,
+        positions=positions,
+        W_dec=W_dec,
+    )
+
+
+def _check_clampable(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> None:
+    """Clamps need an encoder whose latents map linearly back through W_dec."""
+    where = ", ".join(row.where("action") for row in rows)
+    if info.architecture not in SLICEABLE + COMPETING:
+        raise SteeringError(
+            f"{where}: clamp/ablate is not supported for {info.architecture!r} SAEs "
+            f"(supported: {', '.join(SLICEABLE + COMPETING)})",
+            hint="use action add for this SAE",
+        )
+    if sae.cfg.normalize_activations in PER_TOKEN_NORMS:
+        raise SteeringError(
+            f"{where}: SAE {info.release} {info.sae_id} normalises activations per token "
+            f"({sae.cfg.normalize_activations}), so clamping through W_dec is not defined",
+            hint="use action add for this SAE",
+        )
+
+
+def _full_encoder(sae: SAE) -> SAE:
+    """The whole SAE, sharing its tensors, reading flat activations (hook_z comes flattened)."""
+    return _rebuilt(sae, dict(sae.state_dict()), sae.cfg.d_sae)
+
+
+def sliced_sae(sae: SAE, index: Tensor) -> SAE:
+    """An SAE of the same class and config holding only the latents ``index``."""
+    import torch
+
+    with torch.no_grad():
+        state = {name: _slice(name, t, sae, index) for name, t in sae.state_dict().items()}
+    return _rebuilt(sae, state, int(index.numel()))
+
+
+def _rebuilt(sae: SAE, state: dict[str, Tensor], d_sae: int) -> SAE:
+    """A frozen SAE of ``sae``'s class and config with ``d_sae`` latents holding ``state``."""
+    import torch
+
+    cfg = copy.deepcopy(sae.cfg)
+    cfg.d_sae = d_sae
+    cfg.reshape_activations = "none"  # hook_z activations reach the hook already flattened
+    device = cfg.device
+    cfg.device = "meta"  # as sae_lens's loaders do: no throwaway initialisation
+    rebuilt = type(sae)(cfg)
+    rebuilt.cfg.device = device
+    rebuilt.load_state_dict(state, assign=True)
+    rebuilt.to(device=torch.device(device), dtype=sae.W_dec.dtype)
+    return rebuilt.requires_grad_(False).eval()
+
+
+def _slice(name: str, tensor: Tensor, sae: SAE, index: Tensor) -> Tensor:
+    """One parameter restricted to the latents ``index`` (a copy, never a view)."""
+    d_sae = sae.cfg.d_sae
+    if name == "W_enc":
+        return tensor.index_select(1, index).clone()
+    if name == "W_dec":
+        return tensor.index_select(0, index).clone()
+    if name == "b_dec":
+        return tensor.detach().clone()
+    if tensor.dim() == 1 and tensor.shape[0] == d_sae:
+        return tensor.index_select(0, index).clone()
+    raise SteeringError(
+        f"cannot slice parameter {name} {tuple(tensor.shape)} of a {sae.cfg.architecture()} SAE"
+    )
+
+
+def _points(parts: list[_SaePart]) -> dict[str, HookPointPlan]:
+    """Merge SAE parts into one plan per hook point (summing add vectors)."""
+    grouped: dict[str, list[_SaePart]] = {}
+    for part in parts:
+        grouped.setdefault(part.hook_name, []).append(part)
+    return {hook: _merge(hook, group) for hook, group in grouped.items()}
+
+
+def _merge(hook_name: str, parts: list[_SaePart]) -> HookPointPlan:
+    rows = tuple(row for part in parts for row in part.rows)
+    widths = {part.d_in for part in parts}
+    if len(widths) > 1:
+        where = ", ".join(row.where() for row in rows)
+        raise SteeringError(
+            f"{where}: SAEs at {hook_name} disagree on d_in ({', '.join(map(str, sorted(widths)))})"
+        )
+    vectors = [part.add_vector for part in parts if part.add_vector is not None]
+    add_vector = _sum(vectors) if vectors else None
+    if add_vector is not None and not bool(add_vector.any()):
+        add_vector = None  # all coefficients zero: leave the activation untouched, bit for bit
+    return HookPointPlan(
+        hook_name=hook_name,
+        d_in=widths.pop(),
+        rows=rows,
+        add_vector=add_vector,
+        clamps=tuple(part.clamp for part in parts if part.clamp is not None),
+    )
+
+
+def _sum(vectors: list[Tensor]) -> Tensor:
+    total = vectors[0]
+    for vector in vectors[1:]:
+        total = total + vector.to(total.dtype)
+    return total
