@@ -1,0 +1,330 @@
+"""`saeval run` end to end on a tiny GPT-2, a tiny SAE and three local tasks (no network).
+
+Most runs go through the CLI in-process (typer's CliRunner); the SIGTERM test starts a real
+`python -m saeval run` subprocess and kills it after its first finished (configuration, task).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import save_tiny_pretrained
+from sae_builders import (
+    GEN_TASK,
+    MC_TASK,
+    ROLLING_TASK,
+    build_sae,
+    save_sae,
+    write_steer_csv,
+    write_tasks,
+)
+from typer.testing import CliRunner, Result
+
+from saeval.cli.main import app
+from saeval.compare import MCNEMAR
+from saeval.tasks import split_task_names, validate_tasks
+
+ALL_TASKS = f"{MC_TASK},{GEN_TASK},{ROLLING_TASK}"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model folder, a tiny SAE on its last layer, a steer file and three tasks."""
+    root = tmp_path_factory.mktemp("run")
+    save_tiny_pretrained("gpt2", root / "model")
+    save_sae(build_sae("standard", seed=1), root / "sae")
+    write_steer_csv(root / "steer.csv", [(3, 8.0, root / "sae", ""), (5, -4.0, root / "sae", "")])
+    write_tasks(root / "tasks")
+    return root
+
+
+def saeval(fixture: Path, output: Path, *args: str) -> Result:
+    """`saeval run <steer.csv> --model <tiny> --include-path <tasks> --output OUTPUT ARGS`."""
+    base = ["run", str(fixture / "steer.csv"), "--model", str(fixture / "model")]
+    base += ["--include-path", str(fixture / "tasks"), "--output", str(output), "--device", "cpu"]
+    return CliRunner().invoke(app, [*base, *args])
+
+
+def manifest(run: Path) -> dict[str, Any]:
+    return dict(json.loads((run / "run.json").read_text()))
+
+
+def numbers(run: Path) -> dict[str, Any]:
+    """Every configuration's lm-eval results and per-document records (times stripped)."""
+    found: dict[str, Any] = {}
+    for folder in sorted(p for p in run.iterdir() if p.is_dir()):
+        (results_file,) = folder.glob("results_*.json")
+        found[folder.name] = json.loads(results_file.read_text())["results"]
+        for samples in sorted(folder.glob("samples_*.jsonl")):
+            task = samples.name.removeprefix("samples_").rsplit("_", 1)[0]
+            found[f"{folder.name}/{task}"] = samples.read_text().splitlines()
+    return found
+
+
+def assert_one_line_error(result: Result, *needles: str) -> None:
+    """Exit 1, stderr ending in one `error: ...` line (plus a hint line), no traceback."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    if lines[-1].startswith("hint: "):
+        lines.pop()
+    assert lines[-1].startswith("error: ")
+    assert not any(line.startswith("error: ") for line in lines[:-1])
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[-1]
+
+
+@pytest.fixture(scope="module")
+def first_run(fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One complete run of all three tasks (baseline + steered)."""
+    output = tmp_path_factory.mktemp("results")
+    result = saeval(fixture_dir, output, "--tasks", ALL_TASKS, "--name", "first")
+    assert result.exit_code == 0, result.output
+    return output / "first"
+
+
+def test_run_writes_lm_eval_folders_manifest_and_comparison(first_run: Path) -> None:
+    data = manifest(first_run)
+    assert data["schema_version"] == 1 and data["status"] == "complete"
+    assert [task["name"] for task in data["tasks"]] == [MC_TASK, GEN_TASK, ROLLING_TASK]
+    assert all(len(task["config_sha256"]) == 64 for task in data["tasks"])
+    assert data["model"]["dtype"] == "float32" and data["model"]["revision"].startswith("local:")
+    assert data["steer_files"][0]["text"].startswith("latent_idx,")
+    assert data["saes"][0]["hook_name"] == "blocks.1.hook_resid_post"
+    assert data["seeds"] == {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
+    assert set(data["packages"]) == {"saeval", "lm_eval", "sae_lens", "transformers", "torch"}
+    assert data["timings"]["model_load_s"] > 0
+    done = {(r["configuration"], r["task"]) for r in data["completed"]}
+    assert done == {(c, t) for c in ("baseline", "steered") for t in split_task_names(ALL_TASKS)}
+    assert not data["errors"]
+    for configuration in ("baseline", "steered"):
+        folder = first_run / configuration
+        (results_file,) = folder.glob("results_*.json")
+        stamp = results_file.stem.removeprefix("results_")
+        results = json.loads(results_file.read_text())
+        assert set(results["results"]) == {MC_TASK, GEN_TASK, ROLLING_TASK}
+        for task in (MC_TASK, GEN_TASK, ROLLING_TASK):
+            assert (folder / f"samples_{task}_{stamp}.jsonl").is_file()
+    assert numbers(first_run)["baseline"] != numbers(first_run)["steered"]
+    assert {p.name for p in first_run.glob("comparison.*")} == {
+        "comparison.md",
+        "comparison.csv",
+        "comparison.json",
+    }
+
+
+def test_compare_reproduces_the_run_comparison(first_run: Path) -> None:
+    written = json.loads((first_run / "comparison.json").read_text())
+    result = CliRunner().invoke(app, ["compare", str(first_run), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == written["rows"]
+    explicit = CliRunner().invoke(
+        app, ["compare", str(first_run / "baseline"), str(first_run / "steered"), "-f", "json"]
+    )
+    keys = ("task", "metric", "a", "b", "delta", "p", "ci_low", "ci_high")
+    rows = [{k: row[k] for k in keys} for row in json.loads(explicit.stdout)["rows"]]
+    assert rows == [{k: row[k] for k in keys} for row in written["rows"]]
+    acc = next(r for r in written["rows"] if r["task"] == MC_TASK and r["metric"] == "acc")
+    assert acc["test"] == MCNEMAR and acc["n_paired"] == 8
+
+
+def test_a_second_run_reuses_the_cached_baseline_and_says_so(
+    fixture_dir: Path, first_run: Path
+) -> None:
+    result = saeval(fixture_dir, first_run.parent, "--tasks", MC_TASK, "--name", "second")
+    assert result.exit_code == 0, result.output
+    assert "reused from the cache" in result.stderr
+    assert f"baseline reused from the cache for: {MC_TASK}" in result.stdout
+    second = first_run.parent / "second"
+    (record,) = [r for r in manifest(second)["completed"] if r["configuration"] == "baseline"]
+    assert record["reused_from"] == "first"
+    assert numbers(second)["baseline"][MC_TASK] == numbers(first_run)["baseline"][MC_TASK]
+    assert numbers(second)[f"baseline/{MC_TASK}"] == numbers(first_run)[f"baseline/{MC_TASK}"]
+
+    other = saeval(fixture_dir, first_run.parent, "--tasks", MC_TASK, "--batch-size", "2")
+    assert other.exit_code == 0, other.output
+    assert "reused" not in other.stderr  # batch size is part of the key
+
+
+def test_a_sweep_writes_one_folder_per_strength_and_plots(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    result = saeval(fixture_dir, tmp_path, "--tasks", MC_TASK, "--scale", "0,1", "--name", "s")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "s"
+    assert {p.name for p in run.iterdir() if p.is_dir()} == {"baseline", "steered@0", "steered@1"}
+    assert list(run.glob("sweep_*.png"))
+    sweep = json.loads((run / "comparison.json").read_text())
+    (series,) = [s for s in sweep["series"] if s["metric"] == "acc"]
+    assert [point["scale"] for point in series["points"]] == [0.0, 1.0]
+    # a zero-strength add leaves every document as the baseline has it
+    assert series["points"][0]["delta"] == 0.0
+    assert numbers(run)[f"steered@0/{MC_TASK}"] == numbers(run)[f"baseline/{MC_TASK}"]
+
+
+def test_no_baseline_runs_only_the_steered_model(fixture_dir: Path, tmp_path: Path) -> None:
+    result = saeval(fixture_dir, tmp_path, "--tasks", MC_TASK, "--no-baseline", "--name", "nb")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "nb"
+    assert {p.name for p in run.iterdir()} == {"run.json", "steered"}
+    assert [r["configuration"] for r in manifest(run)["completed"]] == ["steered"]
+
+
+def test_sigterm_keeps_finished_work_and_resume_matches_an_uninterrupted_run(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    sweep = ["--tasks", ALL_TASKS, "--scale", "0,1,2"]  # 12 steps: plenty left after the first
+    reference = saeval(fixture_dir, tmp_path / "reference", *sweep, "--name", "whole")
+    assert reference.exit_code == 0, reference.output
+
+    args = [sys.executable, "-m", "saeval", "run", str(fixture_dir / "steer.csv"), *sweep]
+    args += ["--model", str(fixture_dir / "model"), "--include-path", str(fixture_dir / "tasks")]
+    args += ["--output", str(tmp_path), "--name", "killed", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "killed" / "baseline").glob("results_*.json")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no result file within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 143, stderr
+    assert "error: interrupted by SIGTERM" in stderr and "Traceback" not in stderr
+    data = manifest(tmp_path / "killed")
+    assert data["status"] == "interrupted"
+    assert 1 <= len(data["completed"]) < 12
+
+    resumed = saeval(fixture_dir, tmp_path, *sweep, "--name", "killed", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    kept = len(data["completed"])
+    assert f"resuming {tmp_path / 'killed'} ({kept} results kept)" in resumed.stderr
+    assert manifest(tmp_path / "killed")["status"] == "complete"
+    assert numbers(tmp_path / "killed") == numbers(tmp_path / "reference" / "whole")
+
+
+def test_a_sigterm_swallowed_by_a_finalizer_stops_the_run_at_the_next_task(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from saeval.runner import _Sigterm
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises inside __del__
+
+    with _Sigterm() as sigterm:
+        sigterm.check()  # nothing received yet
+        Finalized()  # the KeyboardInterrupt is swallowed by the finalizer
+        with pytest.raises(KeyboardInterrupt):
+            sigterm.check()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert "Exception ignored" not in capsys.readouterr().err
+
+
+def test_resume_refuses_other_options(fixture_dir: Path, first_run: Path) -> None:
+    args = ["--tasks", ALL_TASKS, "--name", "first", "--resume", "--limit", "2"]
+    result = saeval(fixture_dir, first_run.parent, *args)
+    assert result.exit_code == 2
+    assert "limit: None -> 2" in result.stderr
+
+
+def test_a_crash_in_a_later_task_keeps_finished_ones_and_marks_the_run_failed(
+    fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from saeval import runner
+
+    real = runner._evaluate
+    calls: list[str] = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise RuntimeError("dataset vanished")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_evaluate", flaky)
+    result = saeval(fixture_dir, tmp_path, "--tasks", f"{MC_TASK},{GEN_TASK}", "--name", "crash")
+    assert_one_line_error(result, "RuntimeError (baseline, tiny_gen): dataset vanished")
+    data = manifest(tmp_path / "crash")
+    assert data["status"] == "failed"
+    assert [(r["configuration"], r["task"]) for r in data["completed"]] == [("baseline", MC_TASK)]
+    assert "dataset vanished" in data["errors"][0]["traceback"]
+
+
+def test_out_of_memory_becomes_a_device_error_with_a_hint(
+    fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from saeval import runner
+
+    def oom(*args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(runner, "_evaluate", oom)
+    result = saeval(fixture_dir, tmp_path, "--tasks", MC_TASK, "--name", "oom")
+    assert_one_line_error(result, "out of memory (baseline, tiny_mc)")
+    assert "--batch-size" in result.stderr
+    assert manifest(tmp_path / "oom")["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--tasks", "tiny_mcc"], ["unknown task 'tiny_mcc'", "did you mean tiny_mc"]),
+        (["--tasks", MC_TASK, "--device", "cuda:3"], ["cuda:3"]),
+        (["--tasks", MC_TASK, "--scale", "1,x"], ["--scale"]),
+    ],
+)
+def test_bad_input_fails_before_any_model_is_loaded(
+    fixture_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    needles: list[str],
+) -> None:
+    from saeval import runner
+
+    def no_load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(runner, "_load_model", no_load)
+    result = saeval(fixture_dir, tmp_path, *args)
+    if "--scale" in args:
+        assert result.exit_code == 2 and "--scale" in result.stderr
+    else:
+        assert_one_line_error(result, *needles)
+    assert not any(tmp_path.iterdir())  # no run folder either
+
+
+def test_a_missing_steer_file_is_one_line(fixture_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["run", str(tmp_path / "nope.csv"), "--tasks", MC_TASK, "--output", str(tmp_path)]
+    )
+    assert_one_line_error(result, "nope.csv")
+
+
+def test_task_fingerprint_follows_the_data_file(fixture_dir: Path, tmp_path: Path) -> None:
+    tasks = write_tasks(tmp_path / "tasks")
+    before = validate_tasks([MC_TASK], [tasks]).specs[0]
+    data = tasks / f"{MC_TASK}.jsonl"
+    data.write_text(data.read_text().replace("loyal", "faithful"))
+    after = validate_tasks([MC_TASK], [tasks]).specs[0]
+    assert before.version == after.version == "1.0"
+    assert before.config_sha256 != after.config_sha256
+
+
+def test_split_task_names() -> None:
+    assert split_task_names(["a, b", "b,,c"]) == ["a", "b", "c"]
