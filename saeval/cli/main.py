@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from saeval import __version__
-from saeval.cli import harness, run, saes, validate
+from saeval.cli import compare, harness, run, saes, validate
 from saeval.cli.console import err
 from saeval.errors import SaevalError
 
@@ -69,12 +69,13 @@ def _root(
     """Evaluate language models steered by SAE latents on lm-eval benchmarks."""
 
 
+app.command("validate")(boundary(validate.command))
+app.command("saes")(boundary(saes.command))
+app.command("run")(boundary(run.command))
+app.command("compare")(boundary(compare.command))
 app.command("harness", context_settings=harness.CONTEXT_SETTINGS, help=harness.HELP)(
     boundary(harness.command)
 )
-app.command("run")(boundary(run.command))
-app.command("validate")(boundary(validate.command))
-app.command("saes")(boundary(saes.command))
 
 
 def main() -> None:
