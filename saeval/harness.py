@@ -122,4 +122,9 @@ def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> str | None:
     if value is not None and alias_value is not None:
         raise UsageError(f"give {name} or its alias {alias}, not both")
     chosen = value if value is not None else alias_value
+    if chosen is not None and not isinstance(chosen, str | PathLike):
+        raise UsageError(
+            f"{name} must be a model name or path, not a {type(chosen).__name__}",
+            hint="a name keeps accelerate data parallelism and parallelize=True working",
+        )
     return None if chosen is None else str(chosen)

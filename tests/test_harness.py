@@ -152,9 +152,10 @@ def test_registered_under_both_names_with_the_seed_aliases(assets: dict[str, Pat
         ({"pretrained": "m"}, "needs steer_path="),
         ({"pretrained": "m", "base_name": "m", "steer_path": "x.csv"}, "not both"),
         ({"pretrained": "m", "steer_path": "x.csv", "csv_path": "y.csv"}, "not both"),
+        ({"pretrained": torch.nn.Linear(1, 1), "steer_path": "x.csv"}, "name or path"),
     ],
 )
-def test_argument_mistakes_are_usage_errors(kwargs: dict[str, str], message: str) -> None:
+def test_argument_mistakes_are_usage_errors(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         SteeredHFLM(**kwargs)
 
