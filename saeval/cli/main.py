@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from saeval import __version__
-from saeval.cli import compare, harness, run, saes, validate
+from saeval.cli import compare, demo, harness, run, saes, validate
 from saeval.cli.console import err
 from saeval.errors import SaevalError
 
@@ -71,6 +71,7 @@ def _root(
 
 app.command("validate")(boundary(validate.command))
 app.command("saes")(boundary(saes.command))
+app.command("demo")(boundary(demo.command))
 app.command("run")(boundary(run.command))
 app.command("compare")(boundary(compare.command))
 app.command("harness", context_settings=harness.CONTEXT_SETTINGS, help=harness.HELP)(

@@ -1,0 +1,121 @@
+"""`saeval demo`: the embedded default, offline. Steer Gemma 3 270M towards dogs and measure it.
+
+Validates the shipped steer file, makes sure the demo model (converted once from its PyPI GGUF
+into the saeval cache), the demo SAE and the demo tasks exist, then runs the baseline and a
+sweep of strengths like `saeval run` and prints the comparison and the dose-response tables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from saeval.cli.console import err, out
+from saeval.demo.run import DEFAULT_SCALES
+
+if TYPE_CHECKING:
+    from saeval.demo.run import DemoAssets
+    from saeval.runner import RunResult
+
+DEFAULT_SCALE_TEXT = ",".join(f"{scale:g}" for scale in DEFAULT_SCALES)
+
+
+def command(
+    output: Annotated[Path, typer.Option(help="Folder that holds the run folders.")] = Path(
+        "results"
+    ),
+    scale: Annotated[
+        str,
+        typer.Option(
+            "--scale",
+            "--scales",
+            help="Steering strengths, comma separated; 1 is the steer file's coefficient.",
+        ),
+    ] = DEFAULT_SCALE_TEXT,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Documents per task (default: all; 182 documents over 4 tasks).", min=1),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda, cuda:N or mps (default: cuda:0 if present, else cpu)."),
+    ] = None,
+) -> None:
+    """Run the built-in demo offline: a dog latent on Gemma 3 270M, baseline vs steered."""
+    _offline()  # before anything imports huggingface_hub, which reads it once
+    from saeval.cli.run import _ProgressEvents, _quiet, parse_scales
+    from saeval.demo.run import DEMO_STEER_FILE, demo_config
+    from saeval.runner import run
+
+    scales = parse_scales(scale)
+    _quiet()
+    _validate(DEMO_STEER_FILE)
+    assets = _prepare()
+    config = demo_config(assets, output=output, scales=scales, limit=limit, device=device)
+    with _ProgressEvents() as events:
+        result = run(config, events)
+    _show(result, scales)
+
+
+def _offline() -> None:
+    """Everything the demo reads is local: keep Hugging Face libraries off the network."""
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(name, "1")
+
+
+def _validate(steer_file: Path) -> None:
+    """Check the shipped steer file offline and print its table."""
+    from saeval.cli.validate import show
+    from saeval.errors import ResolutionError
+    from saeval.resolve import validate
+
+    resolution = validate([steer_file])
+    show(resolution)
+    if not resolution.ok:
+        raise ResolutionError(f"the demo steer file {steer_file} does not validate")
+
+
+def _prepare() -> DemoAssets:
+    """Build the demo assets, saying so first (the first run converts the model: ~1 minute)."""
+    from saeval.demo.paths import cache_root
+    from saeval.demo.run import prepare_assets
+
+    message = (
+        f"preparing the demo model, SAE and tasks in {cache_root()} "
+        "(the first run converts Gemma 3 270M from its PyPI GGUF: about a minute)"
+    )
+    err.print(f"[dim]{escape(message)}[/]", highlight=False, soft_wrap=True)
+    with err.status("preparing the demo assets"):
+        assets = prepare_assets()
+    for name, folder in (
+        ("model", assets.model_dir),
+        ("SAE", assets.sae_dir),
+        ("tasks", assets.tasks_dir),
+    ):
+        err.print(f"[dim]demo {name}: {escape(str(folder))}[/]", highlight=False, soft_wrap=True)
+    return assets
+
+
+def _show(result: RunResult, scales: tuple[float, ...]) -> None:
+    """The comparison at 1x, the dose-response table, what they show and where the files are."""
+    from saeval.compare import Comparison
+    from saeval.demo.run import display_sweep, findings, headline_comparison, headline_scale
+    from saeval.render import comparison_table, sweep_table
+
+    scale = headline_scale(scales)
+    comparison = headline_comparison(result.folder, scale)
+    out.print(comparison_table(comparison))
+    sweep = None if isinstance(result.report, Comparison) else result.report
+    if sweep is not None:
+        out.print(sweep_table(display_sweep(sweep)))
+    for line in findings(comparison, scale, sweep):
+        out.print(f"[bold]{escape(line)}[/]", highlight=False, soft_wrap=True)
+    if result.reused:
+        out.print(f"baseline reused from the cache for: {', '.join(result.reused)}", soft_wrap=True)
+    out.print(f"results: {result.folder}", highlight=False, soft_wrap=True)
+    for path in result.files:
+        out.print(f"  {path.name}", highlight=False, soft_wrap=True)

@@ -1,0 +1,130 @@
+"""The demo as a library: its assets, the `saeval run` it makes, and what the results show.
+
+The demo steers Gemma 3 270M with latent 0 ("dogs") of the demo SAE, using the steer file
+shipped in this package (`demo.csv`; `steers/demo.csv` in the repository is the same file for
+people reading the examples). It evaluates the baseline and a sweep of strengths on the four
+demo tasks: the dog-preference probe should rise, capability should fall at high strength.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from saeval.demo.lm_tasks import DEMO_TASKS
+
+if TYPE_CHECKING:
+    from saeval.compare import Comparison, ComparisonRow
+    from saeval.runner import RunConfig
+    from saeval.sweep import Sweep
+
+DEMO_STEER_FILE = Path(__file__).resolve().parent / "demo.csv"
+DEFAULT_SCALES = (0.5, 1.0, 2.0, 4.0)
+PREFERENCE_TASK = "saeval_demo_dog_preference"
+KNOWLEDGE_TASK = "saeval_demo_knowledge"
+# One metric per task on the terminal; comparison.{md,csv,json} and the plots have them all.
+DISPLAY_METRICS = ("acc", "exact_match,strip", "bits_per_byte")
+
+
+@dataclass(frozen=True)
+class DemoAssets:
+    """Where the demo's model, SAE and lm-eval tasks live (all in the saeval cache)."""
+
+    model_dir: Path
+    sae_dir: Path
+    tasks_dir: Path
+
+
+def prepare_assets() -> DemoAssets:
+    """Convert the model, build the SAE and write the tasks where missing; return their folders."""
+    from saeval.demo.lm_tasks import demo_tasks_dir
+    from saeval.demo.model import demo_model_dir
+    from saeval.demo.sae import demo_sae_dir
+
+    return DemoAssets(
+        model_dir=demo_model_dir(), sae_dir=demo_sae_dir(), tasks_dir=demo_tasks_dir()
+    )
+
+
+def demo_config(
+    assets: DemoAssets,
+    *,
+    output: Path,
+    scales: Sequence[float],
+    limit: int | None,
+    device: str | None,
+) -> RunConfig:
+    """The `saeval run` of the demo: baseline and each strength on the four demo tasks."""
+    from saeval.runner import RunConfig
+
+    return RunConfig(
+        steer_files=(DEMO_STEER_FILE,),
+        tasks=DEMO_TASKS,
+        model=str(assets.model_dir),
+        device=device,
+        limit=limit,
+        include_path=(assets.tasks_dir,),
+        output=output,
+        scales=tuple(scales),
+    )
+
+
+def headline_scale(scales: Sequence[float]) -> float:
+    """The strength shown in detail: the one closest to the steer file's own coefficient (1x)."""
+    return min(scales, key=lambda scale: abs(scale - 1.0))
+
+
+def headline_comparison(folder: Path, scale: float) -> Comparison:
+    """Baseline vs the steered model at `scale` in a run folder, with flips and paired tests."""
+    from saeval.compare import compare
+    from saeval.results_io import load_run
+
+    sides = load_run(folder)
+    return compare(sides.baseline, sides.steered[scale])
+
+
+def display_sweep(report: Sweep) -> Sweep:
+    """The sweep restricted to one metric per task (the numbers are unchanged)."""
+    series = tuple(s for s in report.series if s.metric in DISPLAY_METRICS)
+    return replace(report, series=series)
+
+
+def findings(comparison: Comparison, scale: float, report: Sweep | None) -> list[str]:
+    """Plain sentences on what the demo shows: the preference shift and the capability curve."""
+    lines = []
+    preference = _row(comparison, PREFERENCE_TASK)
+    if preference is not None:
+        lines.append(_preference_sentence(preference, scale))
+    curve = _curve(report, KNOWLEDGE_TASK) if report is not None else None
+    knowledge = _row(comparison, KNOWLEDGE_TASK)
+    if curve is not None:
+        lines.append(f"knowledge (acc) against strength: {curve}")
+    elif knowledge is not None:
+        lines.append(f"knowledge (acc): {knowledge.a:.2f} -> {knowledge.b:.2f} at {scale:g}x")
+    return lines
+
+
+def _row(comparison: Comparison, task: str) -> ComparisonRow | None:
+    """The acc row of a task, if the comparison has it."""
+    return next((r for r in comparison.rows if r.task == task and r.metric == "acc"), None)
+
+
+def _preference_sentence(row: ComparisonRow, scale: float) -> str:
+    """'dog option chosen 25% -> 50% at 1x: 11 answers moved to it, 0 away (McNemar p = ...)'."""
+    from saeval.render import fmt_p
+
+    text = f"dog option chosen: {row.a:.0%} -> {row.b:.0%} at {scale:g}x"
+    if row.wrong_to_right is not None and row.right_to_wrong is not None:
+        text += f"; {row.wrong_to_right} answers moved to it, {row.right_to_wrong} away"
+    return f"{text} ({row.test} p = {fmt_p(row.p)})"
+
+
+def _curve(report: Sweep, task: str) -> str | None:
+    """'0.73 (baseline), 0.72 (0.5x), 0.69 (1x), ...' for a task's acc series."""
+    series = next((s for s in report.series if s.task == task and s.metric == "acc"), None)
+    if series is None:
+        return None
+    points = [f"{point.value:.2f} ({point.scale:g}x)" for point in series.points]
+    return ", ".join([f"{series.baseline:.2f} (baseline)", *points])

@@ -1,0 +1,158 @@
+"""`saeval demo`: option wiring and output with the runner patched (fast), then the real thing on
+Gemma 3 270M through the CLI (slow: the model is converted once into the default saeval cache,
+~1 minute on a fresh machine, and reused by later runs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from saeval.cli.main import app
+from saeval.compare import MCNEMAR
+from saeval.demo import run as demo_run
+from saeval.demo.lm_tasks import DEMO_TASKS
+from saeval.runner import RunConfig, RunEvents, RunResult, write_comparison
+from saeval.store import configuration_name
+
+REPO = Path(__file__).resolve().parents[1]
+PREFERENCE, KNOWLEDGE = demo_run.PREFERENCE_TASK, demo_run.KNOWLEDGE_TASK
+STAMP = "2026-01-01T00-00-00"
+
+
+def invoke(*args: str) -> Result:
+    """`saeval ARGS` in-process."""
+    return CliRunner().invoke(app, list(args))
+
+
+def test_the_packaged_steer_file_is_the_one_in_steers() -> None:
+    assert demo_run.DEMO_STEER_FILE.read_bytes() == (REPO / "steers" / "demo.csv").read_bytes()
+
+
+# --- runner patched ------------------------------------------------------------------------
+
+
+def write_side(folder: Path, answers: dict[str, list[int]]) -> None:
+    """An lm-eval results JSON + samples JSONL per task: per-document acc (0/1) as given."""
+    folder.mkdir(parents=True)
+    results: dict[str, Any] = {"results": {}, "configs": {}, "n-samples": {}, "model_name": "m"}
+    for task, values in answers.items():
+        mean = sum(values) / len(values)
+        results["results"][task] = {"acc,none": mean, "acc_stderr,none": 0.1}
+        results["configs"][task] = {"task": task}
+        results["n-samples"][task] = {"original": len(values), "effective": len(values)}
+        samples = [
+            {"doc_id": i, "doc_hash": f"h{i}", "metrics": ["acc"], "filter": "none", "acc": v}
+            for i, v in enumerate(values)
+        ]
+        lines = "".join(json.dumps(sample) + "\n" for sample in samples)
+        (folder / f"samples_{task}_{STAMP}.jsonl").write_text(lines)
+    (folder / f"results_{STAMP}.json").write_text(json.dumps(results))
+
+
+# Per strength (None: baseline): the dog option chosen in 2/10 documents, then 5/10 at 1x and
+# 8/10 at 4x (only moves towards it); knowledge right in 10/10, then 9/10 and 4/10.
+ANSWERS = {
+    None: {PREFERENCE: [1] * 2 + [0] * 8, KNOWLEDGE: [1] * 10},
+    1.0: {PREFERENCE: [1] * 5 + [0] * 5, KNOWLEDGE: [1] * 9 + [0]},
+    4.0: {PREFERENCE: [1] * 8 + [0] * 2, KNOWLEDGE: [1] * 4 + [0] * 6},
+}
+
+
+@pytest.fixture
+def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
+    """Demo assets faked; a runner that records its config and writes a run of ANSWERS."""
+    assets = demo_run.DemoAssets(tmp_path / "model", tmp_path / "sae", tmp_path / "tasks")
+    monkeypatch.setattr(demo_run, "prepare_assets", lambda: assets)
+    configs: list[RunConfig] = []
+
+    def fake_run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
+        configs.append(config)
+        folder = config.output / "demo-run"
+        for scale in (None, *config.scales):
+            write_side(folder / configuration_name(scale, config.scales), ANSWERS[scale])
+        report, files = write_comparison(folder, config.margin)
+        return RunResult(folder, folder / "run.json", {}, (), report, tuple(files))
+
+    monkeypatch.setattr("saeval.runner.run", fake_run)
+    return configs
+
+
+def test_demo_passes_its_options_to_the_runner_and_reports_the_effect(
+    patched: list[RunConfig], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = invoke("demo", "--output", str(out), "--scales", "1,4", "--limit", "10")
+    assert result.exit_code == 0, result.output
+    assert patched == [
+        RunConfig(
+            steer_files=(demo_run.DEMO_STEER_FILE,),
+            tasks=DEMO_TASKS,
+            model=str(tmp_path / "model"),
+            device=None,
+            limit=10,
+            include_path=(tmp_path / "tasks",),
+            output=out,
+            scales=(1.0, 4.0),
+        )
+    ]
+    stdout = result.stdout
+    assert "demo.csv: 1 row valid" in stdout
+    assert "steered@1 vs baseline" in stdout and "steering sweep vs baseline" in stdout
+    assert "dog option chosen: 20% -> 50% at 1x; 3 answers moved to it, 0 away" in stdout
+    assert "(McNemar p = 0.25)" in stdout
+    assert "knowledge (acc) against strength: 1.00 (baseline), 0.90 (1x), 0.40 (4x)" in stdout
+    assert f"results: {out / 'demo-run'}" in stdout
+    assert "sweep_saeval_demo_knowledge_acc.png" in stdout
+    assert "the first run converts Gemma 3 270M" in result.stderr
+    assert f"demo model: {tmp_path / 'model'}" in result.stderr
+
+
+def test_demo_device_default_limit_and_one_strength(
+    patched: list[RunConfig], tmp_path: Path
+) -> None:
+    result = invoke("demo", "--output", str(tmp_path), "--scale", "1", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    (config,) = patched
+    assert (config.device, config.limit, config.scales) == ("cpu", None, (1.0,))
+    assert "steering sweep" not in result.stdout
+    assert "knowledge (acc): 1.00 -> 0.90 at 1x" in result.stdout
+
+
+def test_bad_scales_and_a_bad_steer_file_stop_before_the_runner(
+    patched: list[RunConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = invoke("demo", "--scales", "1,x")
+    assert result.exit_code == 2 and "--scale takes numbers" in result.stderr
+    bad = tmp_path / "demo.csv"
+    bad.write_text("latent_idx,steering_coefficient,sae_release,sae_id\n99999,1,saeval-demo,x\n")
+    monkeypatch.setattr(demo_run, "DEMO_STEER_FILE", bad)
+    result = invoke("demo", "--output", str(tmp_path))
+    assert result.exit_code == 1 and "does not validate" in result.stderr
+    assert patched == []
+
+
+# --- the real model ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_demo_on_gemma_3_270m_steers_towards_dogs_and_costs_capability(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "saeval", "demo", "--output", str(tmp_path)]
+    args += ["--scales", "1,4", "--limit", "44", "--device", "cpu"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = tmp_path.glob("demo-*/")
+    report = json.loads((run / "comparison.json").read_text())
+    series = {(s["task"], s["metric"]): s for s in report["series"]}
+    dog = {p["scale"]: p for p in series[(PREFERENCE, "acc")]["points"]}
+    assert dog[1.0]["test"] == MCNEMAR and dog[1.0]["delta"] > 0 and dog[1.0]["p"] < 0.05
+    assert dog[4.0]["value"] > dog[1.0]["value"]
+    points = {p["scale"]: p for p in series[(KNOWLEDGE, "acc")]["points"]}
+    assert points[4.0]["value"] < points[1.0]["value"]
+    assert points[4.0]["delta"] < 0 and points[4.0]["p"] < 0.05
+    assert "dog option chosen:" in done.stdout and f"results: {run}" in done.stdout
