@@ -11,21 +11,15 @@ baseline with each strength is written next to the results.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
-import itertools
-import platform
-import signal
-import subprocess
-import sys
-import threading
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol
 
+from saeval.device import check_device
+from saeval.environment import collect_env_once, model_facts
 from saeval.errors import (
     DeviceError,
     ResolutionError,
@@ -34,33 +28,39 @@ from saeval.errors import (
     TaskError,
     UsageError,
 )
+from saeval.interrupts import RunInterrupted, Sigterm, interrupted
+from saeval.report import Report, write_comparison
+from saeval.run_folder import open_run_folder
 from saeval.store import (
     BASELINE,
     MANIFEST,
     BaselineCache,
-    Manifest,
     RunStore,
     Status,
     TaskOutput,
     TaskRecord,
     baseline_key,
     configuration_name,
-    spec_sha256,
     task_output,
-    write_atomic,
 )
 from saeval.tasks import TaskSet, validate_tasks
 
 if TYPE_CHECKING:
-    from saeval.compare import Comparison
     from saeval.harness import SteeredHFLM
     from saeval.steer_file import SteerFile
-    from saeval.sweep import Sweep
+
+__all__ = [
+    "RunConfig",
+    "RunEvents",
+    "RunInterrupted",
+    "RunResult",
+    "check_device",
+    "run",
+    "write_comparison",
+]
 
 LM_EVAL_SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
 BOOTSTRAP_ITERS = 100_000  # lm-eval's default: stderrs match a plain `lm_eval` run
-Report = Union["Comparison", "Sweep"]
-PACKAGES = ("saeval", "lm_eval", "sae_lens", "transformers", "torch")
 
 
 @dataclass(frozen=True)
@@ -130,18 +130,6 @@ class _Silent:
         """Ignore the record."""
 
 
-class RunInterrupted(SaevalError):
-    """Ctrl-C (exit 130) or SIGTERM (exit 143) stopped a run; finished work is kept."""
-
-    def __init__(self, message: str, hint: str, exit_code: int) -> None:
-        super().__init__(message, hint)
-        self.exit_code = exit_code
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every layer unwinds the same way."""
-
-
 @dataclass(frozen=True)
 class _Step:
     configuration: str
@@ -162,8 +150,10 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     device = check_device(config.device)
     _check_options(config)
     tasks = validate_tasks(config.tasks, config.include_path)
-    store = _open_store(config, steer, saes, model_id, device, tasks, events)
-    with _Sigterm() as sigterm:
+    store = open_run_folder(config, steer, saes, model_id, device, tasks)
+    if config.resume:
+        events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
+    with Sigterm() as sigterm:
         return _run_in(store, config, steer, model_id, device, tasks, events, sigterm)
 
 
@@ -174,34 +164,6 @@ def _model_id(model: str | None) -> str | None:
     if model is None or Path(model).expanduser().is_dir():
         return model
     return hf_model_id(model)
-
-
-def check_device(device: str | None) -> str:
-    """The torch device to use; DeviceError for one this machine does not have."""
-    import torch
-
-    if device is None:
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    kind, _, index = device.partition(":")
-    if kind == "cpu" and not index:
-        return device
-    if kind == "mps" and not index:
-        if not torch.backends.mps.is_available():
-            raise DeviceError(
-                "device mps is not available on this machine", hint="use --device cpu"
-            )
-        return device
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise DeviceError(f"unknown device {device!r}", hint="use cpu, cuda, cuda:N or mps")
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise DeviceError(
-            f"device {device} requested but no CUDA GPU is visible", hint="use --device cpu"
-        )
-    if index and int(index) >= count:
-        visible = ", ".join(f"cuda:{i}" for i in range(count))
-        raise DeviceError(f"device {device} does not exist; visible GPUs: {visible}")
-    return device if index else "cuda:0"
 
 
 def _check_options(config: RunConfig) -> None:
@@ -248,184 +210,6 @@ def _resolve(
     return list(saes.values()), resolution.base_model
 
 
-def _spec(
-    config: RunConfig, steer: Sequence[SteerFile], model_id: str, device: str, tasks: TaskSet
-) -> dict[str, Any]:
-    """Everything that determines a run's numbers (a resumed run must match it)."""
-    return {
-        "steer_sha256": [file.sha256 for file in steer],
-        "model": model_id,
-        "dtype": config.dtype,
-        "device_kind": device.partition(":")[0],
-        "batch_size": config.batch_size,
-        "tasks": list(config.tasks),
-        "task_sha256": [spec.config_sha256 for spec in tasks.specs],
-        "include_path": [str(Path(p).resolve()) for p in config.include_path],
-        "limit": config.limit,
-        "num_fewshot": config.num_fewshot,
-        "seeds": config.seeds,
-        "scales": list(config.scales),
-        "no_baseline": config.no_baseline,
-        "apply_chat_template": config.apply_chat_template,
-        "gen_kwargs": config.gen_kwargs,
-    }
-
-
-def _open_store(
-    config: RunConfig,
-    steer: Sequence[SteerFile],
-    saes: list[dict[str, Any]],
-    model_id: str,
-    device: str,
-    tasks: TaskSet,
-    events: RunEvents,
-) -> RunStore:
-    """A new run folder, or the one --resume continues (its spec must match)."""
-    spec = _spec(config, steer, model_id, device, tasks)
-    digest = spec_sha256(spec)
-    if config.resume:
-        store = RunStore.open(_resume_folder(config, digest))
-        _check_same_spec(store, spec)
-        store.manifest.command = _command()
-        events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
-        return store
-    manifest = Manifest(
-        name="",
-        spec=spec,
-        spec_sha256=digest,
-        command=_command(),
-        steer_files=[
-            {"path": str(f.path), "sha256": f.sha256, "dialect": f.dialect, "text": f.text}
-            for f in steer
-        ],
-        saes=saes,
-        model={"id": model_id, "revision": None, "dtype": config.dtype, "device": device},
-        tasks=[asdict(task) for task in tasks.specs],
-        limit=config.limit,
-        num_fewshot=config.num_fewshot,
-        seeds=config.seeds,
-        apply_chat_template=config.apply_chat_template,
-        gen_kwargs=config.gen_kwargs,
-        scales=list(config.scales),
-        packages=_package_versions(),
-        python=platform.python_version(),
-        platform=platform.platform(),
-        git_revision=_git_revision(),
-    )
-    folder = config.output / (config.name or _default_name(config, steer))
-    manifest.name = folder.name
-    return RunStore.create(folder, manifest)
-
-
-def _resume_folder(config: RunConfig, digest: str) -> Path:
-    """The run --resume continues: --name, else the newest unfinished run with the same spec."""
-    if config.name:
-        return config.output / config.name
-    candidates = []
-    for manifest in config.output.glob("*/run.json"):
-        with contextlib.suppress(OSError, ValueError, ResultsError):
-            store = RunStore.open(manifest.parent)
-            if store.manifest.spec_sha256 == digest and store.manifest.status != Status.COMPLETE:
-                candidates.append((store.manifest.updated, manifest.parent))
-    if not candidates:
-        raise ResultsError(
-            f"no unfinished run of this command in {config.output}",
-            hint="name the run with --name, or drop --resume to start a new one",
-        )
-    return max(candidates)[1]
-
-
-def _check_same_spec(store: RunStore, spec: dict[str, Any]) -> None:
-    """UsageError naming every option that differs from the run being resumed."""
-    before = store.manifest.spec
-    changed = sorted(key for key in set(before) | set(spec) if before.get(key) != spec.get(key))
-    if changed:
-        details = "; ".join(f"{key}: {before.get(key)!r} -> {spec.get(key)!r}" for key in changed)
-        raise UsageError(
-            f"{store.folder} was run with other options ({details})",
-            hint="resume with the same options, or start a new run without --resume",
-        )
-
-
-def _default_name(config: RunConfig, steer: Sequence[SteerFile]) -> str:
-    """``<steer file stem>-<YYYYmmdd-HHMMSS>``, with a counter if that folder exists."""
-    base = f"{steer[0].path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    for counter in itertools.count(1):
-        name = base if counter == 1 else f"{base}-{counter}"
-        if not (config.output / name).exists():
-            return name
-    raise AssertionError("unreachable")
-
-
-def _command() -> str:
-    """The command line of this process."""
-    import shlex
-
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-
-
-def _package_versions() -> dict[str, str | None]:
-    """Installed versions of the packages that shape the numbers."""
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def _git_revision() -> str | None:
-    """The commit checked out in the working directory, if it is a git checkout."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
-class _Sigterm:
-    """SIGTERM raised as a KeyboardInterrupt, and remembered.
-
-    Python runs signal handlers between bytecodes, so the exception can surface inside a
-    garbage-collection callback or a ``__del__``, which swallow it (and print it as "Exception
-    ignored"); that report is silenced and ``check`` raises it again at the next safe point
-    (between two tasks), so a terminated run always stops.
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self.previous: Any = None
-        self.previous_hook = sys.unraisablehook
-
-    def __enter__(self) -> _Sigterm:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._handle)
-            sys.unraisablehook = self._unraisable
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-            sys.unraisablehook = self.previous_hook
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = True
-        raise _Terminated()
-
-    def _unraisable(self, unraisable: Any) -> None:
-        """Drop our own swallowed SIGTERM (``check`` re-raises it); report anything else."""
-        if not isinstance(unraisable.exc_value, _Terminated):
-            self.previous_hook(unraisable)
-
-    def check(self) -> None:
-        """Raise again a SIGTERM that arrived earlier (and may have been swallowed)."""
-        if self.received:
-            raise _Terminated()
-
-
 def _run_in(
     store: RunStore,
     config: RunConfig,
@@ -434,7 +218,7 @@ def _run_in(
     device: str,
     tasks: TaskSet,
     events: RunEvents,
-    sigterm: _Sigterm,
+    sigterm: Sigterm,
 ) -> RunResult:
     """Load, evaluate and compare inside an open run folder; record how it ended."""
     steps = _steps(config, tasks.names)
@@ -453,7 +237,7 @@ def _run_in(
         sigterm.check()
         result = _finish(store, config, steps)
     except KeyboardInterrupt as interrupt:
-        raise _interrupted(store, interrupt) from None
+        raise interrupted(store, interrupt) from None
     except SaevalError as error:
         _failed(store, error, where)
         raise
@@ -509,7 +293,7 @@ def _load_model(
         )
     except (OSError, ValueError) as error:
         raise ResolutionError(f"cannot load model {model_id}: {error}") from None
-    facts = _model_facts(lm, model_id, device, config)
+    facts = model_facts(lm, model_id, device, config.batch_size)
     before = store.manifest.model.get("revision")
     if before is not None and before != facts["revision"]:
         raise ResultsError(
@@ -521,40 +305,6 @@ def _load_model(
     store.manifest.model.update(facts)
     store.save()
     return lm
-
-
-def _model_facts(lm: SteeredHFLM, model_id: str, device: str, config: RunConfig) -> dict[str, Any]:
-    """Revision, loaded dtype and device name of the loaded model."""
-    import torch
-
-    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device
-    return {
-        "id": model_id,
-        "revision": _revision(lm, model_id),
-        "dtype": str(lm.model.dtype).removeprefix("torch."),
-        "device": device,
-        "device_name": name,
-        "batch_size": config.batch_size,
-    }
-
-
-def _revision(lm: SteeredHFLM, model_id: str) -> str | None:
-    """The hub commit of the loaded weights, or a fingerprint of a local model folder."""
-    commit = getattr(lm.model.config, "_commit_hash", None)
-    if commit:
-        return str(commit)
-    folder = Path(model_id)
-    if not folder.is_dir():
-        return None
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-        if path.suffix in (".json", ".txt", ".model", ".jinja"):
-            digest.update(path.read_bytes())
-    return f"local:{digest.hexdigest()}"
 
 
 def _run_step(
@@ -634,7 +384,7 @@ def _evaluate(lm: SteeredHFLM, task: str, config: RunConfig, tasks: TaskSet) -> 
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.utils import sanitize_model_name
 
-    _collect_env_once()
+    collect_env_once()
     tracker = EvaluationTracker()
     seeds = config.seeds
     results = simple_evaluate(
@@ -665,20 +415,6 @@ def _evaluate(lm: SteeredHFLM, task: str, config: RunConfig, tasks: TaskSet) -> 
     return task_output(results, fields_of(general))
 
 
-def _collect_env_once() -> None:
-    """Make lm-eval collect torch's environment report once per process, not once per task.
-
-    Every ``simple_evaluate`` call stores ``torch.utils.collect_env.get_pretty_env_info()`` in its
-    results (about 1 s of subprocesses); it cannot change while this process runs.
-    """
-    import functools
-
-    from torch.utils import collect_env
-
-    if not hasattr(collect_env.get_pretty_env_info, "cache_info"):
-        collect_env.get_pretty_env_info = functools.cache(collect_env.get_pretty_env_info)
-
-
 def _finish(store: RunStore, config: RunConfig, steps: Sequence[_Step]) -> RunResult:
     """Write the comparison files (when there is a baseline) and describe the run."""
     report: Report | None = None
@@ -694,40 +430,6 @@ def _finish(store: RunStore, config: RunConfig, steps: Sequence[_Step]) -> RunRe
         reused=tuple(dict.fromkeys(reused)),
         report=report,
         files=tuple(files),
-    )
-
-
-def write_comparison(folder: Path, margin: float) -> tuple[Report, list[Path]]:
-    """comparison.{md,csv,json} of a run folder: one comparison, or a sweep with PNG plots."""
-    from saeval.compare import compare
-    from saeval.render import render
-    from saeval.results_io import load_run
-    from saeval.sweep import plot_sweep, sweep
-
-    sides = load_run(folder)
-    plots: list[Path] = []
-    report: Report
-    if len(sides.steered) == 1:
-        report = compare(sides.baseline, next(iter(sides.steered.values())))
-    else:
-        report = sweep(sides.baseline, sides.steered, margin=margin)
-        plots = plot_sweep(report, folder)
-    files = []
-    for suffix, fmt in (("md", "markdown"), ("csv", "csv"), ("json", "json")):
-        files.append(folder / f"comparison.{suffix}")
-        write_atomic(files[-1], render(report, fmt))
-    return report, files + plots
-
-
-def _interrupted(store: RunStore, interrupt: KeyboardInterrupt) -> RunInterrupted:
-    """Mark the run interrupted; the error the CLI shows (exit 143 for SIGTERM, else 130)."""
-    store.set_status(Status.INTERRUPTED)
-    signal_name, code = ("SIGTERM", 143) if isinstance(interrupt, _Terminated) else ("Ctrl-C", 130)
-    kept = len(store.manifest.completed)
-    return RunInterrupted(
-        f"interrupted by {signal_name}; {kept} finished results kept in {store.folder}",
-        hint=f"continue with the same command plus --resume --name {store.folder.name}",
-        exit_code=code,
     )
 
 

@@ -218,13 +218,13 @@ def test_sigterm_keeps_finished_work_and_resume_matches_an_uninterrupted_run(
 def test_a_sigterm_swallowed_by_a_finalizer_stops_the_run_at_the_next_task(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from saeval.runner import _Sigterm
+    from saeval.interrupts import Sigterm
 
     class Finalized:
         def __del__(self) -> None:
             os.kill(os.getpid(), signal.SIGTERM)  # the handler raises inside __del__
 
-    with _Sigterm() as sigterm:
+    with Sigterm() as sigterm:
         sigterm.check()  # nothing received yet
         Finalized()  # the KeyboardInterrupt is swallowed by the finalizer
         with pytest.raises(KeyboardInterrupt):

@@ -1,0 +1,127 @@
+"""The run folder `saeval run` writes into: a new one, or the one ``--resume`` continues.
+
+A run's ``spec`` holds every option that determines its numbers; a resumed run must match it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from saeval.environment import command_line, software
+from saeval.errors import ResultsError, UsageError
+from saeval.store import Manifest, RunStore, Status, spec_sha256
+
+if TYPE_CHECKING:
+    from saeval.runner import RunConfig
+    from saeval.steer_file import SteerFile
+    from saeval.tasks import TaskSet
+
+
+def open_run_folder(
+    config: RunConfig,
+    steer: Sequence[SteerFile],
+    saes: list[dict[str, Any]],
+    model_id: str,
+    device: str,
+    tasks: TaskSet,
+) -> RunStore:
+    """A new run folder, or the one --resume continues (its spec must match)."""
+    spec = _spec(config, steer, model_id, device, tasks)
+    digest = spec_sha256(spec)
+    if config.resume:
+        store = RunStore.open(_resume_folder(config, digest))
+        _check_same_spec(store, spec)
+        store.manifest.command = command_line()
+        return store
+    manifest = Manifest(
+        name="",
+        spec=spec,
+        spec_sha256=digest,
+        command=command_line(),
+        steer_files=[
+            {"path": str(f.path), "sha256": f.sha256, "dialect": f.dialect, "text": f.text}
+            for f in steer
+        ],
+        saes=saes,
+        model={"id": model_id, "revision": None, "dtype": config.dtype, "device": device},
+        tasks=[asdict(task) for task in tasks.specs],
+        limit=config.limit,
+        num_fewshot=config.num_fewshot,
+        seeds=config.seeds,
+        apply_chat_template=config.apply_chat_template,
+        gen_kwargs=config.gen_kwargs,
+        scales=list(config.scales),
+        **software(),
+    )
+    folder = config.output / (config.name or _default_name(config, steer))
+    manifest.name = folder.name
+    return RunStore.create(folder, manifest)
+
+
+def _spec(
+    config: RunConfig, steer: Sequence[SteerFile], model_id: str, device: str, tasks: TaskSet
+) -> dict[str, Any]:
+    """Everything that determines a run's numbers (a resumed run must match it)."""
+    return {
+        "steer_sha256": [file.sha256 for file in steer],
+        "model": model_id,
+        "dtype": config.dtype,
+        "device_kind": device.partition(":")[0],
+        "batch_size": config.batch_size,
+        "tasks": list(config.tasks),
+        "task_sha256": [spec.config_sha256 for spec in tasks.specs],
+        "include_path": [str(Path(p).resolve()) for p in config.include_path],
+        "limit": config.limit,
+        "num_fewshot": config.num_fewshot,
+        "seeds": config.seeds,
+        "scales": list(config.scales),
+        "no_baseline": config.no_baseline,
+        "apply_chat_template": config.apply_chat_template,
+        "gen_kwargs": config.gen_kwargs,
+    }
+
+
+def _resume_folder(config: RunConfig, digest: str) -> Path:
+    """The run --resume continues: --name, else the newest unfinished run with the same spec."""
+    if config.name:
+        return config.output / config.name
+    candidates = []
+    for manifest in config.output.glob("*/run.json"):
+        with contextlib.suppress(OSError, ValueError, ResultsError):
+            store = RunStore.open(manifest.parent)
+            if store.manifest.spec_sha256 == digest and store.manifest.status != Status.COMPLETE:
+                candidates.append((store.manifest.updated, manifest.parent))
+    if not candidates:
+        raise ResultsError(
+            f"no unfinished run of this command in {config.output}",
+            hint="name the run with --name, or drop --resume to start a new one",
+        )
+    return max(candidates)[1]
+
+
+def _check_same_spec(store: RunStore, spec: dict[str, Any]) -> None:
+    """UsageError naming every option that differs from the run being resumed."""
+    before = store.manifest.spec
+    changed = sorted(key for key in set(before) | set(spec) if before.get(key) != spec.get(key))
+    if changed:
+        details = "; ".join(f"{key}: {before.get(key)!r} -> {spec.get(key)!r}" for key in changed)
+        raise UsageError(
+            f"{store.folder} was run with other options ({details})",
+            hint="resume with the same options, or start a new run without --resume",
+        )
+
+
+def _default_name(config: RunConfig, steer: Sequence[SteerFile]) -> str:
+    """``<steer file stem>-<YYYYmmdd-HHMMSS>``, with a counter if that folder exists."""
+    base = f"{steer[0].path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for counter in itertools.count(1):
+        name = base if counter == 1 else f"{base}-{counter}"
+        if not (config.output / name).exists():
+            return name
+    raise AssertionError("unreachable")
