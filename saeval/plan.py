@@ -277,8 +277,9 @@ def _hook_of(row: SteerRow, info: SAEInfo) -> str:
 
 def _check_latent(row: SteerRow, info: SAEInfo) -> None:
     if row.latent_idx >= info.d_sae:
+        where = row.where(row.column("latent_idx"))
         raise SteeringError(
-            f"{row.where('latent_idx')}: latent {row.latent_idx} is out of range for SAE "
+            f"{where}: latent {row.latent_idx} is out of range for SAE "
             f"{info.release} {info.sae_id} (d_sae={info.d_sae})"
         )
 
@@ -325,7 +326,7 @@ def _clamp_group(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> ClampGroup:
 
 def _check_clampable(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> None:
     """Clamps need an encoder whose latents map linearly back through W_dec."""
-    where = ", ".join(row.where("action") for row in rows)
+    where = ", ".join(row.where(row.column("action")) for row in rows)
     if info.architecture not in SLICEABLE + COMPETING:
         raise SteeringError(
             f"{where}: clamp/ablate is not supported for {info.architecture!r} SAEs "

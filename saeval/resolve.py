@@ -31,9 +31,6 @@ from saeval.steer_file import Action, SteerFile, SteerRow, read_steer_file
 
 SCHEMA = "saeval.resolution/1"
 # Column names of the dialects whose columns differ from the seed's, for messages.
-_DIALECT_COLUMNS = {
-    "lm-eval": {"latent_idx": "feature_index", "sae_release": "sparse_model", "hook": "hookpoint"},
-}
 _HOOK_Z = ".attn.hook_z"  # the one hook kind whose width is n_heads * d_head, not d_model
 
 
@@ -327,14 +324,9 @@ def _found(ref: SaeRef) -> str:
     return f"release {ref.release} has SAE {ref.sae_id!r}"
 
 
-def _column(row: SteerRow, name: str) -> str:
-    """A seed column's name in the row's dialect."""
-    return _DIALECT_COLUMNS.get(row.dialect, {}).get(name, name)
-
-
-def _check(name: str, row: SteerRow, column: str, status: Status, message: str) -> Check:
-    """A check located at one of the row's cells."""
-    return Check(name, status, row.where(_column(row, column)), message)
+def _check(name: str, row: SteerRow, field: str, status: Status, message: str) -> Check:
+    """A check located at the cell that holds one of the row's fields."""
+    return Check(name, status, row.where(row.column(field)), message)
 
 
 def _latent_check(row: SteerRow, sae: ResolvedSae, online: bool) -> Check:

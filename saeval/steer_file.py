@@ -90,6 +90,10 @@ class SteerRow:
         """Where this row is, for messages: ``steers/dog.csv:3 latent_idx``."""
         return _where(self.file, self.line, column)
 
+    def column(self, field: str) -> str:
+        """The column of this row's dialect that holds ``field`` (lm-eval: ``feature_index``)."""
+        return _DIALECT_NAMED[self.dialect].column(field)
+
 
 @dataclass(frozen=True)
 class SteerFile:
@@ -121,6 +125,17 @@ class _Dialect:
     def columns(self) -> tuple[str, ...]:
         """Every column the dialect knows."""
         return self.required + self.optional
+
+    def column(self, field: str) -> str:
+        """The column holding a SteerRow field; the field's own name where the dialect agrees."""
+        renamed = {
+            "latent_idx": self.latent,
+            "sae_release": self.release,
+            "action": self.action,
+            "hook": self.hook,
+            "coefficient": "steering_coefficient",
+        }
+        return renamed.get(field) or field
 
     def describe(self) -> str:
         """One line naming the dialect's columns, for messages."""
@@ -175,6 +190,7 @@ _LM_EVAL = _Dialect(
     },
 )
 _DIALECTS = (_SEED, _FORK, _LM_EVAL)
+_DIALECT_NAMED = {dialect.name: dialect for dialect in _DIALECTS}
 _FOREIGN_DELIMITERS = ((";", "';'"), ("\t", "tab"), ("|", "'|'"))
 _EXAMPLE_HEADER = "latent_idx,steering_coefficient,sae_release,sae_id,description"
 _QUOTING = (

@@ -61,6 +61,25 @@ def test_row_where_names_file_line_and_column() -> None:
     assert row.where("latent_idx") == f"{STEERS / 'dog.csv'}:2 latent_idx"
 
 
+@pytest.mark.parametrize(
+    ("name", "columns"),
+    [
+        ("seed", {"latent_idx": "latent_idx", "sae_release": "sae_release", "hook": "hook"}),
+        ("fork", {"latent_idx": "latent_idx", "action": "hook_action", "sae_id": "sae_id"}),
+        (
+            "lm_eval",
+            {"latent_idx": "feature_index", "sae_release": "sparse_model", "hook": "hookpoint"},
+        ),
+    ],
+)
+def test_row_column_names_the_field_in_the_row_dialect(name: str, columns: dict[str, str]) -> None:
+    row = read_steer_file(GOLDEN / f"{name}.csv").rows[0]
+    header = (GOLDEN / f"{name}.csv").read_text().splitlines()[0].split(",")
+    for field, column in {**columns, "coefficient": "steering_coefficient"}.items():
+        assert row.column(field) == column
+        assert column in header
+
+
 def test_published_dog_example(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     (row,) = read_steer_file("steers/dog.csv").rows
