@@ -222,17 +222,21 @@ def _superseded_notes(ordered: list[Path], used: Mapping[str, Path]) -> list[str
 
 def read_json(file: Path) -> dict[str, Any]:
     """Read an lm-eval results JSON; ResultsError names the file and line of any problem."""
-    text = _read_text(file)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ResultsError(
-            f"{file}:{error.lineno}: invalid JSON ({error.msg}, column {error.colno})",
-            hint="the file is corrupt or truncated; rerun the evaluation that wrote it",
-        ) from None
+    data = _parse_json(_read_text(file), file, None, "file")
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise ResultsError(f"{file}: not an lm-eval results file (no 'results' object)")
     return data
+
+
+def _parse_json(text: str, file: Path, line: int | None, what: str) -> Any:
+    """``json.loads``; ResultsError naming the file and line (``line`` for one JSONL record)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ResultsError(
+            f"{file}:{line or error.lineno}: invalid JSON ({error.msg}, column {error.colno})",
+            hint=f"the {what} is corrupt or truncated; rerun the evaluation that wrote it",
+        ) from None
 
 
 def _read_text(file: Path) -> str:
@@ -351,13 +355,7 @@ def _jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for line_number, line in enumerate(_read_text(file).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ResultsError(
-                f"{file}:{line_number}: invalid JSON ({error.msg}, column {error.colno})",
-                hint="the samples file is corrupt or truncated; rerun the evaluation",
-            ) from None
+        record = _parse_json(line, file, line_number, "samples file")
         if not isinstance(record, dict):
             raise ResultsError(f"{file}:{line_number}: a sample must be a JSON object")
         yield line_number, record
