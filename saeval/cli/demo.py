@@ -47,16 +47,17 @@ def command(
 ) -> None:
     """Run the built-in demo offline: a dog latent on Gemma 3 270M, baseline vs steered."""
     _offline()  # before anything imports huggingface_hub, which reads it once
-    from saeval.cli.run import _ProgressEvents, _quiet, parse_scales
+    from saeval.cli.options import parse_scales
+    from saeval.cli.progress import ProgressEvents, quiet_libraries
     from saeval.demo.run import DEMO_STEER_FILE, demo_config
     from saeval.runner import run
 
     scales = parse_scales(scale)
-    _quiet()
+    quiet_libraries()
     _validate(DEMO_STEER_FILE)
     assets = _prepare()
     config = demo_config(assets, output=output, scales=scales, limit=limit, device=device)
-    with _ProgressEvents() as events:
+    with ProgressEvents() as events:
         result = run(config, events)
     _show(result, scales)
 

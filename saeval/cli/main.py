@@ -81,4 +81,4 @@ app.command("harness", context_settings=harness.CONTEXT_SETTINGS, help=harness.H
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    app(prog_name="saeval")

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from saeval.errors import UsageError
+
 
 class OutputFormat(StrEnum):
     """How a command prints its result."""
@@ -39,3 +41,11 @@ FormatOpt = Annotated[
         "--format", "-f", help="table for people, json for scripts.", case_sensitive=False
     ),
 ]
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``"0,0.5,1"`` -> (0.0, 0.5, 1.0); UsageError for anything that is not a number."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--scale takes numbers separated by commas, got {text!r}") from None

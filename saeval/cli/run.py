@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from saeval.cli.console import err, out
-from saeval.cli.options import ModelOpt
-from saeval.errors import UsageError
+from saeval.cli.console import out
+from saeval.cli.options import ModelOpt, parse_scales
+from saeval.cli.progress import ProgressEvents, quiet_libraries
 
 if TYPE_CHECKING:
     from saeval.runner import RunResult
-    from saeval.store import TaskRecord
-
-_QUIET_LOGGERS = (
-    "lm_eval",
-    "transformers",
-    "datasets",
-    "sae_lens",
-    "accelerate",
-    "huggingface_hub",
-)
 
 
 def command(
@@ -99,7 +86,7 @@ def command(
     ] = None,
 ) -> None:
     """Evaluate the baseline and the steered model on lm-eval tasks, then compare them."""
-    _quiet()
+    quiet_libraries()
     from saeval.runner import RunConfig, run
     from saeval.tasks import split_task_names
 
@@ -123,17 +110,9 @@ def command(
         apply_chat_template=apply_chat_template,
         gen_kwargs=gen_kwargs,
     )
-    with _ProgressEvents() as events:
+    with ProgressEvents() as events:
         result = run(config, events)
     _show(result)
-
-
-def parse_scales(text: str) -> tuple[float, ...]:
-    """``"0,0.5,1"`` -> (0.0, 0.5, 1.0); UsageError for anything that is not a number."""
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(f"--scale takes numbers separated by commas, got {text!r}") from None
 
 
 def _limit(value: float | None) -> int | float | None:
@@ -141,56 +120,6 @@ def _limit(value: float | None) -> int | float | None:
     if value is not None and value >= 1 and value.is_integer():
         return int(value)
     return value
-
-
-def _quiet() -> None:
-    """Keep Hugging Face's dataset progress bars and library warnings off the terminal."""
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-class _ProgressEvents:
-    """RunEvents drawn as a Rich progress display on stderr: one line per (configuration, task).
-
-    The display starts with the first task, so errors found before any model is loaded print
-    as plain lines.
-    """
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=False,
-        )
-        self.current: dict[tuple[str, str], TaskID] = {}
-
-    def __enter__(self) -> _ProgressEvents:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress.live.is_started:
-            self.progress.stop()
-
-    def note(self, message: str) -> None:
-        """Print a status line (above the progress display once it shows)."""
-        err.print(f"[dim]{escape(message)}[/]", highlight=False, soft_wrap=True)
-
-    def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
-        """Add a spinning line for the (configuration, task) (the display starts with the first)."""
-        self.progress.start()
-        handle = self.progress.add_task(f"[{step}/{steps}] {configuration} {task}", total=1)
-        self.current[(configuration, task)] = handle
-
-    def task_finished(self, record: TaskRecord) -> None:
-        """Mark the line done (with 'cached' when the baseline was reused)."""
-        handle = self.current.pop((record.configuration, record.task))
-        task = self.progress.tasks[handle]
-        suffix = " [green](cached)[/]" if record.reused_from else ""
-        self.progress.update(handle, completed=1, description=f"{task.description}{suffix}")
 
 
 def _show(result: RunResult) -> None:
