@@ -109,7 +109,7 @@ def row_footnotes(comparison: Comparison) -> dict[str, int]:
 
 
 def _safe_text(series: SweepSeries) -> str:
-    return MISSING if series.largest_safe is None else fmt_number(series.largest_safe)
+    return MISSING if series.largest_safe is None else f"{series.largest_safe:g}"
 
 
 def sweep_cells(result: Sweep) -> list[dict[str, str]]:
@@ -136,7 +136,7 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
                 {
                     "task": series.task,
                     "metric": series.metric,
-                    "scale": fmt_number(point.scale),
+                    "scale": f"{point.scale:g}",
                     "value": fmt_estimate(point.value, point.stderr),
                     "delta": fmt_number(point.delta, signed=True),
                     level: fmt_ci(point.ci_low, point.ci_high),
@@ -153,7 +153,7 @@ def summary_lines(report: Report) -> list[str]:
     if isinstance(report, Comparison):
         return list(report.notes)
     lines = [
-        f"{series.task} {series.metric}: largest scale within {fmt_number(report.margin)} "
+        f"{series.task} {series.metric}: largest scale within {report.margin:g} "
         f"of baseline: {_safe_text(series)}"
         for series in report.series
     ]
@@ -206,7 +206,7 @@ def _rich_table(title: str, cells: list[dict[str, str]], styles: list[str], capt
 def _title(report: Report) -> str:
     if isinstance(report, Comparison):
         return f"{report.b.label} vs {report.a.label} (delta = {report.b.label} - {report.a.label})"
-    return f"steering sweep vs {report.baseline.label} (margin {fmt_number(report.margin)})"
+    return f"steering sweep vs {report.baseline.label} (margin {report.margin:g})"
 
 
 def render(report: Report, fmt: str) -> str:

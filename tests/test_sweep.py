@@ -105,7 +105,7 @@ def test_plot_sweep_writes_one_png_per_series(golden_sweep: Sweep, tmp_path: Pat
 def test_sweep_renders_in_every_format(golden_sweep: Sweep) -> None:
     markdown = render.render(golden_sweep, "markdown")
     assert "| tiny_mc | acc | baseline | 0.2500 ± 0.0903 |" in markdown
-    assert "- tiny_mc acc: largest scale within 0.0200 of baseline: 1.000" in markdown
+    assert "- tiny_mc acc: largest scale within 0.02 of baseline: 1" in markdown
     rows = list(csv.DictReader(io.StringIO(render.render(golden_sweep, "csv"))))
     assert len(rows) == 26 and {row["scale"] for row in rows} == {"0.5", "1.0"}
     data = json.loads(render.render(golden_sweep, "json"))
