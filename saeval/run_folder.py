@@ -106,8 +106,14 @@ def _resume_folder(config: RunConfig, digest: str) -> Path:
 
 
 def _check_same_spec(store: RunStore, spec: dict[str, Any]) -> None:
-    """UsageError naming every option that differs from the run being resumed."""
+    """ResultsError for another model's run; UsageError naming every other option that differs."""
     before = store.manifest.spec
+    if before.get("model") != spec["model"]:
+        raise ResultsError(
+            f"{store.folder} is a run of {before.get('model')}, not {spec['model']}",
+            hint=f"resume it with --model {before.get('model')}, or drop --resume to start a "
+            "new run",
+        )
     changed = sorted(key for key in set(before) | set(spec) if before.get(key) != spec.get(key))
     if changed:
         details = "; ".join(f"{key}: {before.get(key)!r} -> {spec.get(key)!r}" for key in changed)

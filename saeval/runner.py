@@ -152,9 +152,18 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     tasks = validate_tasks(config.tasks, config.include_path)
     store = open_run_folder(config, steer, saes, model_id, device, tasks)
     if config.resume:
-        events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
+        _note_resume(store, events)
     with Sigterm() as sigterm:
         return _run_in(store, config, steer, model_id, device, tasks, events, sigterm)
+
+
+def _note_resume(store: RunStore, events: RunEvents) -> None:
+    """Say what a resumed run keeps, and which finished tasks lost files and will run again."""
+    missing = store.forget_missing()
+    events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
+    if missing:
+        rerun = ", ".join(f"{r.configuration}/{r.task}" for r in missing)
+        events.note(f"files missing, running again: {rerun}")
 
 
 def _model_id(model: str | None) -> str | None:
@@ -445,10 +454,12 @@ def _wrapped(store: RunStore, error: Exception, where: tuple[str, str] | None) -
 
     place = f" ({where[0]}, {where[1]})" if where else ""
     resume = f"finished results are kept: rerun with --resume --name {store.folder.name}"
-    if isinstance(error, torch.OutOfMemoryError):
+    oom = isinstance(error, RuntimeError) and "out of memory" in str(error)  # MPS says only this
+    if isinstance(error, torch.OutOfMemoryError) or oom:
         return DeviceError(
             f"out of memory{place}",
-            hint=f"try a smaller --batch-size or --dtype bfloat16; {resume}",
+            hint=f"{resume} once memory is free, or start a new run with a smaller "
+            "--batch-size or --dtype bfloat16 (--resume keeps the batch size and dtype)",
         )
     return TaskError(
         f"{type(error).__name__}{place}: {error}",

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from saeval.errors import ResultsError
+from saeval.results_io import read_json
 
 SCHEMA_VERSION = 1
 MANIFEST = "run.json"
@@ -239,14 +240,16 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path) -> Manifest:
         """Rebuild a manifest read from ``path``; ResultsError if it is not one we can read."""
+        if not isinstance(data, Mapping):
+            raise ResultsError(f"{path}: not a saeval run manifest (not a JSON object)")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ResultsError(
                 f"{path}: manifest schema_version {version!r}, this saeval reads {SCHEMA_VERSION}"
             )
         fields = dict(data)
-        fields["completed"] = [TaskRecord(**record) for record in data.get("completed", [])]
         try:
+            fields["completed"] = [TaskRecord(**record) for record in data.get("completed", [])]
             return cls(**fields)
         except TypeError as error:
             raise ResultsError(f"{path}: not a saeval run manifest ({error})") from None
@@ -325,6 +328,19 @@ class RunStore:
                 return record
         return None
 
+    def forget_missing(self) -> list[TaskRecord]:
+        """Drop the records whose results or samples files are gone, so a resume reruns them."""
+        missing = [record for record in self.manifest.completed if not self._on_disk(record)]
+        if missing:
+            self.manifest.completed = [r for r in self.manifest.completed if r not in missing]
+            self.save()
+        return missing
+
+    def _on_disk(self, record: TaskRecord) -> bool:
+        """Whether every file of a finished (configuration, task) is still there."""
+        folder = self.folder / record.configuration
+        return all((folder / name).is_file() for name in [record.results, *record.samples])
+
     def configuration_dir(self, configuration: str, scale: float | None) -> Path:
         """The configuration's folder (made, and registered in the manifest, on first use)."""
         if configuration not in self.manifest.configurations:
@@ -370,10 +386,7 @@ class RunStore:
     @staticmethod
     def _results(path: Path) -> dict[str, Any]:
         """The configuration's results so far ({} before its first task)."""
-        if not path.exists():
-            return {}
-        loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return loaded
+        return read_json(path) if path.exists() else {}
 
 
 class BaselineCache:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from builders import save_tiny_pretrained
+from cli_checks import assert_one_line_error
 from sae_builders import (
     GEN_TASK,
     MC_TASK,
@@ -68,19 +71,6 @@ def numbers(run: Path) -> dict[str, Any]:
             task = samples.name.removeprefix("samples_").rsplit("_", 1)[0]
             found[f"{folder.name}/{task}"] = samples.read_text().splitlines()
     return found
-
-
-def assert_one_line_error(result: Result, *needles: str) -> None:
-    """Exit 1, stderr ending in one `error: ...` line (plus a hint line), no traceback."""
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    if lines[-1].startswith("hint: "):
-        lines.pop()
-    assert lines[-1].startswith("error: ")
-    assert not any(line.startswith("error: ") for line in lines[:-1])
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[-1]
 
 
 @pytest.fixture(scope="module")
@@ -263,21 +253,113 @@ def test_a_crash_in_a_later_task_keeps_finished_ones_and_marks_the_run_failed(
     assert "dataset vanished" in data["errors"][0]["traceback"]
 
 
-def test_out_of_memory_becomes_a_device_error_with_a_hint(
+def test_out_of_memory_in_a_later_task_keeps_the_first_and_resume_finishes(
+    fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lm_eval
+    import torch
+
+    real = lm_eval.simple_evaluate
+    calls: list[list[str]] = []
+
+    def oom_on_the_second_task(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["tasks"])
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", oom_on_the_second_task)
+    tasks = ["--tasks", f"{MC_TASK},{GEN_TASK}"]
+    result = saeval(fixture_dir, tmp_path, *tasks, "--name", "oom")
+    assert_one_line_error(result, f"out of memory (baseline, {GEN_TASK})")
+    assert "--batch-size" in result.stderr.splitlines()[-1]
+    assert calls == [[MC_TASK], [GEN_TASK]]
+    run = tmp_path / "oom"
+    data = manifest(run)
+    assert data["status"] == "failed" and data["errors"][0]["type"] == "OutOfMemoryError"
+    assert [(r["configuration"], r["task"]) for r in data["completed"]] == [("baseline", MC_TASK)]
+    assert set(numbers(run)["baseline"]) == {MC_TASK}
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", real)
+    resumed = saeval(fixture_dir, tmp_path, *tasks, "--name", "oom", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming {run} (1 results kept)" in resumed.stderr
+    data = manifest(run)
+    assert data["status"] == "complete" and len(data["completed"]) == 4
+    assert set(numbers(run)["steered"]) == {MC_TASK, GEN_TASK}
+
+
+def test_resume_refuses_a_run_folder_of_another_model(
+    fixture_dir: Path, first_run: Path, tmp_path: Path
+) -> None:
+    other = save_tiny_pretrained("gpt2", tmp_path / "other-model", seed=1)
+    before = (first_run / "run.json").read_text()
+    args = ["run", str(fixture_dir / "steer.csv"), "--model", str(other), "--device", "cpu"]
+    args += ["--include-path", str(fixture_dir / "tasks"), "--output", str(first_run.parent)]
+    args += ["--tasks", ALL_TASKS, "--resume"]
+    named = CliRunner().invoke(app, [*args, "--name", "first"])
+    assert_one_line_error(named, f"{first_run} is a run of {fixture_dir / 'model'}, not {other}")
+    assert "--model" in named.stderr.splitlines()[-1]
+    unnamed = CliRunner().invoke(app, args)
+    assert_one_line_error(unnamed, "no unfinished run of this command")
+    assert (first_run / "run.json").read_text() == before
+
+
+def _truncate_manifest(run: Path) -> str:
+    (run / "run.json").write_text((run / "run.json").read_text()[:200])
+    return "run.json: cannot read the manifest"
+
+
+def _manifest_not_an_object(run: Path) -> str:
+    (run / "run.json").write_text("[]")
+    return "run.json: not a saeval run manifest"
+
+
+def _truncate_results_of_an_unfinished_task(run: Path) -> str:
+    data = manifest(run)
+    data["completed"] = [r for r in data["completed"] if r["configuration"] != "steered"]
+    (run / "run.json").write_text(json.dumps(data))
+    (results,) = (run / "steered").glob("results_*.json")
+    results.write_text(results.read_text()[:300])
+    return f"{results.name}:"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_truncate_manifest, _manifest_not_an_object, _truncate_results_of_an_unfinished_task],
+)
+def test_resuming_a_damaged_run_folder_is_one_line(
+    fixture_dir: Path, first_run: Path, tmp_path: Path, damage: Callable[[Path], str]
+) -> None:
+    run = Path(shutil.copytree(first_run, tmp_path / "copy"))
+    expected = damage(run)
+    result = saeval(fixture_dir, tmp_path, "--tasks", ALL_TASKS, "--name", "copy", "--resume")
+    assert_one_line_error(result, expected)
+
+
+def test_resume_runs_again_a_finished_task_whose_files_are_gone(
+    fixture_dir: Path, first_run: Path, tmp_path: Path
+) -> None:
+    run = Path(shutil.copytree(first_run, tmp_path / "copy"))
+    (samples,) = (run / "steered").glob(f"samples_{MC_TASK}_*.jsonl")
+    samples.unlink()
+    result = saeval(fixture_dir, tmp_path, "--tasks", ALL_TASKS, "--name", "copy", "--resume")
+    assert result.exit_code == 0, result.output
+    assert f"files missing, running again: steered/{MC_TASK}" in result.stderr
+    assert manifest(run)["status"] == "complete" and len(manifest(run)["completed"]) == 6
+    assert numbers(run) == numbers(first_run)
+
+
+def test_a_gpu_this_machine_does_not_have_is_one_line(
     fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
 
-    from saeval import runner
-
-    def oom(*args: Any, **kwargs: Any) -> Any:
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    monkeypatch.setattr(runner, "_evaluate", oom)
-    result = saeval(fixture_dir, tmp_path, "--tasks", MC_TASK, "--name", "oom")
-    assert_one_line_error(result, "out of memory (baseline, tiny_mc)")
-    assert "--batch-size" in result.stderr
-    assert manifest(tmp_path / "oom")["status"] == "failed"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    result = saeval(fixture_dir, tmp_path, "--tasks", MC_TASK, "--device", "cuda:3")
+    assert_one_line_error(result, "device cuda:3 does not exist; visible GPUs: cuda:0")
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(
