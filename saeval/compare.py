@@ -128,11 +128,15 @@ def compare(
     *,
     metrics: Sequence[str] | None = None,
     alpha: float = 0.05,
+    any_model: bool = False,
 ) -> Comparison:
-    """Compare every (task, metric) present in both result sets; b - a is the delta."""
+    """Compare every (task, metric) present in both result sets; b - a is the delta.
+
+    Results of two different models are a ResultsError unless ``any_model`` (then a note).
+    """
     if not 0.0 < alpha < 1.0:
         raise UsageError(f"alpha must be between 0 and 1, got {alpha}")
-    notes = [*a.notes, *b.notes, *_task_notes(a, b)]
+    notes = [*_model_notes(a, b, any_model), *a.notes, *b.notes, *_task_notes(a, b)]
     rows: list[ComparisonRow] = []
     for name in _task_order(a, b):
         task_a, task_b = a.tasks[name], b.tasks[name]
@@ -161,6 +165,21 @@ def compare(
 
 def _side(results: ResultSet) -> Side:
     return Side(label=results.label, source=str(results.source), model_name=results.model_name)
+
+
+def _model_notes(a: ResultSet, b: ResultSet, any_model: bool) -> list[str]:
+    """Nothing for one model; for two, a note with ``any_model``, else a ResultsError."""
+    names = {name.rstrip("/") for name in (a.model_name, b.model_name) if name}
+    if len(names) < 2:
+        return []
+    if not any_model:
+        raise ResultsError(
+            f"{a.source} and {b.source} are results of different models "
+            f"({a.model_name} vs {b.model_name})",
+            hint="a steering effect is measured against a baseline of the same model; "
+            "pass --any-model to compare two models anyway",
+        )
+    return [f"different models: {a.label} is {a.model_name}, {b.label} is {b.model_name}"]
 
 
 def _task_notes(a: ResultSet, b: ResultSet) -> list[str]:

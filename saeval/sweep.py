@@ -107,6 +107,7 @@ def sweep(
     metrics: Sequence[str] | None = None,
     margin: float = DEFAULT_MARGIN,
     alpha: float = 0.05,
+    any_model: bool = False,
 ) -> Sweep:
     """Compare the baseline with each steered scale and collect the dose-response series."""
     if not steered:
@@ -114,7 +115,7 @@ def sweep(
     if margin < 0:
         raise UsageError(f"the non-inferiority margin must be >= 0, got {margin}")
     comparisons = {
-        scale: compare(baseline, steered[scale], metrics=metrics, alpha=alpha)
+        scale: compare(baseline, steered[scale], metrics=metrics, alpha=alpha, any_model=any_model)
         for scale in sorted(steered)
     }
     notes = list(dict.fromkeys(note for c in comparisons.values() for note in c.notes))

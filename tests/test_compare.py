@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_checks import assert_one_line_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
@@ -424,12 +425,34 @@ def _change_doc_hash(run: Path) -> str:
     return "tiny_mc: document 0 differs between baseline and steered"
 
 
-@pytest.mark.parametrize("damage", [_break_results, _truncate_samples, _change_doc_hash])
+def _other_model(run: Path) -> str:
+    results = _file(run / "steered", "results_")
+    data = json.loads(results.read_text())
+    data["model_name"] = "other-model"
+    data["config"]["model_args"] = {"pretrained": "other-model"}
+    results.write_text(json.dumps(data))
+    return f"are results of different models ({MODEL} vs other-model)"
+
+
+@pytest.mark.parametrize(
+    "damage", [_break_results, _truncate_samples, _change_doc_hash, _other_model]
+)
 def test_cli_bad_inputs_give_one_error_line(run: Path, damage: Callable[[Path], str]) -> None:
     expected = damage(run)
-    code, stdout, stderr = _invoke(run / "baseline", run / "steered")
-    assert code == 1 and stdout == ""
-    assert stderr.startswith("error: ") and expected in stderr.replace("\n", "")
+    result = CliRunner().invoke(app, ["compare", str(run / "baseline"), str(run / "steered")])
+    assert_one_line_error(result, expected)
+    assert result.stdout == ""
+
+
+def test_results_of_another_model_compare_only_with_any_model(run: Path) -> None:
+    _other_model(run)
+    result = CliRunner().invoke(app, ["compare", str(run)])  # the run folder's two sides
+    assert_one_line_error(result, "different models")
+    assert "--any-model" in result.stderr.splitlines()[-1]
+    code, stdout, _ = _invoke(run, "--any-model", "--format", "json")
+    assert code == 0
+    notes = json.loads(stdout)["notes"]
+    assert notes[0] == f"different models: baseline is {MODEL}, steered is other-model"
 
 
 def test_cli_usage_errors(tmp_path: Path) -> None:
@@ -476,11 +499,13 @@ def test_two_plain_lm_eval_runs_compare_paired(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    comparison = compare(load_side(outputs[0]), load_side(outputs[1]))
+    with pytest.raises(ResultsError, match="different models"):
+        compare(load_side(outputs[0]), load_side(outputs[1]))
+    comparison = compare(load_side(outputs[0]), load_side(outputs[1]), any_model=True)
     acc = _row(comparison, "tiny_mc", "acc")
     assert acc.test == MCNEMAR and acc.n_paired == 5
     assert acc.right_to_wrong is not None and acc.wrong_to_right is not None
     assert acc.delta == pytest.approx((acc.wrong_to_right - acc.right_to_wrong) / 5)
     assert _row(comparison, "tiny_rolling", "word_perplexity").test == NO_TEST
-    code, stdout, _ = _invoke(outputs[0], outputs[1], "--format", "json")
+    code, stdout, _ = _invoke(outputs[0], outputs[1], "--any-model", "--format", "json")
     assert code == 0 and len(json.loads(stdout)["rows"]) == len(comparison.rows)

@@ -82,6 +82,14 @@ def command(
         float,
         typer.Option(help="Sweeps: non-inferiority margin (absolute) for the safe strength."),
     ] = 0.02,
+    any_model: Annotated[
+        bool,
+        typer.Option(
+            "--any-model",
+            help="Compare results of two different models (by default an error: a steering "
+            "effect needs the same model on both sides).",
+        ),
+    ] = False,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -101,7 +109,9 @@ def command(
 
     report: Comparison | Sweep
     if b is not None:
-        report = compare(load_side(a), load_side(b), metrics=metric, alpha=alpha)
+        report = compare(
+            load_side(a), load_side(b), metrics=metric, alpha=alpha, any_model=any_model
+        )
     elif not is_run_folder(a):
         raise UsageError(
             f"{a} is not a saeval run folder, so it needs a second side to compare with",
@@ -111,9 +121,18 @@ def command(
         run = load_run(a)
         if len(run.steered) == 1:
             (steered,) = run.steered.values()
-            report = compare(run.baseline, steered, metrics=metric, alpha=alpha)
+            report = compare(
+                run.baseline, steered, metrics=metric, alpha=alpha, any_model=any_model
+            )
         else:
-            report = sweep(run.baseline, run.steered, metrics=metric, margin=margin, alpha=alpha)
+            report = sweep(
+                run.baseline,
+                run.steered,
+                metrics=metric,
+                margin=margin,
+                alpha=alpha,
+                any_model=any_model,
+            )
             plots = plot_sweep(report, output.parent if output else a)
             err.print(f"wrote {len(plots)} plots to {plots[0].parent}" if plots else "no plots")
     _emit(report, fmt, output)
