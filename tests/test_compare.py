@@ -425,6 +425,11 @@ def _change_doc_hash(run: Path) -> str:
     return "tiny_mc: document 0 differs between baseline and steered"
 
 
+def _remove_results(run: Path) -> str:
+    _file(run / "steered", "results_").unlink()
+    return f"{run / 'steered'}: no lm-eval results file"
+
+
 def _other_model(run: Path) -> str:
     results = _file(run / "steered", "results_")
     data = json.loads(results.read_text())
@@ -435,7 +440,7 @@ def _other_model(run: Path) -> str:
 
 
 @pytest.mark.parametrize(
-    "damage", [_break_results, _truncate_samples, _change_doc_hash, _other_model]
+    "damage", [_remove_results, _break_results, _truncate_samples, _change_doc_hash, _other_model]
 )
 def test_cli_bad_inputs_give_one_error_line(run: Path, damage: Callable[[Path], str]) -> None:
     expected = damage(run)
