@@ -13,7 +13,9 @@ hold their targets also next to add rows.
 The encoder for clamps is the SAE's own class sliced to the clamped latents (``W_enc[:, idx]``,
 ``b_enc[idx]``, ``threshold[idx]``, ``W_dec[idx]``, same ``b_dec`` and config), so its ``encode``
 keeps sae_lens's semantics for each architecture at a cost proportional to the clamped latents.
-TopK-style SAEs select latents by competition among all of them, so their full SAE is kept.
+TopK-style SAEs select latents by competition among all of them, so their full SAE is kept;
+those with ``rescale_acts_by_decoder_norm`` decode a latent along ``W_dec[i] / ||W_dec[i]||``,
+which is the row a clamp then uses, so clamping matches sae_lens's ``decode``.
 Everything else of each SAE is freed once the plan is built.
 """
 
@@ -313,6 +315,9 @@ def _clamp_group(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> ClampGroup:
         encoder, positions = sliced_sae(sae, index), None
     with torch.no_grad():
         W_dec = sae.W_dec.index_select(0, index).detach().clone()
+        if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
+            # sae_lens decodes such a latent as f_i / ||W_dec[i]|| * W_dec[i] (TopK SAEs).
+            W_dec = W_dec / W_dec.norm(dim=-1, keepdim=True)
     return ClampGroup(
         sae=info,
         rows=tuple(rows),

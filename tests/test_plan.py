@@ -165,6 +165,24 @@ def test_clamp_is_h_plus_target_minus_latent_times_decoder_row(
     torch.testing.assert_close(steered - baseline, expected, atol=ATOL, rtol=1e-4)
 
 
+@pytest.mark.parametrize("rescale", [False, True])
+def test_clamp_replaces_the_latent_in_sae_lens_decode(
+    rescale: bool, model: nn.Module, input_ids: Tensor
+) -> None:
+    """h + decode(f with the latents at their targets) - decode(f), also for a TopK SAE that
+    decodes through unit-norm rows (rescale_acts_by_decoder_norm)."""
+    sae = build_sae("topk", rescale_acts_by_decoder_norm=rescale)
+    plan = plan_for(sae, row(5, 1.5, "clamp"), row(40, 0.0, "ablate", line=3))
+    baseline = activation(model, input_ids, None)
+    with torch.no_grad():
+        acts = sae.encode(baseline)
+        clamped = acts.clone()
+        clamped[..., 5], clamped[..., 40] = 1.5, 0.0
+        expected = sae.decode(clamped) - sae.decode(acts)
+    steered = activation(model, input_ids, plan)
+    torch.testing.assert_close(steered - baseline, expected, atol=ATOL, rtol=1e-4)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_clamp_sets_the_latent_to_its_target(
     kind: str, model: nn.Module, input_ids: Tensor
