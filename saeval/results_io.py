@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,21 @@ STEERED = "steered"
 _CONFIG_NAME = re.compile(r"^steered(?:@(?P<scale>[-+0-9.eE]+))?$")
 _RESULTS_GLOB = "results*.json"
 _SKIP_KEYS = frozenset({"name", "alias", "sample_len", "sample_count", "samples"})
+_MEAN_AGGREGATIONS = frozenset({"mean", "nanmean"})
+# lm-eval's default aggregation of its built-in metrics that are not a mean of per-document
+# values; a loglikelihood task's per-document "perplexity" is the log-likelihood, for instance.
+_DEFAULT_AGGREGATIONS = {
+    "perplexity": "perplexity",
+    "word_perplexity": "weighted_perplexity",
+    "byte_perplexity": "weighted_perplexity",
+    "bits_per_byte": "bits_per_byte",
+    "f1": "f1",
+    "mcc": "matthews_corrcoef",
+    "bleu": "bleu",
+    "chrf": "chrf",
+    "ter": "ter",
+    "brier_score": "brier_score",
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +53,9 @@ class DocSample:
     """One document's scalar per-metric values, keyed like lm-eval's results ("acc,none").
 
     Metrics whose per-document value is not a number (perplexity's (loglikelihood, length) pair,
-    BLEU's (reference, prediction)) only exist as corpus-level aggregates and are left out.
+    BLEU's (reference, prediction)), or whose aggregate is not the mean of the per-document
+    values (a loglikelihood task's perplexity, whose per-document value is the log-likelihood),
+    only exist as corpus-level aggregates and are left out.
     """
 
     doc_id: int
@@ -278,7 +295,8 @@ def _tasks_of(file: Path, data: Mapping[str, Any]) -> dict[str, TaskResult]:
         if not isinstance(raw, dict):
             raise ResultsError(f"{file}: results of task {name!r} is not an object")
         samples_file = _samples_file(file.parent, name, stamp) if name in configs else None
-        samples = read_samples(samples_file) if samples_file else None
+        corpus_level = _corpus_level_metrics(configs.get(name))
+        samples = read_samples(samples_file, corpus_level) if samples_file else None
         tasks[name] = TaskResult(
             name=name,
             metrics=_metrics(file, name, raw),
@@ -291,6 +309,22 @@ def _tasks_of(file: Path, data: Mapping[str, Any]) -> dict[str, TaskResult]:
             samples_file=samples_file,
         )
     return tasks
+
+
+def _corpus_level_metrics(config: Any) -> frozenset[str]:
+    """Metric names a task aggregates other than by averaging its per-document values."""
+    entries = config.get("metric_list") if isinstance(config, dict) else None
+    given = {
+        str(entry["metric"]): entry.get("aggregation")
+        for entry in entries or []
+        if isinstance(entry, dict) and "metric" in entry
+    }
+    names = set(given) | set(_DEFAULT_AGGREGATIONS)
+    return frozenset(
+        name
+        for name in names
+        if (given.get(name) or _DEFAULT_AGGREGATIONS.get(name, "mean")) not in _MEAN_AGGREGATIONS
+    )
 
 
 def _samples_file(folder: Path, task: str, stamp: str) -> Path | None:
@@ -336,11 +370,12 @@ def _config_hash(config: Any) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_samples(file: Path) -> dict[int, DocSample]:
-    """Read an lm-eval samples JSONL into per-document values ("acc,none" -> 1.0)."""
+def read_samples(file: Path, corpus_level: Collection[str] = ()) -> dict[int, DocSample]:
+    """Read an lm-eval samples JSONL into per-document values ("acc,none" -> 1.0), leaving out
+    the ``corpus_level`` metrics (aggregated other than by a mean of these values)."""
     docs: dict[int, DocSample] = {}
     for line_number, record in _jsonl_records(file):
-        doc_id, doc_hash, values = _sample_values(file, line_number, record)
+        doc_id, doc_hash, values = _sample_values(file, line_number, record, corpus_level)
         previous = docs.get(doc_id)
         if previous is not None and previous.doc_hash != doc_hash:
             raise ResultsError(
@@ -362,7 +397,7 @@ def _jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _sample_values(
-    file: Path, line_number: int, record: Mapping[str, Any]
+    file: Path, line_number: int, record: Mapping[str, Any], corpus_level: Collection[str]
 ) -> tuple[int, str, dict[str, float]]:
     doc_id, doc_hash = record.get("doc_id"), record.get("doc_hash")
     names = record.get("metrics")
@@ -374,6 +409,6 @@ def _sample_values(
     values: dict[str, float] = {}
     for name in names:
         value = record.get(name)
-        if isinstance(value, bool | int | float):
+        if name not in corpus_level and isinstance(value, bool | int | float):
             values[f"{name},{filter_name}"] = float(value)
     return doc_id, doc_hash, values

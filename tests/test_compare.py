@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_checks import assert_one_line_error
@@ -204,6 +206,67 @@ def test_filters_stay_visible_and_perplexity_has_no_per_document_test() -> None:
     ppl = _row(comparison, "tiny_ppl", "word_perplexity")
     assert ppl.test == NO_TEST and ppl.p is None and ppl.higher_is_better is False
     assert ppl.delta > 0 and "corpus-level" in ppl.note
+
+
+def _loglikelihood_side(folder: Path, lls: list[float], metric_list: list[Any] | None) -> Path:
+    """What lm-eval writes for a loglikelihood task: per document, "perplexity" holds the
+    log-likelihood; the aggregate is exp(-mean) and lower is better."""
+    correct = [int(ll > -5.0) for ll in lls]
+    results = {
+        "perplexity,none": math.exp(-sum(lls) / len(lls)),
+        "perplexity_stderr,none": 1.0,
+        "acc,none": sum(correct) / len(correct),
+        "acc_stderr,none": 0.1,
+    }
+    config = {"task": "tiny_ll", "output_type": "loglikelihood"}
+    if metric_list is not None:
+        config["metric_list"] = metric_list
+    data = {
+        "results": {"tiny_ll": {"alias": "tiny_ll", **results}},
+        "configs": {"tiny_ll": config},
+        "versions": {"tiny_ll": 1.0},
+        "higher_is_better": {"tiny_ll": {"perplexity": False, "acc": True}},
+        "n-samples": {"tiny_ll": {"original": len(lls), "effective": len(lls)}},
+        "model_name": MODEL,
+    }
+    stamp = "2026-11-25T12-00-00.000000"
+    folder.mkdir(parents=True)
+    (folder / f"results_{stamp}.json").write_text(json.dumps(data), encoding="utf-8")
+    records = [
+        {"doc_id": i, "doc_hash": f"h{i}", "filter": "none", "metrics": ["perplexity", "acc"]}
+        | {"perplexity": ll, "acc": ok}
+        for i, (ll, ok) in enumerate(zip(lls, correct, strict=True))
+    ]
+    text = "".join(json.dumps(record) + "\n" for record in records)
+    (folder / f"samples_tiny_ll_{stamp}.jsonl").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "metric_list",
+    [
+        None,
+        [{"metric": "perplexity"}, {"metric": "acc"}],
+        [
+            {"metric": "perplexity", "aggregation": "perplexity", "higher_is_better": False},
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+        ],
+    ],
+)
+def test_loglikelihood_perplexity_is_not_paired_on_log_likelihoods(
+    tmp_path: Path, metric_list: list[Any] | None
+) -> None:
+    baseline = [-2.0, -3.0, -4.0, -6.0, -2.5, -3.5]
+    worse = [ll - 1.5 for ll in baseline]  # every document less likely: perplexity rises
+    comparison = compare(
+        load_side(_loglikelihood_side(tmp_path / "a", baseline, metric_list)),
+        load_side(_loglikelihood_side(tmp_path / "b", worse, metric_list)),
+    )
+    ppl = _row(comparison, "tiny_ll", "perplexity")
+    assert ppl.delta > 0 and ppl.higher_is_better is False
+    assert ppl.test == UNPAIRED_Z and "corpus-level" in ppl.note
+    assert ppl.ci_low is not None and ppl.ci_high is not None and ppl.ci_high > 0
+    assert _row(comparison, "tiny_ll", "acc").test == MCNEMAR
 
 
 def test_without_samples_the_test_is_an_unpaired_z(run: Path) -> None:
