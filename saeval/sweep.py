@@ -202,16 +202,18 @@ def _draw(axes: Any, series: SweepSeries, margin: float, confidence: float) -> N
     if series.higher_is_better is not True:
         axes.axhspan(series.baseline, series.baseline + margin, color="0.85")
     if with_ci:
+        # The CI of the delta, drawn around the baseline: a group whose aggregate is not the
+        # mean of its pooled documents can have its value outside that interval.
+        scales = [point.scale for point, _, _ in with_ci]
+        axes.plot(scales, [point.value for point, _, _ in with_ci], "o-", label="steered")
         axes.errorbar(
-            [point.scale for point, _, _ in with_ci],
-            [point.value for point, _, _ in with_ci],
-            yerr=[
-                [point.delta - low for point, low, _ in with_ci],
-                [high - point.delta for point, _, high in with_ci],
-            ],
-            marker="o",
+            scales,
+            [series.baseline + (low + high) / 2 for _, low, high in with_ci],
+            yerr=[(high - low) / 2 for _, low, high in with_ci],
+            fmt="none",
             capsize=3,
-            label=f"steered ({confidence:.0%} CI of delta)",
+            ecolor="C0",
+            label=f"baseline + {confidence:.0%} CI of delta",
         )
     if without:
         axes.plot([p.scale for p in without], [p.value for p in without], "x", label="steered")

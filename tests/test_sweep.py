@@ -12,7 +12,7 @@ import pytest
 from saeval import render
 from saeval.compare import MCNEMAR, NO_TEST
 from saeval.errors import UsageError
-from saeval.results_io import load_side
+from saeval.results_io import DocSample, MetricValue, ResultSet, TaskResult, load_side
 from saeval.sweep import (
     Sweep,
     SweepPoint,
@@ -100,6 +100,38 @@ def test_plot_sweep_writes_one_png_per_series(golden_sweep: Sweep, tmp_path: Pat
     )
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def _unweighted_group(sub_a: list[float], sub_b: list[float]) -> ResultSet:
+    """A group whose acc is the plain mean of its two subtasks' accs (weight_by_size false)."""
+    tasks = {}
+    for name, values in (("sub_a", sub_a), ("sub_b", sub_b)):
+        docs = {i: DocSample(i, f"{name}{i}", {"acc,none": v}) for i, v in enumerate(values)}
+        metrics = {"acc,none": MetricValue(sum(values) / len(values), 0.1)}
+        tasks[name] = TaskResult(name, metrics, len(values), "1", None, {"acc": True}, (), docs)
+    group_acc = (
+        tasks["sub_a"].metrics["acc,none"].value + tasks["sub_b"].metrics["acc,none"].value
+    ) / 2
+    tasks["group"] = TaskResult(
+        "group",
+        {"acc,none": MetricValue(group_acc, 0.1)},
+        None,
+        None,
+        None,
+        {"acc": True},
+        ("sub_a", "sub_b"),
+    )
+    return ResultSet("x", Path("x"), (), "m", "", tasks)
+
+
+def test_plot_draws_a_group_whose_delta_lies_outside_its_pooled_ci(tmp_path: Path) -> None:
+    baseline = _unweighted_group([0.0] * 2, [0.0] * 20)
+    steered = {1.0: _unweighted_group([1.0] * 2, [0.0] * 20), 2.0: baseline}
+    result = sweep(baseline, steered)
+    point = next(p for p in _series(result, "group", "acc").points if p.scale == 1.0)
+    assert point.ci_high is not None and point.delta > point.ci_high  # 0.5 vs a pooled 2/22
+    written = plot_sweep(result, tmp_path)
+    assert len(written) == 3 and all(path.stat().st_size > 5000 for path in written)
 
 
 def test_sweep_renders_in_every_format(golden_sweep: Sweep) -> None:
