@@ -109,7 +109,18 @@ def row_footnotes(comparison: Comparison) -> dict[str, int]:
 
 
 def _safe_text(series: SweepSeries) -> str:
-    return MISSING if series.largest_safe is None else f"{series.largest_safe:g}"
+    """The safe strength per sign present: `1`, `-0.5`, or `1 (negative scales: -0.5)`."""
+    negative = _scale_text(series.largest_safe_negative)
+    if all(point.scale < 0 for point in series.points):
+        return negative
+    positive = _scale_text(series.largest_safe)
+    if any(point.scale < 0 for point in series.points):
+        return f"{positive} (negative scales: {negative})"
+    return positive
+
+
+def _scale_text(scale: float | None) -> str:
+    return MISSING if scale is None else f"{scale:g}"
 
 
 def sweep_cells(result: Sweep) -> list[dict[str, str]]:

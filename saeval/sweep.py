@@ -36,7 +36,11 @@ class SweepPoint:
 
 @dataclass(frozen=True)
 class SweepSeries:
-    """A (task, metric) across strengths, with the largest strength within the margin."""
+    """A (task, metric) across strengths, with the largest strength within the margin.
+
+    `largest_safe` is over the scales >= 0 and `largest_safe_negative` over the scales <= 0
+    (the most negative safe one): a loss in one direction says nothing about the other.
+    """
 
     task: str
     metric: str
@@ -45,6 +49,7 @@ class SweepSeries:
     baseline_stderr: float | None
     points: tuple[SweepPoint, ...]
     largest_safe: float | None
+    largest_safe_negative: float | None
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class Sweep:
                 "baseline": series.baseline,
                 "baseline_stderr": series.baseline_stderr,
                 "largest_safe": series.largest_safe,
+                "largest_safe_negative": series.largest_safe_negative,
             }
             records += [{**head, **asdict(point)} for point in series.points]
         return records
@@ -90,10 +96,15 @@ def non_inferior(
     return ci_low > -margin if higher_is_better else ci_high < margin
 
 
-def largest_safe(points: Sequence[SweepPoint]) -> float | None:
-    """The largest strength (by magnitude) such that it and every weaker one is non-inferior."""
+def largest_safe(points: Sequence[SweepPoint], *, negative: bool = False) -> float | None:
+    """The strongest scale of one sign such that it and every weaker one of that sign is safe.
+
+    Safe means non-inferior. Only scales >= 0 count (<= 0 with `negative`), so a failure
+    at -2 does not stop +1.
+    """
+    same_sign = [point for point in points if (point.scale <= 0 if negative else point.scale >= 0)]
     safe = None
-    for point in sorted(points, key=lambda point: abs(point.scale)):
+    for point in sorted(same_sign, key=lambda point: abs(point.scale)):
         if not point.non_inferior:
             break
         safe = point.scale
@@ -160,6 +171,7 @@ def _series(rows: list[tuple[float, ComparisonRow]], margin: float) -> SweepSeri
         baseline_stderr=first.a_stderr,
         points=points,
         largest_safe=largest_safe(points),
+        largest_safe_negative=largest_safe(points, negative=True),
     )
 
 

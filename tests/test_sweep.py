@@ -69,6 +69,30 @@ def test_largest_safe_stops_at_the_first_failure() -> None:
     assert largest_safe([_point(0.5, None)]) is None
 
 
+def test_largest_safe_is_per_sign_direction() -> None:
+    points = [_point(-2.0, False), _point(-1.0, True), _point(1.0, True), _point(3.0, True)]
+    assert largest_safe(points) == 3.0  # the failure at -2 does not stop the positive side
+    assert largest_safe(points, negative=True) == -1.0
+    assert largest_safe([_point(-1.0, False), _point(2.0, True)]) == 2.0
+    assert largest_safe([_point(2.0, True)], negative=True) is None
+
+
+def test_mixed_sign_sweep_reports_both_directions() -> None:
+    """-1 is the golden steered run (it loses acc_norm), 1 and -0.5 the baseline again."""
+    baseline = load_side(GOLDEN / "baseline")
+    steered = {-1.0: load_side(GOLDEN / "steered"), -0.5: baseline, 1.0: baseline}
+    result = sweep(baseline, steered)
+    norm = _series(result, "tiny_group", "acc_norm")
+    assert (norm.largest_safe, norm.largest_safe_negative) == (1.0, -0.5)
+    markdown = render.render(result, "markdown")
+    expected = "acc_norm: largest scale within 0.02 of baseline: 1 (negative scales: -0.5)"
+    assert f"tiny_group {expected}" in markdown
+    only_negative = sweep(baseline, {-1.0: baseline})
+    assert "tiny_mc acc: largest scale within 0.02 of baseline: -1\n" in render.render(
+        only_negative, "markdown"
+    )
+
+
 def test_golden_sweep_series(golden_sweep: Sweep) -> None:
     mc = _series(golden_sweep, "tiny_mc", "acc")
     assert [p.scale for p in mc.points] == [0.5, 1.0]
