@@ -79,8 +79,15 @@ def model_revision(lm: SteeredHFLM, model_id: str) -> str | None:
     if commit:
         return str(commit)
     folder = Path(model_id)
-    if not folder.is_dir():
-        return None
+    return folder_fingerprint(folder) if folder.is_dir() else None
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """`local:<sha256>` of a local model or SAE folder, cheap even for GBs of weights.
+
+    Every file's relative path, size and mtime, plus the full contents of the small text files
+    (configs, tokenizers); weight files are not read, so rewriting one changes its mtime.
+    """
     import hashlib
 
     digest = hashlib.sha256()

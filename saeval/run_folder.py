@@ -1,6 +1,8 @@
 """The run folder `saeval run` writes into: a new one, or the one ``--resume`` continues.
 
 A run's ``spec`` holds every option that determines its numbers; a resumed run must match it.
+Local SAE folders enter it by fingerprint (``sae_folders``), so a resume after their
+``cfg.json`` or weights changed is refused instead of mixing two SAEs in one run.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from saeval.environment import command_line, software
+from saeval.environment import command_line, folder_fingerprint, software
 from saeval.errors import ResultsError, UsageError
 from saeval.store import Manifest, RunStore, Status, spec_sha256
 
@@ -32,7 +34,7 @@ def open_run_folder(
     tasks: TaskSet,
 ) -> RunStore:
     """A new run folder, or the one --resume continues (its spec must match)."""
-    spec = _spec(config, steer, model_id, device, tasks)
+    spec = _spec(config, steer, model_id, device, tasks) | _sae_folders(saes)
     digest = spec_sha256(spec)
     if config.resume:
         store = RunStore.open(_resume_folder(config, digest))
@@ -85,6 +87,14 @@ def _spec(
         "apply_chat_template": config.apply_chat_template,
         "gen_kwargs": config.gen_kwargs,
     }
+
+
+def _sae_folders(saes: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"sae_folders": {path: fingerprint}}`` for local SAEs ({} without: old spec)."""
+    folders = sorted({str(Path(sae["path"]).resolve()) for sae in saes if sae["kind"] == "local"})
+    if not folders:
+        return {}
+    return {"sae_folders": {folder: folder_fingerprint(Path(folder)) for folder in folders}}
 
 
 def _resume_folder(config: RunConfig, digest: str) -> Path:

@@ -289,6 +289,22 @@ def test_out_of_memory_in_a_later_task_keeps_the_first_and_resume_finishes(
     assert set(numbers(run)["steered"]) == {MC_TASK, GEN_TASK}
 
 
+def test_resume_refuses_a_local_sae_folder_whose_weights_changed(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    sae = save_sae(build_sae("standard", seed=1), tmp_path / "sae")
+    steer = tmp_path / "steer.csv"
+    write_steer_csv(steer, [(3, 8.0, sae, "")])
+    args = ["run", str(steer), "--model", str(fixture_dir / "model"), "--device", "cpu"]
+    args += ["--include-path", str(fixture_dir / "tasks"), "--output", str(tmp_path / "out")]
+    args += ["--tasks", MC_TASK, "--limit", "2", "--no-baseline", "--name", "x"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    save_sae(build_sae("standard", seed=2), sae)
+    resumed = CliRunner().invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 2
+    assert f"sae_folders: {{'{sae.resolve()}': 'local:" in resumed.stderr
+
+
 def test_resume_refuses_a_run_folder_of_another_model(
     fixture_dir: Path, first_run: Path, tmp_path: Path
 ) -> None:
