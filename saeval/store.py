@@ -43,9 +43,10 @@ Manifest fields (``run.json``, ``schema_version`` 1):
 
 The baseline cache key (`baseline_key`) is the sha256 of everything that determines one baseline
 task's numbers: model id + revision (or a local folder's fingerprint) + loaded dtype, device kind
-(and GPU name), batch size, the task's name, version and config fingerprint (resolved YAML and
-local data files), num_fewshot, limit, the four seeds, apply_chat_template, gen_kwargs,
-bootstrap_iters and the lm_eval, transformers and torch versions. Batch size is in the key:
+(and GPU name), batch size, the task's name, version and config fingerprint (resolved YAML,
+local data files and the Python files of its `!function` tags), num_fewshot, limit, the four
+seeds, apply_chat_template, gen_kwargs, bootstrap_iters and the lm_eval, transformers and torch
+versions. Batch size is in the key:
 padding and batched kernels change log-likelihoods in the last bits and can flip near-tied
 answers, so a baseline is reused only when computed exactly as the steered runs beside it are.
 """

@@ -2,8 +2,9 @@
 
 lm-eval's ``TaskManager`` indexes every built-in task YAML (6-8 s); with ``--include-path`` and
 names that all live there, only that folder is indexed (near 0 s). The fingerprint of a task
-(its resolved YAML, those of its subtasks, and the local data files they read) is part of the
-baseline cache key: edit a task or its data and the cached baseline no longer matches.
+(its resolved YAML, those of its subtasks, the local data files they read and the Python files
+their ``!function`` tags import) is part of the baseline cache key: edit a task, its data or its
+``utils.py`` and the cached baseline no longer matches.
 """
 
 from __future__ import annotations
@@ -153,9 +154,9 @@ def _fingerprint(name: str, index: Mapping[str, Any]) -> str:
     for child, entry in sorted(_walk(name, index), key=lambda pair: pair[0]):
         cfg = None if entry is None else entry.cfg
         digest.update(json.dumps([child, cfg], sort_keys=True, default=str).encode())
-        for data_file in _local_data_files(cfg or {}):
-            digest.update(data_file.encode())
-            digest.update(_file_sha256(Path(data_file)).encode())
+        for local_file in _local_data_files(cfg or {}) + _function_files(cfg or {}):
+            digest.update(local_file.encode())
+            digest.update(_file_sha256(Path(local_file)).encode())
     return digest.hexdigest()
 
 
@@ -166,16 +167,40 @@ def _local_data_files(cfg: Mapping[str, Any]) -> list[str]:
         cfg.get("dataset_path"),
         kwargs.get("data_files") if isinstance(kwargs, dict) else None,
     ]
-    paths: list[str] = []
+    return sorted(item for item in _strings(found) if Path(item).is_file())
+
+
+def _function_files(cfg: Mapping[str, Any]) -> list[str]:
+    """The local Python files the config's ``!function`` tags import.
+
+    lm-eval's index keeps ``!function utils.process_docs`` unresolved, as the string
+    ``<YAML folder>/utils.process_docs``; its module file is ``<YAML folder>/utils.py``.
+    """
+    modules = {_function_module(item) for item in _strings(cfg)}
+    return sorted(str(module) for module in modules if module is not None)
+
+
+def _function_module(value: str) -> Path | None:
+    """``/dir/pkg.utils.fn`` -> ``/dir/pkg/utils.py`` when that file exists, else None."""
+    head, dot, _ = value.rpartition(".")
+    path = Path(head)
+    if not dot or not path.is_absolute():
+        return None
+    module = path.parent / f"{path.name.replace('.', '/')}.py"
+    return module if module.is_file() else None
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside nested dicts and lists."""
+    found = [value]
     while found:
         item = found.pop()
         if isinstance(item, dict):
             found.extend(item.values())
         elif isinstance(item, list):
             found.extend(item)
-        elif isinstance(item, str) and Path(item).is_file():
-            paths.append(item)
-    return sorted(paths)
+        elif isinstance(item, str):
+            yield item
 
 
 def _file_sha256(path: Path) -> str:

@@ -424,5 +424,17 @@ def test_task_fingerprint_follows_the_data_file(fixture_dir: Path, tmp_path: Pat
     assert before.config_sha256 != after.config_sha256
 
 
+def test_task_fingerprint_follows_a_function_module(tmp_path: Path) -> None:
+    tasks = write_tasks(tmp_path / "tasks")
+    task_yaml = tasks / f"{MC_TASK}.yaml"
+    task_yaml.write_text(task_yaml.read_text() + "process_docs: !function utils.process_docs\n")
+    utils = tasks / "utils.py"
+    utils.write_text("def process_docs(dataset):\n    return dataset\n")
+    before = validate_tasks([MC_TASK], [tasks]).specs[0]
+    utils.write_text("def process_docs(dataset):\n    return dataset.select(range(2))\n")
+    after = validate_tasks([MC_TASK], [tasks]).specs[0]
+    assert before.config_sha256 != after.config_sha256
+
+
 def test_split_task_names() -> None:
     assert split_task_names(["a, b", "b,,c"]) == ["a", "b", "c"]
