@@ -95,7 +95,7 @@ def measure(subject: Subject, root: Path) -> Measured:
     """Load the model once, build the plans, and time every configuration interleaved."""
     import torch
 
-    from saeval.harness import SteeredHFLM
+    from saeval.steering.lm_eval_model import SteeredHFLM
 
     print(f"\n{subject.name}: loading {subject.path}", flush=True)
     hook = f"blocks.{subject.layer}.hook_resid_post"
@@ -181,7 +181,7 @@ def _full_hook(
     """The naive clamp: the whole SAE's encode and decode plus its error term at the hook."""
     import torch
 
-    from saeval.hooks import attach
+    from saeval.steering.hooks import attach
 
     index = torch.tensor(list(latents))
 
@@ -269,9 +269,9 @@ def _load_sae(folder: Path) -> Any:
 
 def _build_plan_measuring_rss(steer_csv: Path, sae_dir: Path) -> tuple[Any, int]:
     """``build_plan`` on an add row and two clamp rows; the RSS it leaves behind."""
-    from saeval import catalog
-    from saeval.plan import build_plan
-    from saeval.steer_file import read_steer_file
+    from saeval.spec import catalog
+    from saeval.spec.steer_file import read_steer_file
+    from saeval.steering.plan import build_plan
 
     steer_csv.write_text(
         "latent_idx,steering_coefficient,sae_release,sae_id,action\n"

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from saeval import catalog
-from saeval.catalog import SaeInfo, SaeRef, UnknownSaeId
 from saeval.demo.paths import DEMO_HOOK_NAME, DEMO_MODEL_ID, DEMO_RELEASE, DEMO_SAE_ID
 from saeval.errors import ResolutionError
+from saeval.spec import catalog, models, sae_facts
+from saeval.spec.catalog import UnknownSaeId
+from saeval.spec.sae_facts import SaeFacts, SaeRef
 
 DOG_RELEASE = "gemma-scope-2b-pt-res-canonical"
 DOG_SAE_ID = "layer_20/width_16k/canonical"
@@ -118,13 +119,13 @@ GEMMA_SCOPE = [
 def test_gemma_scope_ids_give_width_hook_and_d_in(
     release: str, sae_id: str, d_sae: int, d_in: int, hook_name: str
 ) -> None:
-    info = catalog.sae_info(catalog.locate(release, sae_id))
+    info = sae_facts.sae_facts(catalog.locate(release, sae_id))
     assert (info.d_sae, info.d_in, info.hook_name) == (d_sae, d_in, hook_name)
 
 
 def test_gemma_scope_model_comes_from_the_repo_not_the_yaml() -> None:
     # The YAML says gemma-2-9b for this instruction-tuned release; sae_lens's loader says -it.
-    info = catalog.sae_info(
+    info = sae_facts.sae_facts(
         catalog.locate("gemma-scope-9b-it-res-canonical", "layer_9/width_16k/canonical")
     )
     assert info.model_name == "gemma-2-9b-it"
@@ -156,7 +157,7 @@ def test_gemma_scope_model_comes_from_the_repo_not_the_yaml() -> None:
     ],
 )
 def test_gemma_scope_2_and_qwen_scope_ids(release: str, sae_id: str, d_sae: int, hook: str) -> None:
-    info = catalog.sae_info(catalog.locate(release, sae_id))
+    info = sae_facts.sae_facts(catalog.locate(release, sae_id))
     assert (info.d_sae, info.hook_name) == (d_sae, hook)
 
 
@@ -169,7 +170,7 @@ def test_gemma_scope_1_matches_sae_lens_own_config_getter_for_every_sae() -> Non
         if release.conversion_func != "gemma_2":
             continue
         for folder in set(release.saes_map.values()):
-            info = catalog.naming_info(release, folder)
+            info = sae_facts.naming_info(release, folder)
             cfg = get_gemma_2_config_from_hf(release.repo_id, folder, "cpu")
             assert info is not None
             got = (info.d_sae, info.d_in, info.hook_name, info.model_name)
@@ -179,7 +180,7 @@ def test_gemma_scope_1_matches_sae_lens_own_config_getter_for_every_sae() -> Non
 
 
 def test_neuronpedia_link_of_the_dog_latent() -> None:
-    info = catalog.sae_info(catalog.locate(DOG_RELEASE, DOG_SAE_ID))
+    info = sae_facts.sae_facts(catalog.locate(DOG_RELEASE, DOG_SAE_ID))
     assert info.neuronpedia_id is not None
     assert (
         catalog.neuronpedia_url(info.neuronpedia_id, 12082)
@@ -200,13 +201,13 @@ def test_neuronpedia_link_of_the_dog_latent() -> None:
     ],
 )
 def test_catalog_model_names_map_to_hugging_face_ids(name: str, hf_id: str) -> None:
-    assert catalog.hf_model_id(name) == hf_id
+    assert models.hf_model_id(name) == hf_id
 
 
 def test_every_catalog_model_maps_to_a_hub_id() -> None:
-    official = set(catalog.model_aliases().values())
+    official = set(models.model_aliases().values())
     for release in catalog.releases().values():
-        model = catalog.hf_model_id(release.model)
+        model = models.hf_model_id(release.model)
         assert model in official or "/" in model, release.name
 
 
@@ -226,20 +227,20 @@ def test_every_catalog_model_maps_to_a_hub_id() -> None:
     ],
 )
 def test_model_type_from_the_model_name(model: str, model_type: str | None) -> None:
-    info = catalog.model_info(model)
+    info = models.model_info(model)
     assert (info.model_type, info.local) == (model_type, False)
 
 
 def test_model_info_reads_a_local_model_folder(tmp_path: Path) -> None:
     config = {"model_type": "gemma3", "text_config": {"num_hidden_layers": 34, "hidden_size": 2560}}
     (tmp_path / "config.json").write_text(json.dumps(config))
-    info = catalog.model_info(str(tmp_path))
+    info = models.model_info(str(tmp_path))
     assert (info.local, info.model_type, info.n_layers, info.d_model) == (True, "gemma3", 34, 2560)
 
 
 def test_model_info_of_a_missing_model_folder_is_an_error() -> None:
     with pytest.raises(ResolutionError, match=r"model folder '\./no-model' not found"):
-        catalog.model_info("./no-model")
+        models.model_info("./no-model")
 
 
 def write_cached(cache: Path, repo_id: str, filename: str, content: dict[str, object]) -> None:
@@ -268,21 +269,21 @@ def test_cfg_json_in_the_hugging_face_cache_counts(hf_cache: Path) -> None:
     write_cached(
         hf_cache, "jbloom/GPT2-Small-SAEs-Reformatted", "blocks.8.hook_resid_pre/cfg.json", cfg
     )
-    info = catalog.sae_info(catalog.locate("gpt2-small-res-jb", "blocks.8.hook_resid_pre"))
+    info = sae_facts.sae_facts(catalog.locate("gpt2-small-res-jb", "blocks.8.hook_resid_pre"))
     assert (info.d_sae, info.hook_name) == (24576, "blocks.8.hook_resid_pre")
     assert info.source.startswith("Hugging Face cache")
     assert info.neuronpedia_id == "gpt2-small/8-res-jb"
 
 
 def test_uncached_sae_lens_release_is_unknown_offline(hf_cache: Path) -> None:
-    info = catalog.sae_info(catalog.locate("gpt2-small-res-jb", "blocks.8.hook_resid_pre"))
+    info = sae_facts.sae_facts(catalog.locate("gpt2-small-res-jb", "blocks.8.hook_resid_pre"))
     assert (info.d_sae, info.hook_name, info.source) == (None, None, "")
 
 
 def test_model_config_in_the_hugging_face_cache_gives_layers(hf_cache: Path) -> None:
     config = {"model_type": "gemma2", "num_hidden_layers": 26, "hidden_size": 2304}
     write_cached(hf_cache, "google/gemma-2-2b", "config.json", config)
-    info = catalog.model_info("gemma-2-2b")
+    info = models.model_info("gemma-2-2b")
     assert (info.model_id, info.n_layers, info.d_model, info.local) == (
         "google/gemma-2-2b",
         26,
@@ -315,8 +316,8 @@ def test_online_fetches_only_the_cfg_json_of_a_repo(
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     ref = catalog.locate("someone/my-saes", "layer_2")
-    assert catalog.sae_info(ref).d_sae is None  # offline: nothing fetched
-    assert catalog.sae_info(ref, online=True).d_sae == 512
+    assert sae_facts.sae_facts(ref).d_sae is None  # offline: nothing fetched
+    assert sae_facts.sae_facts(ref, online=True).d_sae == 512
     assert asked == [("someone/my-saes", "layer_2/cfg.json")]
 
 
@@ -335,16 +336,16 @@ def test_online_tells_unreachable_from_missing(monkeypatch: pytest.MonkeyPatch) 
         raise RepositoryNotFoundError("404", response=httpx.Response(404, request=request))
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
-    assert catalog.downloaded_info(ref) is None
+    assert sae_facts.downloaded_info(ref) is None
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing)
     with pytest.raises(ResolutionError, match="no SAE config for someone/x"):
-        catalog.downloaded_info(ref)
+        sae_facts.downloaded_info(ref)
 
 
 def test_demo_release_resolves_without_building_the_sae() -> None:
     ref = catalog.locate(DEMO_RELEASE, DEMO_SAE_ID)
-    info = catalog.sae_info(ref)
-    assert isinstance(info, SaeInfo)
+    info = sae_facts.sae_facts(ref)
+    assert isinstance(info, SaeFacts)
     assert (info.hook_name, info.model_name) == (DEMO_HOOK_NAME, DEMO_MODEL_ID)
     assert info.d_sae is not None and info.d_sae > 3
 

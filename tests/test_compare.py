@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 from typer.testing import CliRunner
 
-from saeval import render, stats
-from saeval.cli.main import app
-from saeval.compare import (
+from saeval.analysis import render, stats
+from saeval.analysis.compare import (
     MCNEMAR,
     NO_TEST,
     PAIRED_T,
@@ -32,8 +31,7 @@ from saeval.compare import (
     ComparisonRow,
     compare,
 )
-from saeval.errors import ResultsError, UsageError
-from saeval.results_io import (
+from saeval.analysis.results_io import (
     DocSample,
     MetricValue,
     ResultSet,
@@ -41,6 +39,8 @@ from saeval.results_io import (
     load_run,
     load_side,
 )
+from saeval.cli.main import app
+from saeval.errors import ResultsError, UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "lmeval"
 MODEL = "tiny-gpt2"
@@ -549,13 +549,12 @@ for model, output in zip(runs[::2], runs[1::2]):
 """
 
 
-def test_two_plain_lm_eval_runs_compare_paired(tmp_path: Path) -> None:
+def test_two_plain_lm_eval_runs_compare_paired(tmp_path: Path, tiny_bundle: Path) -> None:
     """lm-eval's CLI (as `python -m lm_eval` runs it) on two tiny GPT-2s, then saeval compare."""
     from builders import save_tiny_pretrained
-    from sae_builders import write_tasks
 
-    tasks = write_tasks(tmp_path / "tasks")
-    models = [save_tiny_pretrained("gpt2", tmp_path / f"model{seed}", seed=seed) for seed in (0, 1)]
+    tasks = tiny_bundle / "tasks"
+    models = [tiny_bundle / "model", save_tiny_pretrained("gpt2", tmp_path / "model1", seed=1)]
     outputs = [tmp_path / "out0", tmp_path / "out1"]
     argv = [str(tasks), str(models[0]), str(outputs[0]), str(models[1]), str(outputs[1])]
     done = subprocess.run(

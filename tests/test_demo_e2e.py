@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from saeval.analysis.compare import MCNEMAR
+from saeval.analysis.report_files import write_comparison
 from saeval.cli.main import app
-from saeval.compare import MCNEMAR
 from saeval.demo import run as demo_run
 from saeval.demo.lm_tasks import DEMO_TASKS
-from saeval.runner import RunConfig, RunEvents, RunResult, write_comparison
-from saeval.store import configuration_name
+from saeval.run.config import RunConfig, RunEvents, RunResult
+from saeval.run.layout import configuration_name
 
 REPO = Path(__file__).resolve().parents[1]
 PREFERENCE, KNOWLEDGE = demo_run.PREFERENCE_TASK, demo_run.KNOWLEDGE_TASK
@@ -79,7 +80,7 @@ def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
         report, files = write_comparison(folder, config.margin)
         return RunResult(folder, folder / "run.json", {}, (), report, tuple(files))
 
-    monkeypatch.setattr("saeval.runner.run", fake_run)
+    monkeypatch.setattr("saeval.run.runner.run", fake_run)
     return configs
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from builders import save_tiny_pretrained, train_tiny_tokenizer
+from builders import train_tiny_tokenizer
 from lm_eval import simple_evaluate
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
@@ -25,22 +25,21 @@ from sae_builders import (
     build_sae,
     save_sae,
     write_steer_csv,
-    write_tasks,
 )
 from typer.testing import CliRunner
 
 from saeval.cli.main import app
 from saeval.errors import SteerFileError, SteeringError, UsageError
-from saeval.harness import SteeredHFLM
+from saeval.steering.lm_eval_model import SteeredHFLM
 
 DOG_LATENT = 5
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny GPT-2 folder, an SAE whose latent 5 writes `` dog``, steer files and tasks."""
+def assets(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> dict[str, Path]:
+    """The shared tiny GPT-2 and tasks, an SAE whose latent 5 writes `` dog``, its steer file."""
     root = tmp_path_factory.mktemp("harness")
-    model_dir = save_tiny_pretrained("gpt2", root / "model")
+    model_dir = tiny_bundle / "model"
     from transformers import AutoModelForCausalLM
 
     unembed = AutoModelForCausalLM.from_pretrained(model_dir).get_output_embeddings().weight
@@ -53,7 +52,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "model": model_dir,
         "sae": sae_dir,
         "dog": write_steer_csv(root / "dog.csv", [(DOG_LATENT, 20.0, sae_dir, "")]),
-        "tasks": write_tasks(root / "tasks"),
+        "tasks": tiny_bundle / "tasks",
     }
 
 

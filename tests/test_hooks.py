@@ -34,14 +34,13 @@ from torch import Tensor, nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from saeval.errors import SteeringError
-from saeval.hooks import (
+from saeval.spec.hook_points import (
     HOOK_KINDS,
     SUPPORTED_MODEL_TYPES,
-    attach,
     check_hook_name,
-    locate,
     supported_hooks,
 )
+from saeval.steering.hooks import attach, locate
 
 pytestmark = pytest.mark.filterwarnings("ignore:HookedTransformer is deprecated")
 
@@ -458,9 +457,9 @@ def test_check_hook_name_rejects(
 
 
 def test_hooks_module_imports_without_torch() -> None:
-    """Importing saeval.hooks (the offline helpers) loads neither torch nor transformers."""
+    """Importing the hook table or the hooks module loads neither torch nor transformers."""
     code = (
-        "import sys, saeval.hooks; "
+        "import sys, saeval.spec.hook_points, saeval.steering.hooks; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

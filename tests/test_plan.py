@@ -17,11 +17,12 @@ from sae_builders import HOOK_NAME, KINDS, build_sae, dual_sae, save_sae, write_
 from sae_lens import SAE
 from torch import Tensor, nn
 
-import saeval.saes
+import saeval.steering.sae_loading
 from saeval.errors import ResolutionError, SteeringError
-from saeval.hooks import attach, locate
-from saeval.plan import SteerPlan, build_plan, plan_from_saes, sliced_sae
-from saeval.steer_file import Action, SteerRow, read_steer_file
+from saeval.spec.steer_file import Action, SteerRow, read_steer_file
+from saeval.steering.clamp import sliced_sae
+from saeval.steering.hooks import attach, locate
+from saeval.steering.plan import SteerPlan, build_plan, plan_from_saes
 
 RELEASE = "tiny-release"
 ATOL = 1e-4
@@ -267,7 +268,7 @@ def test_loaded_sae_is_freed_after_the_plan_is_built(kind: str) -> None:
         refs.append(weakref.ref(sae))
         return sae
 
-    from saeval.plan import plan_rows
+    from saeval.steering.plan import plan_rows
 
     plan = plan_rows([row(3, 1.0), row(5, 2.0, "clamp", line=3)], load)
     gc.collect()
@@ -284,13 +285,13 @@ def test_each_distinct_sae_is_loaded_once(tmp_path: Path, monkeypatch: pytest.Mo
         [(3, 1.0, first, ""), (4, 2.0, first, ""), (5, 1.0, second, ""), (6, 1.0, first, "")],
     )
     loads: list[tuple[str, str]] = []
-    real = saeval.saes.load_sae
+    real = saeval.steering.sae_loading.load_sae
 
     def counting(release: str, sae_id: str, **kwargs: Any) -> SAE:
         loads.append((release, sae_id))
         return real(release, sae_id, **kwargs)
 
-    monkeypatch.setattr(saeval.saes, "load_sae", counting)
+    monkeypatch.setattr(saeval.steering.sae_loading, "load_sae", counting)
     plan = build_plan(read_steer_file(steer))
     assert sorted(loads) == sorted([(str(first), ""), (str(second), "")])
     assert len(plan.saes) == 2 and plan.saes[0].d_sae == 128
@@ -378,16 +379,16 @@ def test_local_folders_load_from_disk_and_hub_saes_fail_offline_with_a_hint(
     tmp_path: Path,
 ) -> None:
     folder = save_sae(build_sae("jumprelu"), tmp_path / "releases" / "layer_1")
-    assert saeval.saes.sae_dir(str(folder), "") == folder
-    assert saeval.saes.sae_dir(str(tmp_path / "releases"), "layer_1") == folder
-    loaded = saeval.saes.load_sae(str(folder), "")
+    assert saeval.steering.sae_loading.sae_dir(str(folder), "") == folder
+    assert saeval.steering.sae_loading.sae_dir(str(tmp_path / "releases"), "layer_1") == folder
+    loaded = saeval.steering.sae_loading.load_sae(str(folder), "")
     assert loaded.cfg.architecture() == "jumprelu" and loaded.cfg.d_sae == 128
-    assert saeval.saes.sae_dir("someone/tiny-saes", "layer_1") is None
+    assert saeval.steering.sae_loading.sae_dir("someone/tiny-saes", "layer_1") is None
     with pytest.raises(ResolutionError) as caught:
-        saeval.saes.load_sae("someone/tiny-saes", "layer_1")
-    assert caught.value.hint == saeval.saes.OFFLINE_HINT
+        saeval.steering.sae_loading.load_sae("someone/tiny-saes", "layer_1")
+    assert caught.value.hint == saeval.steering.sae_loading.OFFLINE_HINT
 
 
 def test_unknown_release_is_a_resolution_error() -> None:
     with pytest.raises(ResolutionError, match="unknown SAE release 'no-such-release'"):
-        saeval.saes.load_sae("no-such-release", "x")
+        saeval.steering.sae_loading.load_sae("no-such-release", "x")

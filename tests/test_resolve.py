@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from saeval.resolve import Resolution, Status, resolve, validate
-from saeval.steer_file import read_steer_file
+from saeval.spec.resolve import Resolution, Status, resolve, validate
+from saeval.spec.steer_file import read_steer_file
 
 HEADER = "latent_idx,steering_coefficient,sae_release,sae_id,description,action,hook\n"
 DOG = "12082,240.0,gemma-scope-2b-pt-res-canonical,layer_20/width_16k/canonical,dogs,,\n"

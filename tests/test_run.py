@@ -31,23 +31,18 @@ from sae_builders import (
 )
 from typer.testing import CliRunner, Result
 
+from saeval.analysis.compare import MCNEMAR
 from saeval.cli.main import app
-from saeval.compare import MCNEMAR
-from saeval.tasks import split_task_names, validate_tasks
+from saeval.spec.tasks import split_task_names, validate_tasks
 
 ALL_TASKS = f"{MC_TASK},{GEN_TASK},{ROLLING_TASK}"
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model folder, a tiny SAE on its last layer, a steer file and three tasks."""
-    root = tmp_path_factory.mktemp("run")
-    save_tiny_pretrained("gpt2", root / "model")
-    save_sae(build_sae("standard", seed=1), root / "sae")
-    write_steer_csv(root / "steer.csv", [(3, 8.0, root / "sae", ""), (5, -4.0, root / "sae", "")])
-    write_tasks(root / "tasks")
-    return root
+def fixture_dir(tiny_bundle: Path) -> Path:
+    """The shared tiny model, SAE, steer file and three tasks (tests/conftest.py)."""
+    return tiny_bundle
 
 
 def saeval(fixture: Path, output: Path, *args: str) -> Result:
@@ -208,7 +203,7 @@ def test_sigterm_keeps_finished_work_and_resume_matches_an_uninterrupted_run(
 def test_a_sigterm_swallowed_by_a_finalizer_stops_the_run_at_the_next_task(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from saeval.interrupts import Sigterm
+    from saeval.run.interrupts import Sigterm
 
     class Finalized:
         def __del__(self) -> None:
@@ -233,9 +228,9 @@ def test_resume_refuses_other_options(fixture_dir: Path, first_run: Path) -> Non
 def test_a_crash_in_a_later_task_keeps_finished_ones_and_marks_the_run_failed(
     fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from saeval import runner
+    from saeval.run import evaluation
 
-    real = runner._evaluate
+    real = evaluation.evaluate
     calls: list[str] = []
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -244,7 +239,7 @@ def test_a_crash_in_a_later_task_keeps_finished_ones_and_marks_the_run_failed(
             raise RuntimeError("dataset vanished")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_evaluate", flaky)
+    monkeypatch.setattr(evaluation, "evaluate", flaky)
     result = saeval(fixture_dir, tmp_path, "--tasks", f"{MC_TASK},{GEN_TASK}", "--name", "crash")
     assert_one_line_error(result, "RuntimeError (baseline, tiny_gen): dataset vanished")
     data = manifest(tmp_path / "crash")
@@ -393,12 +388,12 @@ def test_bad_input_fails_before_any_model_is_loaded(
     args: list[str],
     needles: list[str],
 ) -> None:
-    from saeval import runner
+    from saeval.run import evaluation
 
     def no_load(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the model must not be loaded")
 
-    monkeypatch.setattr(runner, "_load_model", no_load)
+    monkeypatch.setattr(evaluation, "load_model", no_load)
     result = saeval(fixture_dir, tmp_path, *args)
     if "--scale" in args:
         assert result.exit_code == 2 and "--scale" in result.stderr

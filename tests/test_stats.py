@@ -1,4 +1,4 @@
-"""saeval.stats against scipy on constructed data, and Holm against a published example."""
+"""saeval.analysis.stats against scipy on constructed data, and Holm against a published example."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from saeval import stats
+from saeval.analysis import stats
 
 
 def test_mcnemar_is_binomtest_on_the_discordant_pairs() -> None:

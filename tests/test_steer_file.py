@@ -17,9 +17,9 @@ from bad_steer_cases import BAD_CASES, BadCase
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from saeval.catalog import locate
 from saeval.errors import SteerFileError
-from saeval.steer_file import Action, SteerRow, read_steer_file
+from saeval.spec.catalog import locate
+from saeval.spec.steer_file import Action, SteerRow, read_steer_file
 
 GOLDEN = Path(__file__).parent / "golden" / "steer"
 ROOT = Path(__file__).parent.parent
@@ -174,7 +174,7 @@ def test_same_latent_may_be_added_and_clamped_or_used_in_two_saes(tmp_path: Path
 
 def test_reading_imports_nothing_heavy() -> None:
     code = (
-        "import sys, saeval.steer_file as m; m.read_steer_file('steers/dog.csv');"
+        "import sys, saeval.spec.steer_file as m; m.read_steer_file('steers/dog.csv');"
         "heavy = {'pandas', 'torch', 'numpy', 'sae_lens', 'lm_eval', 'transformers'};"
         "print(sorted(heavy & set(sys.modules)))"
     )

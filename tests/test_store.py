@@ -12,21 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from saeval import store
+from saeval.analysis.results_io import load_side
+from saeval.atomic import write_atomic
 from saeval.errors import ResultsError
-from saeval.results_io import load_side
-from saeval.store import (
-    BaselineCache,
-    Manifest,
-    RunStore,
-    Status,
-    TaskOutput,
-    baseline_key,
-    configuration_name,
-    merge_results,
-    task_output,
-    write_atomic,
-)
+from saeval.run.baseline_cache import BaselineCache, baseline_key
+from saeval.run.layout import configuration_name
+from saeval.run.lm_eval_format import TaskOutput, merge_results, task_output
+from saeval.run.manifest import Manifest, ModelRecord, Status, spec_sha256
+from saeval.run.store import RunStore
 
 
 def _sample(doc_id: int, correct: bool) -> dict[str, Any]:
@@ -74,11 +67,11 @@ def _manifest(name: str = "run") -> Manifest:
     return Manifest(
         name=name,
         spec={"tasks": ["a"]},
-        spec_sha256=store.spec_sha256({"tasks": ["a"]}),
+        spec_sha256=spec_sha256({"tasks": ["a"]}),
         command="saeval run x.csv",
         steer_files=[],
         saes=[],
-        model={"id": "tiny"},
+        model=ModelRecord(id="tiny"),
         tasks=[],
         limit=None,
         num_fewshot=None,

@@ -9,20 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from saeval import render
-from saeval.compare import MCNEMAR, NO_TEST
-from saeval.errors import UsageError
-from saeval.results_io import DocSample, MetricValue, ResultSet, TaskResult, load_side
-from saeval.sweep import (
+from saeval.analysis import render
+from saeval.analysis.compare import MCNEMAR, NO_TEST
+from saeval.analysis.plots import plot_path, plot_sweep
+from saeval.analysis.results_io import DocSample, MetricValue, ResultSet, TaskResult, load_side
+from saeval.analysis.sweep import (
     Sweep,
     SweepPoint,
     SweepSeries,
     largest_safe,
     non_inferior,
-    plot_path,
-    plot_sweep,
     sweep,
 )
+from saeval.errors import UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "lmeval"
 
@@ -167,5 +166,5 @@ def test_sweep_renders_in_every_format(golden_sweep: Sweep) -> None:
     data = json.loads(render.render(golden_sweep, "json"))
     assert data["margin"] == 0.02 and len(data["series"]) == 13
     assert r"\begin{tabular}" in render.render(golden_sweep, "latex")
-    table = render.sweep_table(golden_sweep)
+    table = render.table(golden_sweep)
     assert table.row_count == 13 * 3

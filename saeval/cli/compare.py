@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from saeval.analysis.defaults import DEFAULT_MARGIN
 from saeval.cli.console import err, out
 from saeval.errors import UsageError
 
 if TYPE_CHECKING:
-    from saeval.compare import Comparison
-    from saeval.sweep import Sweep
+    from saeval.analysis.report import Report
 
 
 class Format(StrEnum):
@@ -81,7 +81,7 @@ def command(
     margin: Annotated[
         float,
         typer.Option(help="Sweeps: non-inferiority margin (absolute) for the safe strength."),
-    ] = 0.02,
+    ] = DEFAULT_MARGIN,
     any_model: Annotated[
         bool,
         typer.Option(
@@ -103,11 +103,13 @@ def command(
     ] = None,
 ) -> None:
     """Compare two evaluations per task and metric: delta, 95% CI and a paired test."""
-    from saeval.compare import compare
-    from saeval.results_io import is_run_folder, load_run, load_side
-    from saeval.sweep import plot_sweep, sweep
+    from saeval.analysis.compare import compare
+    from saeval.analysis.report import build_report, sweep_of
+    from saeval.analysis.report_files import write_plots
+    from saeval.analysis.results_io import load_run, load_side
+    from saeval.run.layout import is_run_folder
 
-    report: Comparison | Sweep
+    report: Report
     if b is not None:
         report = compare(
             load_side(a), load_side(b), metrics=metric, alpha=alpha, any_model=any_model
@@ -118,22 +120,11 @@ def command(
             hint="saeval compare BASELINE STEERED",
         )
     else:
-        run = load_run(a)
-        if len(run.steered) == 1:
-            (steered,) = run.steered.values()
-            report = compare(
-                run.baseline, steered, metrics=metric, alpha=alpha, any_model=any_model
-            )
-        else:
-            report = sweep(
-                run.baseline,
-                run.steered,
-                metrics=metric,
-                margin=margin,
-                alpha=alpha,
-                any_model=any_model,
-            )
-            plots = plot_sweep(report, output.parent if output else a)
+        report = build_report(
+            load_run(a), metrics=metric, margin=margin, alpha=alpha, any_model=any_model
+        )
+        if sweep_of(report) is not None:
+            plots = write_plots(report, output.parent if output else a)
             err.print(f"wrote {len(plots)} plots to {plots[0].parent}" if plots else "no plots")
     _emit(report, fmt, output)
 
@@ -149,10 +140,9 @@ def _file_format(fmt: Format, output: Path) -> Format:
     return SUFFIX_FORMATS[output.suffix.lower()]
 
 
-def _emit(report: Comparison | Sweep, fmt: Format, output: Path | None) -> None:
+def _emit(report: Report, fmt: Format, output: Path | None) -> None:
     """Print the table (format table) or the text; write --output when given."""
-    from saeval import render
-    from saeval.compare import Comparison
+    from saeval.analysis import render
 
     if output is not None:
         text = render.render(report, _file_format(fmt, output))
@@ -160,12 +150,7 @@ def _emit(report: Comparison | Sweep, fmt: Format, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
         err.print(f"wrote {output}", highlight=False)
     if fmt is Format.TABLE:
-        table = (
-            render.comparison_table(report)
-            if isinstance(report, Comparison)
-            else render.sweep_table(report)
-        )
-        out.print(table)
+        out.print(render.table(report))
         for line in render.summary_lines(report):
             out.print(f"[dim]- {escape(line)}[/]", highlight=False)
     elif output is None:

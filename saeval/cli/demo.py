@@ -19,7 +19,7 @@ from saeval.demo.run import DEFAULT_SCALES
 
 if TYPE_CHECKING:
     from saeval.demo.run import DemoAssets
-    from saeval.runner import RunResult
+    from saeval.run.config import RunResult
 
 DEFAULT_SCALE_TEXT = ",".join(f"{scale:g}" for scale in DEFAULT_SCALES)
 
@@ -50,7 +50,7 @@ def command(
     from saeval.cli.options import parse_scales
     from saeval.cli.progress import ProgressEvents, quiet_libraries
     from saeval.demo.run import DEMO_STEER_FILE, demo_config
-    from saeval.runner import run
+    from saeval.run.runner import run
 
     scales = parse_scales(scale)
     quiet_libraries()
@@ -72,7 +72,7 @@ def _validate(steer_file: Path) -> None:
     """Check the shipped steer file offline and print its table."""
     from saeval.cli.validate import show
     from saeval.errors import ResolutionError
-    from saeval.resolve import validate
+    from saeval.spec.resolve import validate
 
     resolution = validate([steer_file])
     show(resolution)
@@ -103,16 +103,16 @@ def _prepare() -> DemoAssets:
 
 def _show(result: RunResult, scales: tuple[float, ...]) -> None:
     """The comparison at 1x, the dose-response table, what they show and where the files are."""
-    from saeval.compare import Comparison
+    from saeval.analysis.render import table
+    from saeval.analysis.report import sweep_of
     from saeval.demo.run import display_sweep, findings, headline_comparison, headline_scale
-    from saeval.render import comparison_table, sweep_table
 
     scale = headline_scale(scales)
     comparison = headline_comparison(result.folder, scale)
-    out.print(comparison_table(comparison))
-    sweep = None if isinstance(result.report, Comparison) else result.report
+    out.print(table(comparison))
+    sweep = None if result.report is None else sweep_of(result.report)
     if sweep is not None:
-        out.print(sweep_table(display_sweep(sweep)))
+        out.print(table(display_sweep(sweep)))
     for line in findings(comparison, scale, sweep):
         out.print(f"[bold]{escape(line)}[/]", highlight=False, soft_wrap=True)
     if result.reused:

@@ -26,7 +26,7 @@ def run_lm_eval(args: list[str]) -> None:
     """Call ``lm_eval``'s CLI entry point on ``args`` after registering saeval's model."""
     from lm_eval.__main__ import cli_evaluate
 
-    import saeval.harness  # noqa: F401  (registers sae_steered and sae_steered_beta)
+    import saeval.steering.lm_eval_model  # noqa: F401  (registers sae_steered and sae_steered_beta)
 
     saved = sys.argv
     sys.argv = ["saeval harness", *args]

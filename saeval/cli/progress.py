@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from saeval.cli.console import err
 
 if TYPE_CHECKING:
-    from saeval.store import TaskRecord
+    from saeval.run.store import TaskRecord
 
 _QUIET_LOGGERS = (
     "lm_eval",

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from saeval.analysis.defaults import DEFAULT_MARGIN
 from saeval.cli.console import out
 from saeval.cli.options import ModelOpt, parse_scales
 from saeval.cli.progress import ProgressEvents, quiet_libraries
 
 if TYPE_CHECKING:
-    from saeval.runner import RunResult
+    from saeval.run.config import RunResult
 
 
 def command(
@@ -64,7 +65,7 @@ def command(
     margin: Annotated[
         float,
         typer.Option(help="Non-inferiority margin for the sweep report (absolute, e.g. 0.02)."),
-    ] = 0.02,
+    ] = DEFAULT_MARGIN,
     no_baseline: Annotated[
         bool, typer.Option("--no-baseline", help="Skip the unsteered model (and the comparison).")
     ] = False,
@@ -87,8 +88,9 @@ def command(
 ) -> None:
     """Evaluate the baseline and the steered model on lm-eval tasks, then compare them."""
     quiet_libraries()
-    from saeval.runner import RunConfig, run
-    from saeval.tasks import split_task_names
+    from saeval.run.config import RunConfig
+    from saeval.run.runner import run
+    from saeval.spec.tasks import split_task_names
 
     config = RunConfig(
         steer_files=tuple(steer_files),
@@ -124,13 +126,11 @@ def _limit(value: float | None) -> int | float | None:
 
 def _show(result: RunResult) -> None:
     """The comparison table(s) on stdout and where the files are."""
-    from saeval.compare import Comparison
-    from saeval.render import comparison_table, summary_lines, sweep_table
+    from saeval.analysis.render import summary_lines, table
 
     report = result.report
     if report is not None:
-        table = comparison_table(report) if isinstance(report, Comparison) else sweep_table(report)
-        out.print(table)
+        out.print(table(report))
         for line in summary_lines(report):
             out.print(f"[dim]- {escape(line)}[/]", highlight=False)
     if result.reused:

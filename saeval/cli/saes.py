@@ -13,9 +13,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from saeval.catalog import CatalogEntry, search
 from saeval.cli.console import out
 from saeval.cli.options import FormatOpt, ModelOpt, OutputFormat
+from saeval.spec.catalog import CatalogEntry, search
 
 
 def command(

@@ -34,7 +34,7 @@ from rich.table import Table
 from saeval.cli.console import err, out
 from saeval.cli.options import FormatOpt, ModelOpt, OnlineOpt, OutputFormat
 from saeval.errors import ResolutionError
-from saeval.resolve import Resolution, ResolvedRow, Status, validate
+from saeval.spec.resolve import Resolution, ResolvedRow, Status, validate
 
 _STYLES = {Status.OK: "green", Status.ERROR: "bold red", Status.UNCHECKED: "yellow"}
 

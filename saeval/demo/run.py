@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from saeval.demo.lm_tasks import DEMO_TASKS
 
 if TYPE_CHECKING:
-    from saeval.compare import Comparison, ComparisonRow
-    from saeval.runner import RunConfig
-    from saeval.sweep import Sweep
+    from saeval.analysis.compare import Comparison, ComparisonRow
+    from saeval.analysis.sweep import Sweep
+    from saeval.run.config import RunConfig
 
 DEMO_STEER_FILE = Path(__file__).resolve().parent / "demo.csv"
 DEFAULT_SCALES = (0.5, 1.0, 2.0, 4.0)
@@ -57,7 +57,7 @@ def demo_config(
     device: str | None,
 ) -> RunConfig:
     """The `saeval run` of the demo: baseline and each strength on the four demo tasks."""
-    from saeval.runner import RunConfig
+    from saeval.run.config import RunConfig
 
     return RunConfig(
         steer_files=(DEMO_STEER_FILE,),
@@ -78,8 +78,8 @@ def headline_scale(scales: Sequence[float]) -> float:
 
 def headline_comparison(folder: Path, scale: float) -> Comparison:
     """Baseline vs the steered model at `scale` in a run folder, with flips and paired tests."""
-    from saeval.compare import compare
-    from saeval.results_io import load_run
+    from saeval.analysis.compare import compare
+    from saeval.analysis.results_io import load_run
 
     sides = load_run(folder)
     return compare(sides.baseline, sides.steered[scale])
@@ -113,7 +113,7 @@ def _row(comparison: Comparison, task: str) -> ComparisonRow | None:
 
 def _preference_sentence(row: ComparisonRow, scale: float) -> str:
     """'dog option chosen 25% -> 50% at 1x: 11 answers moved to it, 0 away (McNemar p = ...)'."""
-    from saeval.render import fmt_p
+    from saeval.analysis.render import fmt_p
 
     text = f"dog option chosen: {row.a:.0%} -> {row.b:.0%} at {scale:g}x"
     if row.wrong_to_right is not None and row.right_to_wrong is not None:

@@ -1,22 +1,19 @@
-"""Dose-response over steering strengths: one paired comparison per scale, the largest strength
-that stays non-inferior to the baseline, and a PNG plot per (task, metric)."""
+"""Dose-response over steering strengths: one paired comparison per scale and the largest strength
+that stays non-inferior to the baseline (plots: ``saeval.analysis.plots``)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from saeval.compare import Comparison, ComparisonRow, Side, compare
+from saeval.analysis.compare import Comparison, ComparisonRow, Side, compare
+from saeval.analysis.defaults import DEFAULT_MARGIN
+from saeval.analysis.results_io import ResultSet
 from saeval.errors import UsageError
-from saeval.results_io import ResultSet
 
 if TYPE_CHECKING:
     import pandas as pd
-
-DEFAULT_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -173,63 +170,3 @@ def _series(rows: list[tuple[float, ComparisonRow]], margin: float) -> SweepSeri
         largest_safe=largest_safe(points),
         largest_safe_negative=largest_safe(points, negative=True),
     )
-
-
-def plot_path(directory: Path, series: SweepSeries) -> Path:
-    """Where `plot_sweep` writes one series: `sweep_<task>_<metric>.png`."""
-    name = re.sub(r"[^\w.-]+", "_", f"sweep_{series.task}_{series.metric}")
-    return directory / f"{name}.png"
-
-
-def plot_sweep(result: Sweep, directory: Path) -> list[Path]:
-    """Write one PNG per (task, metric): value vs strength, CI error bars, baseline line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for series in result.series:
-        figure, axes = plt.subplots(figsize=(5.0, 3.5), layout="constrained")
-        _draw(axes, series, result.margin, 1.0 - result.alpha)
-        path = plot_path(directory, series)
-        figure.savefig(path, dpi=120)
-        plt.close(figure)
-        written.append(path)
-    return written
-
-
-def _draw(axes: Any, series: SweepSeries, margin: float, confidence: float) -> None:
-    """Draw one series: steered values with their paired CI, baseline line and margin band."""
-    with_ci = [
-        (point, point.ci_low, point.ci_high)
-        for point in series.points
-        if point.ci_low is not None and point.ci_high is not None
-    ]
-    without = [point for point in series.points if point.ci_low is None or point.ci_high is None]
-    axes.axhline(series.baseline, color="0.3", linestyle="--", label="baseline")
-    if series.higher_is_better is not False:
-        axes.axhspan(series.baseline - margin, series.baseline, color="0.85", label="margin")
-    if series.higher_is_better is not True:
-        axes.axhspan(series.baseline, series.baseline + margin, color="0.85")
-    if with_ci:
-        # The CI of the delta, drawn around the baseline: a group whose aggregate is not the
-        # mean of its pooled documents can have its value outside that interval.
-        scales = [point.scale for point, _, _ in with_ci]
-        axes.plot(scales, [point.value for point, _, _ in with_ci], "o-", label="steered")
-        axes.errorbar(
-            scales,
-            [series.baseline + (low + high) / 2 for _, low, high in with_ci],
-            yerr=[(high - low) / 2 for _, low, high in with_ci],
-            fmt="none",
-            capsize=3,
-            ecolor="C0",
-            label=f"baseline + {confidence:.0%} CI of delta",
-        )
-    if without:
-        axes.plot([p.scale for p in without], [p.value for p in without], "x", label="steered")
-    axes.set_xlabel("steering scale")
-    axes.set_ylabel(series.metric)
-    axes.set_title(f"{series.task}: {series.metric}")
-    axes.legend(fontsize="small")

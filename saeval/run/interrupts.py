@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from saeval.errors import SaevalError
-from saeval.store import RunStore, Status
+from saeval.run.store import RunStore, Status
 
 
 class RunInterrupted(SaevalError):

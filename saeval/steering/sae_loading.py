@@ -1,8 +1,8 @@
 """Load SAEs through sae_lens, wherever a steer row says they live (see ``catalog.locate``).
 
 - a local folder holding ``cfg.json`` + ``sae_weights.safetensors``: ``SAE.load_from_disk``;
-- saeval's built-in ``saeval-demo`` release: its folder (built on first use), then
-  ``SAE.load_from_disk``;
+- a built-in release registered in the catalog (the demo's): its folder (built on first use),
+  then ``SAE.load_from_disk``;
 - a sae_lens release name, or a Hugging Face repo id whose ``sae_id`` is the folder inside the
   repo: ``SAE.from_pretrained``, which folds normalisation constants (``norm_scaling_factor``)
   into the weights it returns.
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from saeval import catalog
 from saeval.errors import ResolutionError
+from saeval.spec import catalog
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -31,9 +31,7 @@ def sae_dir(release: str, sae_id: str) -> Path | None:
     if ref.kind == "local":
         return Path(ref.path)
     if ref.catalog is not None and sae_id in ref.catalog.builtin:
-        from saeval.demo.sae import demo_sae_dir
-
-        return demo_sae_dir()
+        return ref.catalog.builtin[sae_id].folder()
     return None
 
 

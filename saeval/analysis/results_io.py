@@ -10,17 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from saeval.errors import ResultsError, UsageError
+from saeval.run.layout import (
+    BASELINE,
+    configuration_scale,
+    file_stamp,
+    run_configurations,
+    samples_file,
+)
 
-BASELINE = "baseline"
-STEERED = "steered"
-_CONFIG_NAME = re.compile(r"^steered(?:@(?P<scale>[-+0-9.eE]+))?$")
 _RESULTS_GLOB = "results*.json"
 _SKIP_KEYS = frozenset({"name", "alias", "sample_len", "sample_count", "samples"})
 _MEAN_AGGREGATIONS = frozenset({"mean", "nanmean"})
@@ -77,11 +80,6 @@ class TaskResult:
     samples: Mapping[int, DocSample] | None = None
     samples_file: Path | None = None
 
-    @property
-    def is_group(self) -> bool:
-        """Whether lm-eval lists subtasks for this name."""
-        return bool(self.subtasks)
-
 
 @dataclass(frozen=True)
 class ResultSet:
@@ -103,34 +101,6 @@ class RunSides:
     run: Path
     baseline: ResultSet
     steered: Mapping[float, ResultSet] = field(default_factory=dict)
-
-
-def configuration_scale(name: str) -> float | None:
-    """The steering scale a configuration folder name encodes: `steered` is 1, `steered@2` is 2."""
-    match = _CONFIG_NAME.match(name)
-    if match is None:
-        return None
-    try:
-        return float(match["scale"]) if match["scale"] else 1.0
-    except ValueError:
-        return None
-
-
-def run_configurations(path: Path) -> dict[str, Path]:
-    """The configuration folders (`baseline`, `steered`, `steered@<scale>`) of a run folder."""
-    if not path.is_dir():
-        return {}
-    found = {}
-    for child in sorted(path.iterdir()):
-        is_config = child.name == BASELINE or configuration_scale(child.name) is not None
-        if child.is_dir() and is_config:
-            found[child.name] = child
-    return found
-
-
-def is_run_folder(path: Path) -> bool:
-    """Whether `path` is a saeval run folder (it holds configuration folders)."""
-    return bool(run_configurations(path))
 
 
 def load_run(path: Path) -> RunSides:
@@ -192,15 +162,9 @@ def _results_files(folder: Path) -> list[Path]:
     return files
 
 
-def _timestamp(file: Path) -> str:
-    """lm-eval's time stamp of a results or samples file name ('' if it has none)."""
-    stem = file.name.removesuffix(".jsonl").removesuffix(".json")
-    return stem[stem.rfind("_") + 1 :] if "_" in stem else ""
-
-
 def _load_files(files: list[Path], *, source: Path, label: str) -> ResultSet:
     """Merge results files of one model: for each task, the newest file that has it."""
-    ordered = sorted(files, key=lambda file: (_timestamp(file), file.stat().st_mtime))
+    ordered = sorted(files, key=lambda file: (file_stamp(file), file.stat().st_mtime))
     loaded = [(file, read_json(file)) for file in ordered]
     models = {_model_name(data) for _, data in loaded}
     if len(models) > 1:
@@ -289,7 +253,7 @@ def _tasks_of(file: Path, data: Mapping[str, Any]) -> dict[str, TaskResult]:
     versions = data.get("versions") or {}
     n_samples = data.get("n-samples") or {}
     better = data.get("higher_is_better") or {}
-    stamp = _timestamp(file)
+    stamp = file_stamp(file)
     tasks = {}
     for name, raw in data["results"].items():
         if not isinstance(raw, dict):
@@ -328,8 +292,7 @@ def _corpus_level_metrics(config: Any) -> frozenset[str]:
 
 
 def _samples_file(folder: Path, task: str, stamp: str) -> Path | None:
-    name = f"samples_{task}_{stamp}.jsonl" if stamp else f"samples_{task}.jsonl"
-    path = folder / name
+    path = folder / samples_file(task, stamp)
     return path if path.is_file() else None
 
 

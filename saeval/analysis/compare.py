@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from saeval import stats
+from saeval.analysis import stats
+from saeval.analysis.results_io import DocSample, ResultSet, TaskResult
 from saeval.errors import ResultsError, UsageError
-from saeval.results_io import DocSample, ResultSet, TaskResult
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,42 +10,32 @@ At a hook point with activations ``h`` (batch, pos, d_in):
 first, then the clamps, all computed from the same (added-to) activation, so clamped latents
 hold their targets also next to add rows.
 
-The encoder for clamps is the SAE's own class sliced to the clamped latents (``W_enc[:, idx]``,
-``b_enc[idx]``, ``threshold[idx]``, ``W_dec[idx]``, same ``b_dec`` and config), so its ``encode``
-keeps sae_lens's semantics for each architecture at a cost proportional to the clamped latents.
-TopK-style SAEs select latents by competition among all of them, so their full SAE is kept;
-those with ``rescale_acts_by_decoder_norm`` decode a latent along ``W_dec[i] / ||W_dec[i]||``,
-which is the row a clamp then uses, so clamping matches sae_lens's ``decode``.
-Everything else of each SAE is freed once the plan is built.
+Clamps keep a sliced encoder and their decoder rows (``saeval.steering.clamp``); everything else
+of each SAE is freed once the plan is built.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from saeval.errors import SteeringError
+from saeval.steering.clamp import ClampGroup, clamp_group
+from saeval.steering.hooks import Edit
 
 if TYPE_CHECKING:
-    import torch
     from sae_lens import SAE
     from torch import Tensor
 
-    from saeval.steer_file import SteerFile, SteerRow
+    from saeval.spec.steer_file import SteerFile, SteerRow
 
-Edit = Callable[["Tensor"], "Tensor"]
 SaeKey = tuple[str, str]  # (sae_release, sae_id)
-
-SLICEABLE = ("standard", "jumprelu", "gated")  # each latent's encoder depends on its own weights
-COMPETING = ("topk", "abstopk")  # latents compete: the full encoder is needed
-PER_TOKEN_NORMS = ("layer_norm", "constant_norm_rescale")  # decoder rows rescaled per token
 
 
 @dataclass(frozen=True)
-class SAEInfo:
-    """What a plan records about one SAE it used (for manifests and messages)."""
+class LoadedSae:
+    """One SAE as loaded by sae_lens: what a plan records about it (for messages)."""
 
     release: str
     sae_id: str
@@ -55,49 +45,6 @@ class SAEInfo:
     d_sae: int
     model_name: str | None
     neuronpedia_id: str | None
-
-
-@dataclass
-class ClampGroup:
-    """One SAE's clamped latents at one hook point: a small encoder and its decoder rows."""
-
-    sae: SAEInfo
-    rows: tuple[SteerRow, ...]
-    latents: tuple[int, ...]
-    targets: Tensor  # (k,) clamp targets before scaling
-    encoder: SAE  # sliced to the latents, or the full SAE for competing architectures
-    positions: Tensor | None  # latents' positions in the encoder's output when it is the full SAE
-    W_dec: Tensor  # (k, d_in) decoder rows of the latents
-    _on_device: dict[Any, tuple[SAE, Tensor, Tensor | None, Tensor]] = field(
-        default_factory=dict, repr=False
-    )
-
-    def delta(self, h: Tensor, scale: float) -> Tensor:
-        """``(scale * c - f(h)) @ W_dec`` in the encoder's dtype, on ``h``'s device."""
-        import torch
-
-        encoder, targets, positions, W_dec = self._moved(h.device)
-        with torch.no_grad():
-            acts = encoder.encode(h)
-            if positions is not None:
-                acts = acts.index_select(-1, positions)
-            return (targets * scale - acts) @ W_dec
-
-    def _moved(self, device: torch.device) -> tuple[SAE, Tensor, Tensor | None, Tensor]:
-        """The encoder and tensors on ``device`` (copied once per device)."""
-        if device not in self._on_device:
-            if device == self.W_dec.device:
-                encoder = self.encoder
-            else:
-                encoder = copy.deepcopy(self.encoder).to(device)
-            positions = None if self.positions is None else self.positions.to(device)
-            self._on_device[device] = (
-                encoder,
-                self.targets.to(device),
-                positions,
-                self.W_dec.to(device),
-            )
-        return self._on_device[device]
 
 
 @dataclass
@@ -156,7 +103,7 @@ class SteerPlan:
 
     points: dict[str, HookPointPlan]
     model_id: str | None  # Hugging Face id of the base model the SAEs record, if any
-    saes: list[SAEInfo]
+    saes: list[LoadedSae]
 
     def edits(self, scale: float = 1.0) -> dict[str, Edit]:
         """One edit function per hook name, for ``hooks.attach``, at strength ``scale``."""
@@ -182,7 +129,7 @@ def _tensor_bytes(tensor: Tensor) -> int:
 
 def build_plan(steer: SteerFile, *, device: str = "cpu", dtype: str = "float32") -> SteerPlan:
     """Load each distinct SAE of ``steer`` once (via sae_lens) and keep only what it needs."""
-    from saeval.saes import load_sae
+    from saeval.steering.sae_loading import load_sae
 
     def load(key: SaeKey) -> SAE:
         return load_sae(key[0], key[1], device=device, dtype=dtype)
@@ -201,7 +148,7 @@ def plan_rows(rows: Iterable[SteerRow], load: Callable[[SaeKey], SAE]) -> SteerP
     for row in rows:
         by_sae.setdefault((row.sae_release, row.sae_id), []).append(row)
     parts: list[_SaePart] = []
-    infos: list[SAEInfo] = []
+    infos: list[LoadedSae] = []
     for key, sae_rows in by_sae.items():
         sae = load(key)
         info = _info(key, sae)
@@ -222,9 +169,9 @@ class _SaePart:
     clamp: ClampGroup | None
 
 
-def _info(key: SaeKey, sae: SAE) -> SAEInfo:
+def _info(key: SaeKey, sae: SAE) -> LoadedSae:
     metadata = sae.cfg.metadata
-    return SAEInfo(
+    return LoadedSae(
         release=key[0],
         sae_id=key[1],
         architecture=sae.cfg.architecture(),
@@ -236,15 +183,15 @@ def _info(key: SaeKey, sae: SAE) -> SAEInfo:
     )
 
 
-def _model_id(infos: Sequence[SAEInfo]) -> str | None:
+def _model_id(infos: Sequence[LoadedSae]) -> str | None:
     """The Hugging Face id of the base model the SAEs name (the first that names one)."""
-    from saeval.catalog import hf_model_id
+    from saeval.spec.catalog import hf_model_id
 
     name = next((info.model_name for info in infos if info.model_name), None)
     return None if name is None else hf_model_id(name)
 
 
-def _parts_of(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> list[_SaePart]:
+def _parts_of(sae: SAE, info: LoadedSae, rows: list[SteerRow]) -> list[_SaePart]:
     """Split one SAE's rows by hook point and extract their add vectors and clamp groups."""
     by_hook: dict[str, list[SteerRow]] = {}
     for row in rows:
@@ -260,13 +207,13 @@ def _parts_of(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> list[_SaePart]:
                 d_in=info.d_in,
                 rows=hook_rows,
                 add_vector=_add_vector(sae, adds) if adds else None,
-                clamp=_clamp_group(sae, info, clamps) if clamps else None,
+                clamp=clamp_group(sae, info, clamps) if clamps else None,
             )
         )
     return parts
 
 
-def _hook_of(row: SteerRow, info: SAEInfo) -> str:
+def _hook_of(row: SteerRow, info: LoadedSae) -> str:
     """The row's hook override, else the SAE's own hook name."""
     hook = row.hook or info.hook_name
     if not hook:
@@ -277,7 +224,7 @@ def _hook_of(row: SteerRow, info: SAEInfo) -> str:
     return hook
 
 
-def _check_latent(row: SteerRow, info: SAEInfo) -> None:
+def _check_latent(row: SteerRow, info: LoadedSae) -> None:
     if row.latent_idx >= info.d_sae:
         where = row.where(row.column("latent_idx"))
         raise SteeringError(
@@ -295,101 +242,6 @@ def _add_vector(sae: SAE, rows: list[SteerRow]) -> Tensor:
         for row in rows:
             vector += row.coefficient * sae.W_dec[row.latent_idx]
     return vector.detach().clone()
-
-
-def _clamp_group(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> ClampGroup:
-    """The encoder and decoder rows that clamping ``rows``' latents needs."""
-    import torch
-
-    _check_clampable(sae, info, rows)
-    latents = tuple(row.latent_idx for row in rows)
-    index = torch.tensor(latents, dtype=torch.long, device=sae.W_dec.device)
-    targets = torch.tensor(
-        [0.0 if row.action == "ablate" else row.coefficient for row in rows],
-        dtype=sae.W_dec.dtype,
-        device=sae.W_dec.device,
-    )
-    if info.architecture in COMPETING:
-        encoder, positions = _full_encoder(sae), index
-    else:
-        encoder, positions = sliced_sae(sae, index), None
-    with torch.no_grad():
-        W_dec = sae.W_dec.index_select(0, index).detach().clone()
-        if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
-            # sae_lens decodes such a latent as f_i / ||W_dec[i]|| * W_dec[i] (TopK SAEs).
-            W_dec = W_dec / W_dec.norm(dim=-1, keepdim=True)
-    return ClampGroup(
-        sae=info,
-        rows=tuple(rows),
-        latents=latents,
-        targets=targets,
-        encoder=encoder,
-        positions=positions,
-        W_dec=W_dec,
-    )
-
-
-def _check_clampable(sae: SAE, info: SAEInfo, rows: list[SteerRow]) -> None:
-    """Clamps need an encoder whose latents map linearly back through W_dec."""
-    where = ", ".join(row.where(row.column("action")) for row in rows)
-    if info.architecture not in SLICEABLE + COMPETING:
-        raise SteeringError(
-            f"{where}: clamp/ablate is not supported for {info.architecture!r} SAEs "
-            f"(supported: {', '.join(SLICEABLE + COMPETING)})",
-            hint="use action add for this SAE",
-        )
-    if sae.cfg.normalize_activations in PER_TOKEN_NORMS:
-        raise SteeringError(
-            f"{where}: SAE {info.release} {info.sae_id} normalises activations per token "
-            f"({sae.cfg.normalize_activations}), so clamping through W_dec is not defined",
-            hint="use action add for this SAE",
-        )
-
-
-def _full_encoder(sae: SAE) -> SAE:
-    """The whole SAE, sharing its tensors, reading flat activations (hook_z comes flattened)."""
-    return _rebuilt(sae, dict(sae.state_dict()), sae.cfg.d_sae)
-
-
-def sliced_sae(sae: SAE, index: Tensor) -> SAE:
-    """An SAE of the same class and config holding only the latents ``index``."""
-    import torch
-
-    with torch.no_grad():
-        state = {name: _slice(name, t, sae, index) for name, t in sae.state_dict().items()}
-    return _rebuilt(sae, state, int(index.numel()))
-
-
-def _rebuilt(sae: SAE, state: dict[str, Tensor], d_sae: int) -> SAE:
-    """A frozen SAE of ``sae``'s class and config with ``d_sae`` latents holding ``state``."""
-    import torch
-
-    cfg = copy.deepcopy(sae.cfg)
-    cfg.d_sae = d_sae
-    cfg.reshape_activations = "none"  # hook_z activations reach the hook already flattened
-    device = cfg.device
-    cfg.device = "meta"  # as sae_lens's loaders do: no throwaway initialisation
-    rebuilt = type(sae)(cfg)
-    rebuilt.cfg.device = device
-    rebuilt.load_state_dict(state, assign=True)
-    rebuilt.to(device=torch.device(device), dtype=sae.W_dec.dtype)
-    return rebuilt.requires_grad_(False).eval()
-
-
-def _slice(name: str, tensor: Tensor, sae: SAE, index: Tensor) -> Tensor:
-    """One parameter restricted to the latents ``index`` (a copy, never a view)."""
-    d_sae = sae.cfg.d_sae
-    if name == "W_enc":
-        return tensor.index_select(1, index).clone()
-    if name == "W_dec":
-        return tensor.index_select(0, index).clone()
-    if name == "b_dec":
-        return tensor.detach().clone()
-    if tensor.dim() == 1 and tensor.shape[0] == d_sae:
-        return tensor.index_select(0, index).clone()
-    raise SteeringError(
-        f"cannot slice parameter {name} {tuple(tensor.shape)} of a {sae.cfg.architecture()} SAE"
-    )
 
 
 def _points(parts: list[_SaePart]) -> dict[str, HookPointPlan]:

@@ -27,9 +27,9 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from saeval.errors import SteerFileError, UsageError
-from saeval.hooks import attach
-from saeval.plan import SteerPlan, build_plan
-from saeval.steer_file import read_steer_file
+from saeval.spec.steer_file import read_steer_file
+from saeval.steering.hooks import attach
+from saeval.steering.plan import SteerPlan, build_plan
 
 MODEL_NAMES = ("sae_steered", "sae_steered_beta")
 TORCH_SUFFIXES = (".pt", ".pth")

@@ -11,24 +11,25 @@ import contextlib
 import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from saeval.environment import command_line, folder_fingerprint, software
 from saeval.errors import ResultsError, UsageError
-from saeval.store import Manifest, RunStore, Status, spec_sha256
+from saeval.run.environment import command_line, folder_fingerprint, software
+from saeval.run.manifest import Manifest, ModelRecord, Status, SteerFileRecord, spec_sha256
+from saeval.run.store import RunStore
 
 if TYPE_CHECKING:
-    from saeval.runner import RunConfig
-    from saeval.steer_file import SteerFile
-    from saeval.tasks import TaskSet
+    from saeval.run.config import RunConfig
+    from saeval.spec.sae_facts import ResolvedSae
+    from saeval.spec.steer_file import SteerFile
+    from saeval.spec.tasks import TaskSet
 
 
 def open_run_folder(
     config: RunConfig,
     steer: Sequence[SteerFile],
-    saes: list[dict[str, Any]],
+    saes: list[ResolvedSae],
     model_id: str,
     device: str,
     tasks: TaskSet,
@@ -46,13 +47,10 @@ def open_run_folder(
         spec=spec,
         spec_sha256=digest,
         command=command_line(),
-        steer_files=[
-            {"path": str(f.path), "sha256": f.sha256, "dialect": f.dialect, "text": f.text}
-            for f in steer
-        ],
+        steer_files=[SteerFileRecord(str(f.path), f.sha256, f.dialect, f.text) for f in steer],
         saes=saes,
-        model={"id": model_id, "revision": None, "dtype": config.dtype, "device": device},
-        tasks=[asdict(task) for task in tasks.specs],
+        model=ModelRecord(id=model_id, dtype=config.dtype, device=device),
+        tasks=list(tasks.specs),
         limit=config.limit,
         num_fewshot=config.num_fewshot,
         seeds=config.seeds,
@@ -89,9 +87,9 @@ def _spec(
     }
 
 
-def _sae_folders(saes: list[dict[str, Any]]) -> dict[str, Any]:
+def _sae_folders(saes: list[ResolvedSae]) -> dict[str, Any]:
     """``{"sae_folders": {path: fingerprint}}`` for local SAEs ({} without: old spec)."""
-    folders = sorted({str(Path(sae["path"]).resolve()) for sae in saes if sae["kind"] == "local"})
+    folders = sorted({str(Path(sae.path).resolve()) for sae in saes if sae.kind == "local"})
     if not folders:
         return {}
     return {"sae_folders": {folder: folder_fingerprint(Path(folder)) for folder in folders}}

@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from saeval.run.manifest import ModelRecord
+
 if TYPE_CHECKING:
-    from saeval.harness import SteeredHFLM
+    from saeval.steering.lm_eval_model import SteeredHFLM
 
 PACKAGES = ("saeval", "lm_eval", "sae_lens", "transformers", "torch")
 
@@ -58,19 +60,19 @@ def command_line() -> str:
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
-def model_facts(lm: SteeredHFLM, model_id: str, device: str, batch_size: str) -> dict[str, Any]:
+def model_facts(lm: SteeredHFLM, model_id: str, device: str, batch_size: str) -> ModelRecord:
     """Revision, loaded dtype and device name of the loaded model."""
     import torch
 
     name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device
-    return {
-        "id": model_id,
-        "revision": model_revision(lm, model_id),
-        "dtype": str(lm.model.dtype).removeprefix("torch."),
-        "device": device,
-        "device_name": name,
-        "batch_size": batch_size,
-    }
+    return ModelRecord(
+        id=model_id,
+        revision=model_revision(lm, model_id),
+        dtype=str(lm.model.dtype).removeprefix("torch."),
+        device=device,
+        device_name=name,
+        batch_size=batch_size,
+    )
 
 
 def model_revision(lm: SteeredHFLM, model_id: str) -> str | None:

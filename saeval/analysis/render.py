@@ -6,19 +6,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
-from saeval.compare import Comparison, ComparisonRow
+from saeval.analysis.compare import Comparison, ComparisonRow
+from saeval.analysis.report import Report
+from saeval.analysis.sweep import Sweep, SweepSeries
 from saeval.errors import UsageError
-from saeval.sweep import Sweep, SweepSeries
 
 FORMATS = ("markdown", "csv", "json", "latex")
 MISSING = "—"
-Report = Comparison | Sweep
 
 
 def fmt_number(value: float | None, *, signed: bool = False) -> str:
@@ -159,20 +159,65 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
     return cells
 
 
-def summary_lines(report: Report) -> list[str]:
-    """The report's notes; for a sweep first the largest strength within the margin per series."""
+@dataclass(frozen=True)
+class _View:
+    """What every rendering of a report shows: the one place that tells the two kinds apart."""
+
+    title: str
+    cells: list[dict[str, str]]  # the full cells (Markdown, LaTeX)
+    table_cells: list[dict[str, str]]  # the terminal table's (compact) cells
+    styles: list[str]
+    caption: str
+    summary: list[str]
+    data: dict[str, Any]  # the JSON form
+
+
+def _view(report: Report) -> _View:
+    """The view of a comparison or a sweep."""
     if isinstance(report, Comparison):
-        return list(report.notes)
-    lines = [
+        footnotes = row_footnotes(report)
+        return _View(
+            title=f"{report.b.label} vs {report.a.label} "
+            f"(delta = {report.b.label} - {report.a.label})",
+            cells=comparison_cells(report),
+            table_cells=comparison_cells(report, compact=True),
+            styles=[_style(row) for row in report.rows],
+            caption="\n".join(f"({number}) {note}" for note, number in footnotes.items()),
+            summary=list(report.notes),
+            data={
+                "a": asdict(report.a),
+                "b": asdict(report.b),
+                "alpha": report.alpha,
+                "rows": report.to_records(),
+                "notes": list(report.notes),
+            },
+        )
+    cells = sweep_cells(report)
+    safe = [
         f"{series.task} {series.metric}: largest scale within {report.margin:g} "
         f"of baseline: {_safe_text(series)}"
         for series in report.series
     ]
-    return lines + list(report.notes)
+    return _View(
+        title=f"steering sweep vs {report.baseline.label} (margin {report.margin:g})",
+        cells=cells,
+        table_cells=cells,
+        styles=[""] * len(cells),
+        caption="",
+        summary=safe + list(report.notes),
+        data={
+            "baseline": asdict(report.baseline),
+            "margin": report.margin,
+            "alpha": report.alpha,
+            "series": [asdict(series) for series in report.series],
+            "notes": list(report.notes),
+        },
+    )
 
 
-def _cells(report: Report) -> list[dict[str, str]]:
-    return comparison_cells(report) if isinstance(report, Comparison) else sweep_cells(report)
+def summary_lines(report: Report) -> list[str]:
+    """The report's notes; for a sweep first the largest strength within the margin per series."""
+    return _view(report).summary
 
 
 def _style(row: ComparisonRow) -> str:
@@ -183,19 +228,11 @@ def _style(row: ComparisonRow) -> str:
     return "bold green" if better else "bold red"
 
 
-def comparison_table(comparison: Comparison) -> Table:
-    """A Rich table of a comparison; significant rows green (improvement) or red (loss)."""
-    footnotes = row_footnotes(comparison)
-    cells = comparison_cells(comparison, compact=True)
-    caption = "\n".join(f"({number}) {note}" for note, number in footnotes.items())
-    styles = [_style(row) for row in comparison.rows]
-    return _rich_table(_title(comparison), cells, styles, caption)
-
-
-def sweep_table(result: Sweep) -> Table:
-    """A Rich dose-response table: per (task, metric) the baseline row, then each strength."""
-    cells = sweep_cells(result)
-    return _rich_table(_title(result), cells, [""] * len(cells), "")
+def table(report: Report) -> Table:
+    """A Rich table of a report: a comparison's significant rows green (improvement) or red
+    (loss); a sweep's rows per (task, metric) the baseline, then each strength."""
+    view = _view(report)
+    return _rich_table(view.title, view.table_cells, view.styles, view.caption)
 
 
 def _rich_table(title: str, cells: list[dict[str, str]], styles: list[str], caption: str) -> Table:
@@ -212,12 +249,6 @@ def _rich_table(title: str, cells: list[dict[str, str]], styles: list[str], capt
     for row, style in zip(cells, styles, strict=True):
         table.add_row(*(Text(value) for value in row.values()), style=style)
     return table
-
-
-def _title(report: Report) -> str:
-    if isinstance(report, Comparison):
-        return f"{report.b.label} vs {report.a.label} (delta = {report.b.label} - {report.a.label})"
-    return f"steering sweep vs {report.baseline.label} (margin {report.margin:g})"
 
 
 def render(report: Report, fmt: str) -> str:
@@ -239,44 +270,27 @@ def _markdown_row(values: Sequence[str]) -> str:
 
 def to_markdown(report: Report) -> str:
     """A GitHub-flavoured Markdown table, then the notes as a list."""
-    cells = _cells(report)
-    lines = [f"**{_title(report)}**", ""]
-    if cells:
-        headers = list(cells[0])
+    view = _view(report)
+    lines = [f"**{view.title}**", ""]
+    if view.cells:
+        headers = list(view.cells[0])
         lines.append(_markdown_row(headers))
         lines.append("|" + "|".join("---" for _ in headers) + "|")
-        lines += [_markdown_row(list(row.values())) for row in cells]
-    lines += ["", *(f"- {line}" for line in summary_lines(report))]
+        lines += [_markdown_row(list(row.values())) for row in view.cells]
+    lines += ["", *(f"- {line}" for line in view.summary)]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def to_json(report: Report) -> str:
     """Every number unrounded, plus the sides, settings and notes."""
-    data: dict[str, Any]
-    if isinstance(report, Comparison):
-        data = {
-            "a": asdict(report.a),
-            "b": asdict(report.b),
-            "alpha": report.alpha,
-            "rows": report.to_records(),
-            "notes": list(report.notes),
-        }
-    else:
-        data = {
-            "baseline": asdict(report.baseline),
-            "margin": report.margin,
-            "alpha": report.alpha,
-            "series": [asdict(series) for series in report.series],
-            "notes": list(report.notes),
-        }
-    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+    return json.dumps(_view(report).data, indent=2, allow_nan=False) + "\n"
 
 
 def to_latex(report: Report) -> str:
     """A booktabs `tabular` (pandas Styler) of the formatted cells."""
     import pandas as pd
 
-    frame = pd.DataFrame(_cells(report))
+    frame = pd.DataFrame(_view(report).cells)
     latex = frame.style.format(escape="latex").hide(axis="index")
     latex = latex.format_index(escape="latex", axis="columns")
     text = latex.to_latex(hrules=True, column_format="l" * max(len(frame.columns), 1))

@@ -1,0 +1,1 @@
+"""Reading results and reporting them: statistics, comparisons, sweeps, rendering (no torch)."""

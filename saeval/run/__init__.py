@@ -1,0 +1,1 @@
+"""One evaluation run: configuration, runner, run folder, manifest, store and caches."""

@@ -1,0 +1,103 @@
+"""The options of one run, what it produced, and the events it reports while it works."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from saeval.analysis.defaults import DEFAULT_MARGIN
+from saeval.errors import UsageError
+from saeval.run.manifest import TaskRecord
+
+if TYPE_CHECKING:
+    from saeval.analysis.report import Report
+
+LM_EVAL_SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
+BOOTSTRAP_ITERS = 100_000  # lm-eval's default: stderrs match a plain `lm_eval` run
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The options of `saeval run`, one field per command-line option."""
+
+    steer_files: tuple[Path, ...]
+    tasks: tuple[str, ...]
+    model: str | None = None
+    device: str | None = None  # None: cuda:0 when a GPU is visible, else cpu
+    dtype: str = "auto"
+    batch_size: str = "8"  # "auto" or a number
+    limit: int | float | None = None  # a float below 1 is a fraction of each task
+    num_fewshot: int | None = None
+    seed: int | None = None  # None: lm-eval's seeds (0, 1234, 1234, 1234)
+    include_path: tuple[Path, ...] = ()
+    output: Path = Path("results")
+    name: str | None = None
+    scales: tuple[float, ...] = (1.0,)
+    margin: float = DEFAULT_MARGIN
+    no_baseline: bool = False
+    resume: bool = False
+    apply_chat_template: bool = False
+    gen_kwargs: str | None = None
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        """The four seeds lm-eval takes (python, numpy, torch, few-shot sampler)."""
+        return dict(LM_EVAL_SEEDS) if self.seed is None else dict.fromkeys(LM_EVAL_SEEDS, self.seed)
+
+    def check(self) -> None:
+        """Reject option values that lm-eval would only reject after the model is loaded."""
+        if self.limit is not None and self.limit <= 0:
+            raise UsageError(f"--limit must be positive, got {self.limit}")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise UsageError(f"--num-fewshot must be 0 or more, got {self.num_fewshot}")
+        if not self.scales:
+            raise UsageError("--scale needs at least one strength")
+        if len(set(self.scales)) != len(self.scales):
+            raise UsageError(f"--scale lists a strength twice: {','.join(map(str, self.scales))}")
+        if self.batch_size != "auto" and not (self.batch_size.isdigit() and int(self.batch_size)):
+            raise UsageError(
+                f"--batch-size must be 'auto' or a positive number, got {self.batch_size!r}"
+            )
+        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
+            raise UsageError(
+                f"--dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}"
+            )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced: its folder, configuration folders, the report and its files."""
+
+    folder: Path
+    manifest: Path
+    configurations: dict[str, Path]
+    reused: tuple[str, ...]  # tasks whose baseline came from the cache
+    report: Report | None  # baseline vs steered, or the sweep over strengths; None without baseline
+    files: tuple[Path, ...]  # comparison.{md,csv,json} and sweep plots
+
+
+class RunEvents(Protocol):
+    """What a run reports while it works (the CLI draws progress from these)."""
+
+    def note(self, message: str) -> None:
+        """A one-line status message."""
+
+    def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
+        """A (configuration, task) evaluation began."""
+
+    def task_finished(self, record: TaskRecord) -> None:
+        """A (configuration, task) was saved (evaluated, or reused from the baseline cache)."""
+
+
+class SilentEvents:
+    """RunEvents that ignore everything."""
+
+    def note(self, message: str) -> None:
+        """Ignore the message."""
+
+    def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
+        """Ignore the start."""
+
+    def task_finished(self, record: TaskRecord) -> None:
+        """Ignore the record."""

@@ -1,0 +1,101 @@
+"""Load the steered model once, and evaluate one task on it with ``lm_eval.simple_evaluate``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from saeval.errors import ResolutionError, ResultsError, TaskError
+from saeval.run.config import BOOTSTRAP_ITERS, RunConfig, RunEvents
+from saeval.run.environment import collect_env_once, model_facts
+from saeval.run.lm_eval_format import TaskOutput, task_output
+from saeval.run.store import RunStore
+
+if TYPE_CHECKING:
+    from saeval.spec.steer_file import SteerFile
+    from saeval.spec.tasks import TaskSet
+    from saeval.steering.lm_eval_model import SteeredHFLM
+
+
+def load_model(
+    store: RunStore,
+    config: RunConfig,
+    steer: Sequence[SteerFile],
+    model_id: str,
+    device: str,
+    events: RunEvents,
+) -> SteeredHFLM:
+    """Build the steer plan and load the model once (steering off); record what was loaded."""
+    from saeval.steering.lm_eval_model import SteeredHFLM
+    from saeval.steering.plan import plan_rows
+    from saeval.steering.sae_loading import load_sae
+
+    events.note(f"loading {model_id} on {device}")
+    started = time.perf_counter()
+    plan = plan_rows(
+        (row for file in steer for row in file.rows),
+        lambda key: load_sae(key[0], key[1], device="cpu", dtype="float32"),
+    )
+    try:
+        lm = SteeredHFLM(
+            pretrained=model_id,
+            plan=plan,
+            scale=None,
+            device=device,
+            dtype=config.dtype,
+            batch_size=config.batch_size,
+        )
+    except (OSError, ValueError) as error:
+        raise ResolutionError(f"cannot load model {model_id}: {error}") from None
+    facts = model_facts(lm, model_id, device, config.batch_size)
+    before = store.manifest.model.revision
+    if before is not None and before != facts.revision:
+        raise ResultsError(
+            f"{model_id} changed since {store.folder} started (revision {before} -> "
+            f"{facts.revision})",
+            hint="start a new run without --resume",
+        )
+    store.manifest.timings["model_load_s"] = round(time.perf_counter() - started, 3)
+    store.manifest.model = facts
+    store.save()
+    return lm
+
+
+def evaluate(lm: SteeredHFLM, task: str, config: RunConfig, tasks: TaskSet) -> TaskOutput:
+    """One ``simple_evaluate`` call on one task, with samples logged, at the model's scale."""
+    from dataclasses import asdict as fields_of
+
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.utils import sanitize_model_name
+
+    collect_env_once()
+    tracker = EvaluationTracker()
+    seeds = config.seeds
+    results = simple_evaluate(
+        model=lm,
+        tasks=[task],
+        num_fewshot=config.num_fewshot,
+        batch_size=config.batch_size,
+        device=str(lm.device),
+        limit=config.limit,
+        log_samples=True,
+        bootstrap_iters=BOOTSTRAP_ITERS,
+        evaluation_tracker=tracker,
+        apply_chat_template=config.apply_chat_template,
+        gen_kwargs=config.gen_kwargs,
+        task_manager=tasks.manager,
+        random_seed=seeds["random"],
+        numpy_random_seed=seeds["numpy"],
+        torch_random_seed=seeds["torch"],
+        fewshot_random_seed=seeds["fewshot"],
+    )
+    if results is None:
+        raise TaskError(f"lm-eval returned no results for {task} (not rank 0?)")
+    general = tracker.general_config_tracker
+    general.log_end_time()
+    general.model_source = "sae_steered"
+    general.model_name = str(lm.model.name_or_path)
+    general.model_name_sanitized = sanitize_model_name(general.model_name)
+    return task_output(results, fields_of(general))

@@ -1,0 +1,247 @@
+"""`saeval run` as a library call: check everything, load the model once, evaluate, compare.
+
+Order of work: read and resolve the steer files, check the device and the task names (all
+before any model is loaded), create or reopen the run folder, load the model once, then for each
+configuration (baseline, then each strength) and each task call ``lm_eval.simple_evaluate`` and
+save the result the moment it finishes. The baseline of a task comes from the cache when its
+key matches (see ``saeval.run.store``). Ctrl-C and SIGTERM mark the run interrupted and keep every
+finished (configuration, task); ``--resume`` continues it. Finally the comparison of the
+baseline with each strength is written next to the results.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from saeval.analysis.report import Report
+from saeval.analysis.report_files import write_comparison
+from saeval.errors import DeviceError, ResolutionError, SaevalError, TaskError, UsageError
+from saeval.run import evaluation
+from saeval.run.baseline_cache import BaselineCache, baseline_inputs, baseline_key
+from saeval.run.config import RunConfig, RunEvents, RunResult, SilentEvents
+from saeval.run.device import check_device
+from saeval.run.folder import open_run_folder
+from saeval.run.interrupts import Sigterm, interrupted
+from saeval.run.layout import BASELINE, MANIFEST, configuration_name
+from saeval.run.manifest import Status, TaskRecord
+from saeval.run.store import RunStore
+from saeval.spec.tasks import TaskSet, validate_tasks
+
+if TYPE_CHECKING:
+    from saeval.spec.sae_facts import ResolvedSae
+    from saeval.spec.steer_file import SteerFile
+    from saeval.steering.lm_eval_model import SteeredHFLM
+
+
+@dataclass(frozen=True)
+class _Step:
+    configuration: str
+    scale: float | None
+    task: str
+
+
+def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
+    """Evaluate the baseline and each steering strength on every task; save and compare."""
+    events = events or SilentEvents()
+    steer = _read_steer_files(config.steer_files)
+    saes, inferred = _resolve(config, steer)
+    model_id = _model_id(config.model) or inferred
+    if model_id is None:
+        raise UsageError(
+            "no --model given and the SAEs do not name their base model", hint="pass --model"
+        )
+    device = check_device(config.device)
+    config.check()
+    tasks = validate_tasks(config.tasks, config.include_path)
+    store = open_run_folder(config, steer, saes, model_id, device, tasks)
+    if config.resume:
+        _note_resume(store, events)
+    with Sigterm() as sigterm:
+        return _run_in(store, config, steer, model_id, device, tasks, events, sigterm)
+
+
+def _note_resume(store: RunStore, events: RunEvents) -> None:
+    """Say what a resumed run keeps, and which finished tasks lost files and will run again."""
+    missing = store.forget_missing()
+    events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
+    if missing:
+        rerun = ", ".join(f"{r.configuration}/{r.task}" for r in missing)
+        events.note(f"files missing, running again: {rerun}")
+
+
+def _model_id(model: str | None) -> str | None:
+    """The Hugging Face id of --model (catalog aliases mapped); a local folder as given."""
+    from saeval.spec.models import hf_model_id
+
+    if model is None or Path(model).expanduser().is_dir():
+        return model
+    return hf_model_id(model)
+
+
+def _read_steer_files(paths: Sequence[Path]) -> list[SteerFile]:
+    """Read every steer file (SteerFileError lists all problems of the first bad file)."""
+    from saeval.spec.steer_file import read_steer_file
+
+    if not paths:
+        raise UsageError("no steer file given")
+    return [read_steer_file(path) for path in paths]
+
+
+def _resolve(config: RunConfig, steer: Sequence[SteerFile]) -> tuple[list[ResolvedSae], str | None]:
+    """Resolve the SAEs offline: their descriptions and the base model they agree on."""
+    from saeval.spec.resolve import resolve
+
+    resolution = resolve(steer, model=config.model)
+    if not resolution.ok:
+        problems = resolution.problems
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ResolutionError(f"{problems[0]}{more}", hint="saeval validate lists every problem")
+    saes = {(r.sae.release, r.sae.sae_id): r.sae for r in resolution.rows if r.sae}
+    return list(saes.values()), resolution.base_model
+
+
+def _run_in(
+    store: RunStore,
+    config: RunConfig,
+    steer: Sequence[SteerFile],
+    model_id: str,
+    device: str,
+    tasks: TaskSet,
+    events: RunEvents,
+    sigterm: Sigterm,
+) -> RunResult:
+    """Load, evaluate and compare inside an open run folder; record how it ended."""
+    steps = _steps(config, tasks.names)
+    started = time.perf_counter()
+    where: tuple[str, str] | None = None
+    try:
+        pending = [step for step in steps if store.record(step.configuration, step.task) is None]
+        if pending:
+            lm = evaluation.load_model(store, config, steer, model_id, device, events)
+            store.set_status(Status.RUNNING)
+            for step in pending:
+                sigterm.check()
+                where = (step.configuration, step.task)
+                _run_step(store, lm, step, steps, config, tasks, events)
+            where = None
+        sigterm.check()
+        result = _finish(store, config, steps)
+    except KeyboardInterrupt as interrupt:
+        raise interrupted(store, interrupt) from None
+    except SaevalError as error:
+        _failed(store, error, where)
+        raise
+    except Exception as error:
+        _failed(store, error, where)
+        raise _wrapped(store, error, where) from error
+    timings = store.manifest.timings
+    timings["total_s"] = round(timings.get("total_s", 0.0) + time.perf_counter() - started, 3)
+    store.set_status(Status.COMPLETE)
+    if result.files:
+        events.note(f"comparison written to {result.files[0]}")
+    return result
+
+
+def _steps(config: RunConfig, task_names: Sequence[str]) -> list[_Step]:
+    """Every (configuration, task) in order: the baseline first, then each strength."""
+    scales: list[float | None] = [] if config.no_baseline else [None]
+    scales += list(config.scales)
+    return [
+        _Step(configuration_name(scale, config.scales), scale, task)
+        for scale in scales
+        for task in task_names
+    ]
+
+
+def _run_step(
+    store: RunStore,
+    lm: SteeredHFLM,
+    step: _Step,
+    steps: Sequence[_Step],
+    config: RunConfig,
+    tasks: TaskSet,
+    events: RunEvents,
+) -> TaskRecord:
+    """Evaluate (or take from the cache) one (configuration, task) and save it at once."""
+    store.configuration_dir(step.configuration, step.scale)
+    events.task_started(step.configuration, step.task, steps.index(step) + 1, len(steps))
+    key = inputs = None
+    if step.scale is None:
+        spec = next(s for s in tasks.specs if s.name == step.task)
+        inputs = baseline_inputs(store.manifest, config, spec)
+        key = baseline_key(inputs)
+        reused = _reuse_baseline(store, config.output, step.task, key, events)
+        if reused is not None:
+            events.task_finished(reused)
+            return reused
+    started = time.perf_counter()
+    lm.set_scale(step.scale)
+    output = evaluation.evaluate(lm, step.task, config, tasks)
+    record = store.save_task(
+        step.configuration, step.task, output, time.perf_counter() - started, key
+    )
+    if key is not None and inputs is not None:
+        BaselineCache(config.output).put(key, output, inputs, store.folder.name)
+    events.task_finished(record)
+    return record
+
+
+def _reuse_baseline(
+    store: RunStore, output: Path, task: str, key: str, events: RunEvents
+) -> TaskRecord | None:
+    """Save the cached baseline of ``task`` into the run (and say so), if there is one."""
+    cached = BaselineCache(output).get(key)
+    if cached is None:
+        return None
+    result, meta = cached
+    source = meta.get("run")
+    events.note(f"baseline {task}: reused from the cache ({key[:12]}, computed by run {source})")
+    return store.save_task(BASELINE, task, result, 0.0, key, reused_from=source)
+
+
+def _finish(store: RunStore, config: RunConfig, steps: Sequence[_Step]) -> RunResult:
+    """Write the comparison files (when there is a baseline) and describe the run."""
+    report: Report | None = None
+    files: list[Path] = []
+    if not config.no_baseline:
+        report, files = write_comparison(store.folder, config.margin)
+        store.manifest.comparison = {"files": [path.name for path in files]}
+    reused = [r.task for r in store.manifest.completed if r.reused_from is not None]
+    return RunResult(
+        folder=store.folder,
+        manifest=store.folder / MANIFEST,
+        configurations={step.configuration: store.folder / step.configuration for step in steps},
+        reused=tuple(dict.fromkeys(reused)),
+        report=report,
+        files=tuple(files),
+    )
+
+
+def _failed(store: RunStore, error: BaseException, where: tuple[str, str] | None) -> None:
+    """Record the error and mark the run failed (finished results stay)."""
+    store.add_error(error, where, traceback.format_exc())
+    store.set_status(Status.FAILED)
+
+
+def _wrapped(store: RunStore, error: Exception, where: tuple[str, str] | None) -> SaevalError:
+    """A one-line error for an unexpected exception (out of memory gets its own hint)."""
+    import torch
+
+    place = f" ({where[0]}, {where[1]})" if where else ""
+    resume = f"finished results are kept: rerun with --resume --name {store.folder.name}"
+    oom = isinstance(error, RuntimeError) and "out of memory" in str(error)  # MPS says only this
+    if isinstance(error, torch.OutOfMemoryError) or oom:
+        return DeviceError(
+            f"out of memory{place}",
+            hint=f"{resume} once memory is free, or start a new run with a smaller "
+            "--batch-size or --dtype bfloat16 (--resume keeps the batch size and dtype)",
+        )
+    return TaskError(
+        f"{type(error).__name__}{place}: {error}",
+        hint=f"the traceback is in {store.folder / 'run.json'} (errors); {resume}",
+    )

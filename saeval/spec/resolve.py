@@ -1,0 +1,251 @@
+"""Resolve steer rows against the SAE catalog before any model or SAE is loaded.
+
+Every row gets the five checks of ``saeval.spec.checks``, each ``ok``, ``error`` or
+``unchecked``. A check that needs what is not known offline (the width of an SAE whose config
+is neither derivable from its id nor cached, a local model folder's identity, ...) is
+``unchecked``, with a message saying what is missing: it is never reported as passed. Messages
+read ``file:line column: ...`` and name what would be valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from saeval.errors import ResolutionError, SteerFileError
+from saeval.spec import catalog
+from saeval.spec.catalog import UnknownSaeId
+from saeval.spec.checks import (
+    Check,
+    Status,
+    check,
+    duplicate_check,
+    first_model,
+    hook_check,
+    latent_check,
+    model_check,
+)
+from saeval.spec.models import ModelInfo, model_info
+from saeval.spec.sae_facts import SAE_CFG_FILE, ResolvedSae, SaeRef, resolved_sae, sae_facts
+from saeval.spec.steer_file import SteerFile, SteerRow, read_steer_file
+
+SCHEMA = "saeval.resolution/1"
+__all__ = ["Check", "Resolution", "ResolvedRow", "Status", "resolve", "validate"]
+
+
+@dataclass(frozen=True)
+class ResolvedRow:
+    """One steer row with its SAE (None when it could not be found) and its checks."""
+
+    row: SteerRow
+    sae: ResolvedSae | None
+    checks: tuple[Check, ...]
+
+    @property
+    def hook_name(self) -> str | None:
+        """The hook point the row steers: its own `hook`, else the SAE's."""
+        return self.row.hook or (self.sae.hook_name if self.sae else None)
+
+    @property
+    def neuronpedia_url(self) -> str | None:
+        """The latent's Neuronpedia page, when the SAE has a Neuronpedia id."""
+        if self.sae is None or not self.sae.neuronpedia_id:
+            return None
+        return catalog.neuronpedia_url(self.sae.neuronpedia_id, self.row.latent_idx)
+
+    @property
+    def status(self) -> Status:
+        """error if any check failed, else unchecked if any was not checked, else ok."""
+        statuses = {check.status for check in self.checks}
+        return next(s for s in (Status.ERROR, Status.UNCHECKED, Status.OK) if s in statuses)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as JSON-able data."""
+        row = self.row
+        return {
+            "file": row.file,
+            "line": row.line,
+            "latent_idx": row.latent_idx,
+            "coefficient": row.coefficient,
+            "action": row.action.value,
+            "description": row.description,
+            "hook_name": self.hook_name,
+            "sae": self.sae.to_dict() if self.sae else None,
+            "neuronpedia_url": self.neuronpedia_url,
+            "status": self.status.value,
+            "checks": [check.to_dict() for check in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Every row of one or more steer files, resolved, plus the problems of unreadable files."""
+
+    files: tuple[str, ...]
+    rows: tuple[ResolvedRow, ...]
+    model: str | None = None  # --model as given
+    online: bool = False
+    read_problems: tuple[str, ...] = field(default=())  # SteerFileError.problems of each file
+
+    @property
+    def ok(self) -> bool:
+        """No file failed to read and no check failed (unchecked checks do not fail)."""
+        return not self.problems
+
+    @property
+    def problems(self) -> list[str]:
+        """Every error, as `file:line column: message`."""
+        errors = [str(c) for r in self.rows for c in r.checks if c.status is Status.ERROR]
+        return [*self.read_problems, *errors]
+
+    @property
+    def unchecked(self) -> list[str]:
+        """Every check that could not be made, as `file:line column: message`."""
+        return [str(c) for r in self.rows for c in r.checks if c.status is Status.UNCHECKED]
+
+    @property
+    def base_model(self) -> str | None:
+        """The base model every row agrees on (None if unknown or if rows disagree)."""
+        models = {row.sae.model for row in self.rows if row.sae and row.sae.model}
+        return models.pop() if len(models) == 1 else None
+
+    def rows_of(self, file: str) -> list[ResolvedRow]:
+        """The rows read from one file."""
+        return [resolved for resolved in self.rows if resolved.row.file == file]
+
+    def summary(self, file: str) -> str:
+        """One line: `steers/dog.csv: 1 row valid; 2 checks unchecked (offline)`."""
+        unreadable = sum(problem.startswith(f"{file}:") for problem in self.read_problems)
+        if unreadable:
+            return f"{file}: not readable: {_count(unreadable, 'problem')}"
+        rows = self.rows_of(file)
+        checks = [check for resolved in rows for check in resolved.checks]
+        errors = sum(check.status is Status.ERROR for check in checks)
+        unchecked = sum(check.status is Status.UNCHECKED for check in checks)
+        bad = sum(resolved.status is Status.ERROR for resolved in rows)
+        verdict = (
+            f"{_count(len(rows), 'row')} valid"
+            if not errors
+            else f"{bad} of {_count(len(rows), 'row')} invalid ({_count(errors, 'error')})"
+        )
+        if unchecked:
+            offline = "" if self.online else " (offline)"
+            verdict += f"; {_count(unchecked, 'check')} unchecked{offline}"
+        return f"{file}: {verdict}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolution as JSON-able data (schema `saeval.resolution/1`)."""
+        return {
+            "schema": SCHEMA,
+            "ok": self.ok,
+            "online": self.online,
+            "model": self.model,
+            "base_model": self.base_model,
+            "files": [{"path": f, "summary": self.summary(f)} for f in self.files],
+            "rows": [resolved.to_dict() for resolved in self.rows],
+            "problems": self.problems,
+            "unchecked": self.unchecked,
+        }
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 row`, `2 rows`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def validate(
+    paths: Sequence[str | Path], *, model: str | None = None, online: bool = False
+) -> Resolution:
+    """Read every steer file (collecting all reader problems) and resolve the readable ones."""
+    files: list[SteerFile] = []
+    read_problems: list[str] = []
+    for path in paths:
+        try:
+            files.append(read_steer_file(path))
+        except SteerFileError as error:
+            read_problems.extend(error.problems)
+    resolution = resolve(files, model=model, online=online)
+    shown = tuple(str(path) for path in paths)
+    return replace(resolution, files=shown, read_problems=tuple(read_problems))
+
+
+def resolve(
+    steer_files: Iterable[SteerFile], *, model: str | None = None, online: bool = False
+) -> Resolution:
+    """Resolve every row of the steer files (as one steer set) against the catalog, offline."""
+    files = list(steer_files)
+    rows = [row for steer_file in files for row in steer_file.rows]
+    target = model_info(model) if model else None
+    resolver = _Resolver(online)
+    located = [resolver.locate(row) for row in rows]
+    first_known = first_model(rows, located)
+    seen: dict[tuple[str, ...], SteerRow] = {}
+    resolved: list[ResolvedRow] = []
+    for row, (sae, sae_check) in zip(rows, located, strict=True):
+        checks = [sae_check]
+        if sae is not None:
+            sae_model = resolver.model(sae.model) if sae.model else None
+            checks += [
+                latent_check(row, sae, online),
+                model_check(row, sae, sae_model, target, first_known),
+                hook_check(row, sae, target or sae_model),
+            ]
+        checks.append(duplicate_check(row, sae, seen))
+        resolved.append(ResolvedRow(row, sae, tuple(checks)))
+    shown = tuple(str(steer_file.path) for steer_file in files)
+    return Resolution(shown, tuple(resolved), model, online)
+
+
+class _Resolver:
+    """Locates SAEs and models once each per resolution (a config is read or fetched once)."""
+
+    def __init__(self, online: bool) -> None:
+        self.online = online
+        self._saes: dict[tuple[str, str], tuple[ResolvedSae | None, Status, str, str]] = {}
+        self._models: dict[str, ModelInfo] = {}
+
+    def locate(self, row: SteerRow) -> tuple[ResolvedSae | None, Check]:
+        """The row's SAE and the `sae` check."""
+        key = (row.sae_release, row.sae_id)
+        if key not in self._saes:
+            self._saes[key] = self._locate(row.sae_release, row.sae_id)
+        sae, status, column, message = self._saes[key]
+        return sae, check("sae", row, column, status, message)
+
+    def _locate(self, release: str, sae_id: str) -> tuple[ResolvedSae | None, Status, str, str]:
+        """(SAE, status, column to blame, message) for one (sae_release, sae_id)."""
+        try:
+            ref = catalog.locate(release, sae_id)
+            info = sae_facts(ref, online=self.online)
+        except UnknownSaeId as error:
+            return None, Status.ERROR, "sae_id", error.message
+        except ResolutionError as error:
+            return None, Status.ERROR, "sae_release", error.message
+        sae = resolved_sae(ref, info)
+        if ref.kind != "hf_repo" or info.source:
+            return sae, Status.OK, "sae_release", _found(ref)
+        why = (
+            "the hub could not be reached"
+            if self.online
+            else f"offline and its {SAE_CFG_FILE} is not in the Hugging Face cache "
+            "(--online fetches it)"
+        )
+        message = f"Hugging Face repo {ref.repo_id!r} (folder {sae_id!r}) not checked: {why}"
+        return sae, Status.UNCHECKED, "sae_release", message
+
+    def model(self, model: str) -> ModelInfo:
+        """What is known about a base model (cached per resolution)."""
+        if model not in self._models:
+            self._models[model] = model_info(model)
+        return self._models[model]
+
+
+def _found(ref: SaeRef) -> str:
+    """The message of a passed `sae` check."""
+    if ref.kind == "local":
+        return f"local SAE folder {ref.path}"
+    if ref.kind == "hf_repo":
+        return f"Hugging Face repo {ref.repo_id} folder {ref.sae_id!r}"
+    return f"release {ref.release} has SAE {ref.sae_id!r}"

@@ -1,0 +1,1 @@
+"""Steering a Hugging Face model: SAE loading, the plan, hooks, the lm-eval model (torch)."""
