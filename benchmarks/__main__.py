@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-MODULES = ("steering", "run_vs_lmeval")
+MODULES = ("steering", "run_vs_lmeval", "kl_cost", "experiment_workers")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

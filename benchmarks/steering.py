@@ -8,6 +8,8 @@ lm-eval ``loglikelihood`` requests), these configurations run in interleaved rep
 - add: one summed vector added at the hook point (goal <= 1.03x);
 - clamp: two latents of a 131072-wide JumpReLU SAE clamped through the sliced encoder (goal
   <= 1.05x);
+- clamp_active: the same two latents set only where they fire (``f_i(h) > 0``, the fork's and
+  SAEBench's unlearning clamp), through the same sliced encoder (goal <= 1.05x);
 - full SAE hook: the same clamp through the whole 131072-wide SAE (encode, decode, error term),
   the naive way, for contrast.
 
@@ -63,7 +65,7 @@ class Measured:
     rss_kept_mib: float  # RSS growth across build_plan
 
 
-GOALS = {"add": 1.03, "clamp (2 latents)": 1.05}
+GOALS = {"add": 1.03, "clamp (2 latents)": 1.05, "clamp_active (2 latents)": 1.05}
 CONTRAST = "full SAE hook"
 CONTRAST_REPS = 2
 
@@ -115,10 +117,12 @@ def measure(subject: Subject, root: Path) -> Measured:
     )
     full_sae = _load_sae(sae_dir)
     clamped = point.clamps[0]
+    active_plan = _clamp_active_plan(root / f"active-{d_in}.csv", sae_dir, full_sae)
     configurations: dict[str, Callable[[], contextlib.AbstractContextManager[Any]]] = {
         "baseline": lambda: _steer(lm, None, None),
         "add": lambda: _steer(lm, add_plan, 1.0),
         "clamp (2 latents)": lambda: _steer(lm, clamp_plan, 1.0),
+        "clamp_active (2 latents)": lambda: _steer(lm, active_plan, 1.0),
         CONTRAST: lambda: _full_hook(lm, hook, full_sae, clamped.latents, clamped.targets),
     }
     requests = _requests(subject.questions)
@@ -286,6 +290,19 @@ def _build_plan_measuring_rss(steer_csv: Path, sae_dir: Path) -> tuple[Any, int]
     return plan, after - before
 
 
+def _clamp_active_plan(steer_csv: Path, sae_dir: Path, sae: Any) -> Any:
+    """The clamp rows' latents as clamp_active rows, planned from the already loaded SAE."""
+    from saeval.spec.steer_file import read_steer_file
+    from saeval.steering.plan import plan_from_saes
+
+    steer_csv.write_text(
+        "latent_idx,steering_coefficient,sae_release,sae_id,action\n"
+        f"2,3.0,{sae_dir},,clamp_active\n3,0,{sae_dir},,clamp_active\n",
+        encoding="utf-8",
+    )
+    return plan_from_saes(read_steer_file(steer_csv).rows, {(str(sae_dir), ""): sae})
+
+
 def _rss() -> int:
     """Resident set size after collecting garbage and returning free heap pages to the OS."""
     import psutil
@@ -316,14 +333,14 @@ def report(results: Sequence[Measured], threads: int) -> str:
         f"steering cost (CPU, {threads} thread(s), float32; "
         "ratio = fastest steered / fastest baseline pass)",
     ]
-    header = f"{'model':<26} {'configuration':<20} {'seconds':>8} {'ratio':>7}  goal"
+    header = f"{'model':<26} {'configuration':<24} {'seconds':>8} {'ratio':>7}  goal"
     lines += [header, "-" * len(header)]
     for result in results:
         for name, seconds in result.seconds.items():
             ratio = result.ratios[name]
             goal = GOALS.get(name)
             verdict = "" if goal is None else f"<= {goal:.2f} {'ok' if ratio <= goal else 'MISSED'}"
-            lines.append(f"{result.name:<26} {name:<20} {seconds:>8.3f} {ratio:>7.3f}  {verdict}")
+            lines.append(f"{result.name:<26} {name:<24} {seconds:>8.3f} {ratio:>7.3f}  {verdict}")
     lines += ["", f"{'model':<26} {'plan keeps':>12} {'RSS kept':>12} {'full SAE':>12}"]
     for result in results:
         lines.append(

@@ -52,3 +52,7 @@ class ResultsError(SaevalError):
 
 class DeviceError(SaevalError):
     """A device that does not exist or ran out of memory."""
+
+
+class CorpusError(SaevalError):
+    """A text corpus (``saeval kl --texts``) that cannot be read."""

@@ -181,7 +181,14 @@ BAD_CASES: list[BadCase] = [
         "latent_idx",
         "not a whole number",
     ),
-    BadCase("sparsify loader", lm_eval_row(loader=b"sparsify"), 2, "loader", "'sparsify'"),
+    BadCase("unknown loader", lm_eval_row(loader=b"transformers"), 2, "loader", "'transformers'"),
+    BadCase(
+        "sparsify without hookpoint",
+        lm_eval_row(loader=b"sparsify", hookpoint=b""),
+        2,
+        "hookpoint",
+        "folder named by its hookpoint",
+    ),
     BadCase(
         "TransformerLens hookpoint in lm-eval",
         lm_eval_row(hookpoint=b"blocks.20.hook_resid_post"),
@@ -208,7 +215,11 @@ BAD_CASES: list[BadCase] = [
     BadCase("fork print", fork_row(b"print"), 2, "hook_action", "'print' is not supported"),
     BadCase("fork debug", fork_row(b"debug"), 2, "hook_action", "'debug' is not supported"),
     BadCase(
-        "fork clamp_cond", fork_row(b"clamp_cond"), 2, "hook_action", "hard-coded latent 15864"
+        "fork clamp_cond without clamp_value",
+        fork_row(b"clamp_cond").replace(b",0.5\n", b",\n"),
+        2,
+        "clamp_value",
+        "exceeds clamp_value",
     ),
     BadCase(
         "fork ablate",
@@ -217,12 +228,54 @@ BAD_CASES: list[BadCase] = [
         "hook_action",
         "unknown action 'ablate'; valid: add",
     ),
-    BadCase("fork clamp", fork_row(b"clamp"), 2, "hook_action", "only where the latent"),
     BadCase(
-        "lm-eval clamp",
-        LM_EVAL_HEADER + b"sae_lens,clamp," + LM_EVAL_MODEL + b",,12082,10.0," + SAE_ID + b"\n",
+        "fork clamp without value",
+        fork_row(b"clamp").replace(b",240.0,", b",,"),
+        2,
+        "steering_coefficient",
+        "the fork's clamp and clamp_cond set the latent to it",
+    ),
+    BadCase(
+        "lm-eval clamp without value",
+        LM_EVAL_HEADER + b"sae_lens,clamp," + LM_EVAL_MODEL + b",,12082,," + SAE_ID + b"\n",
+        2,
+        "steering_coefficient",
+        "a project row needs",
+    ),
+    BadCase(
+        "threshold on a clamp row",
+        b"latent_idx,steering_coefficient,sae_release,sae_id,action,threshold\n"
+        b"1,5," + RELEASE + b",clamp,0.5\n",
+        2,
+        "threshold",
+        "clamp_active rows only",
+    ),
+    BadCase(
+        "vector row without hook",
+        b"vector,hook,steering_coefficient,action\ncaa.safetensors,,4,add\n",
+        2,
+        "hook",
+        "a vector row names its hook point",
+    ),
+    BadCase(
+        "vector row clamped",
+        b"vector,hook,steering_coefficient,action\ncaa.npy,blocks.6.hook_resid_post,4,clamp\n",
         2,
         "action",
-        "clamps the projection",
+        "needs an SAE encoder",
+    ),
+    BadCase(
+        "vector row with a latent",
+        b"vector,hook,steering_coefficient,latent_idx\ncaa.npy,blocks.6.hook_resid_post,4,7\n",
+        2,
+        "latent_idx",
+        "not an SAE latent",
+    ),
+    BadCase(
+        "head_index off hook_z",
+        b"vector,hook,steering_coefficient,head_index\ncaa.npy,blocks.6.hook_resid_post,4,1\n",
+        2,
+        "head_index",
+        "blocks.L.attn.hook_z",
     ),
 ]

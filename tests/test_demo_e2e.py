@@ -145,8 +145,13 @@ def test_bad_scales_and_a_bad_steer_file_stop_before_the_runner(
 def test_demo_on_gemma_3_270m_steers_towards_dogs_and_costs_capability(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "saeval", "demo", "--output", str(tmp_path)]
     args += ["--scales", "1,4", "--limit", "44", "--device", "cpu"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(  # from a folder outside any git checkout: lm-eval probes for one
+        args, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
+    shown = done.stdout + done.stderr  # saeval's own progress only: no tqdm bar, no git noise
+    assert "it/s]" not in shown and "%|" not in shown and "fatal:" not in shown, shown[-3000:]
+    assert "requests" in done.stderr
     (run,) = tmp_path.glob("demo-*/")
     report = json.loads((run / "comparison.json").read_text())
     series = {(s["task"], s["metric"]): s for s in report["series"]}
@@ -157,3 +162,5 @@ def test_demo_on_gemma_3_270m_steers_towards_dogs_and_costs_capability(tmp_path:
     assert points[4.0]["value"] < points[1.0]["value"]
     assert points[4.0]["delta"] < 0 and points[4.0]["p"] < 0.05
     assert "dog option chosen:" in done.stdout and f"results: {run}" in done.stdout
+    assert "KL(unsteered || steered) per token on its prompts:" in done.stdout
+    assert 0 < points[1.0]["kl"] < points[4.0]["kl"]  # KL rises with the strength

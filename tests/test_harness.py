@@ -159,10 +159,17 @@ def test_argument_mistakes_are_usage_errors(kwargs: dict[str, Any], message: str
         SteeredHFLM(**kwargs)
 
 
-def test_torch_vector_files_are_refused(tmp_path: Path, assets: dict[str, Path]) -> None:
+def test_torch_vector_files_are_read_and_their_hookpoints_checked(
+    tmp_path: Path, assets: dict[str, Path]
+) -> None:
+    """lm-eval's .pt files are steer files now (issue 10); a hookpoint the model lacks (GPT-2
+    has h.1, not layers.1) fails at construction, and a file missing its action when read."""
     vectors = tmp_path / "steer.pt"
-    torch.save({"layers.1": {"steering_vector": torch.zeros(64)}}, vectors)
-    with pytest.raises(SteerFileError, match="torch steering-vector files are not supported"):
+    torch.save({"layers.1": {"steering_vector": torch.ones(64), "action": "add"}}, vectors)
+    with pytest.raises(SteeringError, match=r"module 'layers\.1' not found"):
+        SteeredHFLM(pretrained=str(assets["model"]), steer_path=str(vectors), device="cpu")
+    torch.save({"h.1": {"steering_vector": torch.zeros(64)}}, vectors)
+    with pytest.raises(SteerFileError, match=r"steer\.pt\[h\.1\] action"):
         SteeredHFLM(pretrained=str(assets["model"]), steer_path=str(vectors), device="cpu")
 
 

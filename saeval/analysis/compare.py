@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from saeval.analysis import stats
-from saeval.analysis.results_io import DocSample, ResultSet, TaskResult
+from saeval.analysis.defaults import check_alpha
+from saeval.analysis.results import DocSample, ResultSet, TaskResult
+from saeval.analysis.side_effects import kl_fields
 from saeval.errors import ResultsError, UsageError
 
 if TYPE_CHECKING:
@@ -71,6 +73,10 @@ class ComparisonRow:
     right_to_wrong: int | None = None
     wrong_to_right: int | None = None
     note: str = ""
+    kl: float | None = None  # KL(a || b) per token on b's prompts, when b measured it
+    kl_ci_low: float | None = None
+    kl_ci_high: float | None = None
+    kl_p95: float | None = None
 
     @property
     def paired(self) -> bool:
@@ -134,8 +140,8 @@ def compare(
 
     Results of two different models are a ResultsError unless ``any_model`` (then a note).
     """
-    if not 0.0 < alpha < 1.0:
-        raise UsageError(f"alpha must be between 0 and 1, got {alpha}")
+    check_alpha(alpha)
+    _check_common_tasks(a, b)
     notes = [*_model_notes(a, b, any_model), *a.notes, *b.notes, *_task_notes(a, b)]
     rows: list[ComparisonRow] = []
     for name in _task_order(a, b):
@@ -148,7 +154,8 @@ def compare(
             if key not in task_b.metrics:
                 notes.append(f"{name}: {metric_label(key)} only in {a.label}; skipped")
                 continue
-            rows.append(_row(name, key, task_a, task_b, pairing, 1.0 - alpha))
+            row = _row(name, key, task_a, task_b, pairing, 1.0 - alpha)
+            rows.append(replace(row, **kl_fields(task_b.kl)))
     rows = _select(rows, metrics)
     side_a, side_b = _side(a), _side(b)
     if side_a.label == side_b.label:
@@ -180,6 +187,17 @@ def _model_notes(a: ResultSet, b: ResultSet, any_model: bool) -> list[str]:
             "pass --any-model to compare two models anyway",
         )
     return [f"different models: {a.label} is {a.model_name}, {b.label} is {b.model_name}"]
+
+
+def _check_common_tasks(a: ResultSet, b: ResultSet) -> None:
+    """Two evaluations with no task in common have nothing to compare: a ResultsError."""
+    if any(name in b.tasks for name in a.tasks):
+        return
+    raise ResultsError(
+        f"{a.source} and {b.source} have no task in common "
+        f"({a.label}: {', '.join(a.tasks) or 'none'}; {b.label}: {', '.join(b.tasks) or 'none'})",
+        hint="compare two evaluations of the same tasks",
+    )
 
 
 def _task_notes(a: ResultSet, b: ResultSet) -> list[str]:

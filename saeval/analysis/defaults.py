@@ -1,4 +1,23 @@
-"""Defaults every report shares (``saeval run``, ``saeval compare`` and the library agree)."""
+"""Defaults every report shares (``saeval run``, ``saeval compare`` and the library agree), and
+the checks of the options that override them."""
+
+from __future__ import annotations
+
+import math
+
+from saeval.errors import UsageError
 
 DEFAULT_MARGIN = 0.02  # absolute non-inferiority margin of a sweep's safe strength
 DEFAULT_ALPHA = 0.05  # family-wise error rate of Holm's correction; intervals are 1 - alpha
+
+
+def check_margin(margin: float) -> None:
+    """UsageError unless the non-inferiority margin is a finite number >= 0."""
+    if not (math.isfinite(margin) and margin >= 0):
+        raise UsageError(f"--margin must be a finite number >= 0 (absolute), got {margin}")
+
+
+def check_alpha(alpha: float) -> None:
+    """UsageError unless the error rate is strictly between 0 and 1."""
+    if not 0.0 < alpha < 1.0:
+        raise UsageError(f"--alpha must be between 0 and 1 (exclusive), got {alpha}")

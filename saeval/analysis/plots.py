@@ -11,7 +11,12 @@ from saeval.analysis.sweep import Sweep, SweepSeries
 
 def plot_path(directory: Path, series: SweepSeries) -> Path:
     """Where `plot_sweep` writes one series: `sweep_<task>_<metric>.png`."""
-    name = re.sub(r"[^\w.-]+", "_", f"sweep_{series.task}_{series.metric}")
+    return _png(directory, f"sweep_{series.task}_{series.metric}")
+
+
+def _png(directory: Path, stem: str) -> Path:
+    """``directory/<stem>.png`` with every character a file name cannot hold made ``_``."""
+    name = re.sub(r"[^\w.-]+", "_", stem)
     return directory / f"{name}.png"
 
 
@@ -28,6 +33,34 @@ def plot_sweep(result: Sweep, directory: Path) -> list[Path]:
         figure, axes = plt.subplots(figsize=(5.0, 3.5), layout="constrained")
         _draw(axes, series, result.margin, 1.0 - result.alpha)
         path = plot_path(directory, series)
+        figure.savefig(path, dpi=120)
+        plt.close(figure)
+        written.append(path)
+    return written + _kl_plots(result, directory, plt)
+
+
+def _kl_plots(result: Sweep, directory: Path, plt: Any) -> list[Path]:
+    """One PNG per task with KL measured: KL(unsteered || steered) per token against strength,
+    with its CI (the baseline is 0)."""
+    written = []
+    first = {series.task: series for series in reversed(result.series)}
+    for task, series in sorted(first.items()):
+        points = [(p.scale, p.kl, p.kl_ci_low, p.kl_ci_high) for p in series.points]
+        measured = [(scale, kl, low or kl, high or kl) for scale, kl, low, high in points if kl]
+        if not measured:
+            continue
+        figure, axes = plt.subplots(figsize=(5.0, 3.5), layout="constrained")
+        scales, kls, lows, highs = (list(column) for column in zip(*measured, strict=True))
+        errors = [[k - low for k, low in zip(kls, lows, strict=True)],
+                  [high - k for k, high in zip(kls, highs, strict=True)]]  # fmt: skip
+        axes.errorbar(scales, kls, yerr=errors, fmt="o-", capsize=3,
+                      label=f"KL, {1 - result.alpha:.0%} CI")  # fmt: skip
+        axes.axhline(0.0, color="0.3", linestyle="--", label="baseline")
+        axes.set_xlabel("steering scale")
+        axes.set_ylabel("KL(unsteered || steered), nats/token")
+        axes.set_title(f"{task}: KL to the unsteered model")
+        axes.legend(fontsize="small")
+        path = _png(directory, f"sweep_{task}_kl")
         figure.savefig(path, dpi=120)
         plt.close(figure)
         written.append(path)

@@ -19,6 +19,7 @@ from saeval.errors import UsageError
 
 FORMATS = ("markdown", "csv", "json", "latex")
 MISSING = "—"
+KL_HEADER = "KL (nats/token)"
 
 
 def fmt_number(value: float | None, *, signed: bool = False) -> str:
@@ -80,6 +81,7 @@ def comparison_cells(comparison: Comparison, *, compact: bool = False) -> list[d
     """
     level = f"{comparison.confidence:.0%} CI"
     footnotes = row_footnotes(comparison)
+    with_kl = any(row.kl is not None for row in comparison.rows)
     cells = []
     for row in comparison.rows:
         mark = f" ({footnotes[row.note]})" if compact and row.note else ""
@@ -96,6 +98,8 @@ def comparison_cells(comparison: Comparison, *, compact: bool = False) -> list[d
             "test": row.test,
             "flips r>w/w>r": _flips(row),
         }
+        if with_kl:
+            cell[KL_HEADER] = fmt_number(row.kl)
         if not compact:
             cell["note"] = row.note
         cells.append(cell)
@@ -126,6 +130,8 @@ def _scale_text(scale: float | None) -> str:
 def sweep_cells(result: Sweep) -> list[dict[str, str]]:
     """Formatted cells: per series a baseline row, then one row per strength."""
     level = f"{1 - result.alpha:.0%} CI"
+    with_kl = any(point.kl is not None for s in result.series for point in s.points)
+    kl = {KL_HEADER: "0"} if with_kl else {}
     cells = []
     for series in result.series:
         cells.append(
@@ -139,6 +145,7 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
                 "p": "",
                 "test": "",
                 "within margin": "",
+                **kl,
             }
         )
         for point in series.points:
@@ -154,6 +161,7 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
                     "p": fmt_p(point.p),
                     "test": point.test,
                     "within margin": verdict,
+                    **({KL_HEADER: fmt_number(point.kl)} if with_kl else {}),
                 }
             )
     return cells

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from saeval.analysis.compare import Comparison, compare
 from saeval.analysis.defaults import DEFAULT_ALPHA
-from saeval.analysis.results_io import RunSides
+from saeval.analysis.results import RunSides
 from saeval.analysis.sweep import Sweep, sweep
 
 Report = Comparison | Sweep

@@ -1,7 +1,13 @@
-"""The report files of a run folder: ``comparison.{md,csv,json}`` and a sweep's PNG plots."""
+"""The report files of a run folder: ``comparison.{md,csv,json}`` and a sweep's PNG plots.
+
+`saeval run` writes them into its own run folder (that folder is its output). `saeval compare`
+never writes into the folders it reads: its report goes to ``--output`` and a sweep's plots
+next to it, or, without ``--output``, into ``<run name>-plots/`` in the current folder.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from saeval.analysis.plots import plot_sweep
@@ -9,15 +15,60 @@ from saeval.analysis.render import render
 from saeval.analysis.report import Report, build_report, sweep_of
 from saeval.analysis.results_io import load_run
 from saeval.atomic import write_atomic
+from saeval.errors import ResultsError
 from saeval.run.layout import COMPARISON
 
 _FILES = (("md", "markdown"), ("csv", "csv"), ("json", "json"))
+PLOTS_SUFFIX = "-plots"
 
 
 def write_plots(report: Report, directory: Path) -> list[Path]:
     """A sweep's PNG plots in ``directory`` (none for a single comparison)."""
     swept = sweep_of(report)
-    return [] if swept is None else plot_sweep(swept, directory)
+    if swept is None:
+        return []
+    try:
+        return plot_sweep(swept, directory)
+    except OSError as error:
+        raise ResultsError(
+            f"cannot write the sweep plots in {directory} ({error.strerror or error})",
+            hint="saeval compare writes plots next to --output FILE, else in the current folder",
+        ) from None
+
+
+def compare_plots_dir(run_folder: Path, output: Path | None) -> Path:
+    """Where `saeval compare` puts a sweep's plots: next to ``output``, else
+    ``./<run name>-plots/`` (never inside the run folder it reads)."""
+    if output is not None:
+        return output.parent
+    return Path.cwd() / f"{run_folder.resolve().name}{PLOTS_SUFFIX}"
+
+
+def check_report_path(path: Path) -> None:
+    """ResultsError unless a report file can be written at ``path`` (before any work)."""
+    if path.is_dir():
+        raise ResultsError(
+            f"--output {path} is a folder, not a file",
+            hint="give a file name such as report.md (a sweep's plots go next to it)",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ResultsError(
+            f"--output {path}: cannot create {path.parent} ({error.strerror or error})"
+        ) from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ResultsError(
+            f"--output {path}: {path.parent} is not writable (read-only or no permission)"
+        )
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write a report file atomically; ResultsError (one line) when that fails."""
+    try:
+        write_atomic(path, text)
+    except OSError as error:
+        raise ResultsError(f"cannot write {path} ({error.strerror or error})") from None
 
 
 def write_comparison(folder: Path, margin: float) -> tuple[Report, list[Path]]:

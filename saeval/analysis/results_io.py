@@ -10,11 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from saeval.analysis.results import DocSample, MetricValue, ResultSet, RunSides, TaskResult
+from saeval.analysis.side_effects_io import (
+    GENERATION_METRICS,
+    generation_means,
+    read_side_effects,
+)
 from saeval.errors import ResultsError, UsageError
 from saeval.run.layout import (
     BASELINE,
@@ -22,11 +28,14 @@ from saeval.run.layout import (
     file_stamp,
     run_configurations,
     samples_file,
+    side_effects_file,
 )
 
 _RESULTS_GLOB = "results*.json"
 _SKIP_KEYS = frozenset({"name", "alias", "sample_len", "sample_count", "samples"})
 _MEAN_AGGREGATIONS = frozenset({"mean", "nanmean"})
+_NAN_MEAN = "nanmean"  # its per-document NaNs are documents without a value, not errors
+_NON_FINITE_HINT = "the evaluation that wrote it met NaN or infinity; its numbers mean nothing"
 # lm-eval's default aggregation of its built-in metrics that are not a mean of per-document
 # values; a loglikelihood task's per-document "perplexity" is the log-likelihood, for instance.
 _DEFAULT_AGGREGATIONS = {
@@ -41,66 +50,6 @@ _DEFAULT_AGGREGATIONS = {
     "ter": "ter",
     "brier_score": "brier_score",
 }
-
-
-@dataclass(frozen=True)
-class MetricValue:
-    """An aggregated metric as lm-eval reports it; `stderr` is None where lm-eval says "N/A"."""
-
-    value: float
-    stderr: float | None
-
-
-@dataclass(frozen=True)
-class DocSample:
-    """One document's scalar per-metric values, keyed like lm-eval's results ("acc,none").
-
-    Metrics whose per-document value is not a number (perplexity's (loglikelihood, length) pair,
-    BLEU's (reference, prediction)), or whose aggregate is not the mean of the per-document
-    values (a loglikelihood task's perplexity, whose per-document value is the log-likelihood),
-    only exist as corpus-level aggregates and are left out.
-    """
-
-    doc_id: int
-    doc_hash: str
-    values: Mapping[str, float]
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """One task (or group) of a results file, with its per-document samples when logged."""
-
-    name: str
-    metrics: Mapping[str, MetricValue]
-    n: int | None
-    version: str | None
-    config_hash: str | None
-    higher_is_better: Mapping[str, bool | None]
-    subtasks: tuple[str, ...] = ()
-    samples: Mapping[int, DocSample] | None = None
-    samples_file: Path | None = None
-
-
-@dataclass(frozen=True)
-class ResultSet:
-    """Everything one side of a comparison holds, from one or more lm-eval results files."""
-
-    label: str
-    source: Path
-    files: tuple[Path, ...]
-    model_name: str | None
-    model_args: str
-    tasks: Mapping[str, TaskResult]
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RunSides:
-    """A saeval run folder: the baseline and the steered configurations keyed by scale."""
-
-    run: Path
-    baseline: ResultSet
-    steered: Mapping[float, ResultSet] = field(default_factory=dict)
 
 
 def load_run(path: Path) -> RunSides:
@@ -259,9 +208,9 @@ def _tasks_of(file: Path, data: Mapping[str, Any]) -> dict[str, TaskResult]:
         if not isinstance(raw, dict):
             raise ResultsError(f"{file}: results of task {name!r} is not an object")
         samples_file = _samples_file(file.parent, name, stamp) if name in configs else None
-        corpus_level = _corpus_level_metrics(configs.get(name))
-        samples = read_samples(samples_file, corpus_level) if samples_file else None
-        tasks[name] = TaskResult(
+        aggregations = _aggregations(configs.get(name))
+        samples = read_samples(samples_file, aggregations) if samples_file else None
+        task = TaskResult(
             name=name,
             metrics=_metrics(file, name, raw),
             n=_task_n(raw, n_samples.get(name)),
@@ -272,11 +221,30 @@ def _tasks_of(file: Path, data: Mapping[str, Any]) -> dict[str, TaskResult]:
             samples=samples,
             samples_file=samples_file,
         )
+        effects = file.parent / side_effects_file(name, stamp)
+        tasks[name] = _with_side_effects(task, effects) if effects.is_file() else task
     return tasks
 
 
-def _corpus_level_metrics(config: Any) -> frozenset[str]:
-    """Metric names a task aggregates other than by averaging its per-document values."""
+def _with_side_effects(task: TaskResult, path: Path) -> TaskResult:
+    """``task`` with its KL summary, and its generation measures as per-document metrics."""
+    effects = read_side_effects(path)
+    samples = dict(task.samples or {})
+    for doc_id, values in effects.generation.items():
+        if doc_id in samples:
+            doc = samples[doc_id]
+            samples[doc_id] = DocSample(doc.doc_id, doc.doc_hash, {**doc.values, **values})
+    means = generation_means(effects)
+    metrics = {**task.metrics, **{key: MetricValue(*mean) for key, mean in means.items()}}
+    names = [key.partition(",")[0] for key in means]
+    better = {**task.higher_is_better, **{name: GENERATION_METRICS[name] for name in names}}
+    kept = samples if task.samples is not None else None
+    return replace(task, metrics=metrics, higher_is_better=better, samples=kept, kl=effects.kl)
+
+
+def _aggregations(config: Any) -> dict[str, str]:
+    """How a task aggregates its metrics: its metric_list, else lm-eval's defaults; metrics
+    named in neither are means."""
     entries = config.get("metric_list") if isinstance(config, dict) else None
     given = {
         str(entry["metric"]): entry.get("aggregation")
@@ -284,11 +252,7 @@ def _corpus_level_metrics(config: Any) -> frozenset[str]:
         if isinstance(entry, dict) and "metric" in entry
     }
     names = set(given) | set(_DEFAULT_AGGREGATIONS)
-    return frozenset(
-        name
-        for name in names
-        if (given.get(name) or _DEFAULT_AGGREGATIONS.get(name, "mean")) not in _MEAN_AGGREGATIONS
-    )
+    return {name: str(given.get(name) or _DEFAULT_AGGREGATIONS.get(name, "mean")) for name in names}
 
 
 def _samples_file(folder: Path, task: str, stamp: str) -> Path | None:
@@ -297,24 +261,32 @@ def _samples_file(folder: Path, task: str, stamp: str) -> Path | None:
 
 
 def _metrics(file: Path, task: str, raw: Mapping[str, Any]) -> dict[str, MetricValue]:
-    """Aggregated metrics keyed "metric,filter", with "N/A" standard errors as None."""
+    """Aggregated metrics keyed "metric,filter", with "N/A" standard errors as None; a NaN or
+    infinite value or standard error is a ResultsError (no report is built on it)."""
     metrics = {}
     for key, value in raw.items():
         if key in _SKIP_KEYS or "," not in key or "_stderr," in key:
             continue
-        number = _number(value)
+        number = _number(file, task, key, value)
         if number is None:
             continue
         metric, _, filter_name = key.partition(",")
-        stderr = _number(raw.get(f"{metric}_stderr,{filter_name}"))
+        stderr_key = f"{metric}_stderr,{filter_name}"
+        stderr = _number(file, task, stderr_key, raw.get(stderr_key))
         metrics[key] = MetricValue(value=number, stderr=stderr)
     return metrics
 
 
-def _number(value: Any) -> float | None:
+def _number(file: Path, task: str, key: str, value: Any) -> float | None:
+    """A metric's number (None for "N/A" and other non-numbers); ResultsError if not finite."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    if not math.isfinite(value):
+        raise ResultsError(
+            f"{file}: task {task!r} {key} is {value}, not a finite number",
+            hint=_NON_FINITE_HINT,
+        )
+    return float(value)
 
 
 def _task_n(raw: Mapping[str, Any], counts: Any) -> int | None:
@@ -333,12 +305,17 @@ def _config_hash(config: Any) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_samples(file: Path, corpus_level: Collection[str] = ()) -> dict[int, DocSample]:
+def read_samples(file: Path, aggregations: Mapping[str, str] | None = None) -> dict[int, DocSample]:
     """Read an lm-eval samples JSONL into per-document values ("acc,none" -> 1.0), leaving out
-    the ``corpus_level`` metrics (aggregated other than by a mean of these values)."""
+    the metrics whose ``aggregations`` entry is not a mean of these values (corpus-level ones).
+
+    A NaN or infinite value is a ResultsError naming the line and document, except a NaN of a
+    ``nanmean`` metric, which lm-eval leaves out of the aggregate: that document has no value.
+    """
+    aggregations = aggregations or {}
     docs: dict[int, DocSample] = {}
     for line_number, record in _jsonl_records(file):
-        doc_id, doc_hash, values = _sample_values(file, line_number, record, corpus_level)
+        doc_id, doc_hash, values = _sample_values(file, line_number, record, aggregations)
         previous = docs.get(doc_id)
         if previous is not None and previous.doc_hash != doc_hash:
             raise ResultsError(
@@ -360,7 +337,7 @@ def _jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _sample_values(
-    file: Path, line_number: int, record: Mapping[str, Any], corpus_level: Collection[str]
+    file: Path, line_number: int, record: Mapping[str, Any], aggregations: Mapping[str, str]
 ) -> tuple[int, str, dict[str, float]]:
     doc_id, doc_hash = record.get("doc_id"), record.get("doc_hash")
     names = record.get("metrics")
@@ -372,6 +349,16 @@ def _sample_values(
     values: dict[str, float] = {}
     for name in names:
         value = record.get(name)
-        if name not in corpus_level and isinstance(value, bool | int | float):
-            values[f"{name},{filter_name}"] = float(value)
+        aggregation = aggregations.get(name, "mean")
+        if aggregation not in _MEAN_AGGREGATIONS or not isinstance(value, bool | int | float):
+            continue
+        if not math.isfinite(value):
+            if math.isnan(value) and aggregation == _NAN_MEAN:
+                continue  # nanmean leaves it out of the aggregate: the document has no value
+            raise ResultsError(
+                f"{file}:{line_number}: {name} of document {doc_id} is {value}, "
+                "not a finite number",
+                hint=_NON_FINITE_HINT,
+            )
+        values[f"{name},{filter_name}"] = float(value)
     return doc_id, doc_hash, values

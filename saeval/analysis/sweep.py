@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from saeval.analysis.compare import Comparison, ComparisonRow, Side, compare
-from saeval.analysis.defaults import DEFAULT_MARGIN
-from saeval.analysis.results_io import ResultSet
+from saeval.analysis.defaults import DEFAULT_MARGIN, check_margin
+from saeval.analysis.results import ResultSet
 from saeval.errors import UsageError
 
 if TYPE_CHECKING:
@@ -29,6 +29,9 @@ class SweepPoint:
     p: float | None
     test: str
     non_inferior: bool | None
+    kl: float | None = None  # KL(unsteered || steered) per token on the task's prompts
+    kl_ci_low: float | None = None
+    kl_ci_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,7 @@ def sweep(
     """Compare the baseline with each steered scale and collect the dose-response series."""
     if not steered:
         raise UsageError("a sweep needs at least one steered configuration")
-    if margin < 0:
-        raise UsageError(f"the non-inferiority margin must be >= 0, got {margin}")
+    check_margin(margin)
     comparisons = {
         scale: compare(baseline, steered[scale], metrics=metrics, alpha=alpha, any_model=any_model)
         for scale in sorted(steered)
@@ -157,6 +159,9 @@ def _series(rows: list[tuple[float, ComparisonRow]], margin: float) -> SweepSeri
             p=row.p,
             test=row.test,
             non_inferior=non_inferior(row.ci_low, row.ci_high, row.higher_is_better, margin),
+            kl=row.kl,
+            kl_ci_low=row.kl_ci_low,
+            kl_ci_high=row.kl_ci_high,
         )
         for scale, row in rows
     )

@@ -97,18 +97,24 @@ def command(
             "-o",
             metavar="FILE",
             help="Write the report here (in --format, or by suffix: .md .csv .json .tex); "
-            "a sweep's plots go to the same folder.",
+            "a sweep's plots go to the same folder (without --output: ./<run>-plots/).",
             show_default=False,
         ),
     ] = None,
 ) -> None:
     """Compare two evaluations per task and metric: delta, 95% CI and a paired test."""
     from saeval.analysis.compare import compare
+    from saeval.analysis.defaults import check_alpha, check_margin
     from saeval.analysis.report import build_report, sweep_of
-    from saeval.analysis.report_files import write_plots
+    from saeval.analysis.report_files import check_report_path, compare_plots_dir, write_plots
     from saeval.analysis.results_io import load_run, load_side
     from saeval.run.layout import is_run_folder
 
+    check_alpha(alpha)
+    check_margin(margin)
+    if output is not None:  # before any work: a bad --output is one line
+        check_report_path(output)
+        _file_format(fmt, output)
     report: Report
     if b is not None:
         report = compare(
@@ -124,8 +130,9 @@ def command(
             load_run(a), metrics=metric, margin=margin, alpha=alpha, any_model=any_model
         )
         if sweep_of(report) is not None:
-            plots = write_plots(report, output.parent if output else a)
-            err.print(f"wrote {len(plots)} plots to {plots[0].parent}" if plots else "no plots")
+            plots = write_plots(report, compare_plots_dir(a, output))
+            message = f"wrote {len(plots)} plots to {plots[0].parent}" if plots else "no plots"
+            err.print(message, highlight=False, soft_wrap=True)
     _emit(report, fmt, output)
 
 
@@ -143,11 +150,10 @@ def _file_format(fmt: Format, output: Path) -> Format:
 def _emit(report: Report, fmt: Format, output: Path | None) -> None:
     """Print the table (format table) or the text; write --output when given."""
     from saeval.analysis import render
+    from saeval.analysis.report_files import write_report
 
     if output is not None:
-        text = render.render(report, _file_format(fmt, output))
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        write_report(output, render.render(report, _file_format(fmt, output)))
         err.print(f"wrote {output}", highlight=False)
     if fmt is Format.TABLE:
         out.print(render.table(report))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Annotated
 
@@ -41,11 +42,24 @@ FormatOpt = Annotated[
         "--format", "-f", help="table for people, json for scripts.", case_sensitive=False
     ),
 ]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(help="cpu, cuda, cuda:N or mps (default: cuda:0 if present, else cpu)."),
+]
+DtypeOpt = Annotated[str, typer.Option(help="Model dtype: auto, bfloat16, float16 or float32.")]
+ScaleOpt = Annotated[
+    str,
+    typer.Option(help="Steering strength(s), comma separated; each multiplies every coefficient."),
+]
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
-    """``"0,0.5,1"`` -> (0.0, 0.5, 1.0); UsageError for anything that is not a number."""
+    """``"0,0.5,1"`` -> (0.0, 0.5, 1.0); UsageError for anything that is not a finite number."""
     try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
+        scales = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise UsageError(f"--scale takes numbers separated by commas, got {text!r}") from None
+    bad = [scale for scale in scales if not math.isfinite(scale)]
+    if bad:
+        raise UsageError(f"--scale takes finite numbers, got {bad[0]} in {text!r}")
+    return scales

@@ -1,4 +1,8 @@
-"""How long-running commands report progress: a Rich display on stderr, quiet libraries."""
+"""How long-running commands report progress: a Rich display on stderr, quiet libraries.
+
+The display is the only progress a run shows: lm-eval's own tqdm bars are replaced during the
+run (``saeval.run.quiet``) and their request counts arrive here as ``requests_done``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,14 @@ import os
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from saeval.cli.console import err
 
@@ -25,15 +36,17 @@ _QUIET_LOGGERS = (
 
 
 def quiet_libraries() -> None:
-    """Keep Hugging Face's dataset progress bars and library warnings off the terminal."""
+    """Keep Hugging Face's progress bars and library warnings off the terminal."""
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars follow it
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
 class ProgressEvents:
-    """RunEvents drawn as a Rich progress display on stderr: one line per (configuration, task).
+    """RunEvents drawn as a Rich progress display on stderr: one line per (configuration, task),
+    with the running task's requests done/total as lm-eval answers them.
 
     The display starts with the first task, so errors found before any model is loaded print
     as plain lines.
@@ -43,11 +56,14 @@ class ProgressEvents:
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.fields[requests]}"),
             TimeElapsedColumn(),
             console=err,
             transient=False,
         )
         self.current: dict[tuple[str, str], TaskID] = {}
+        self.running: TaskID | None = None
 
     def __enter__(self) -> ProgressEvents:
         return self
@@ -63,12 +79,26 @@ class ProgressEvents:
     def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """Add a spinning line for the (configuration, task) (the display starts with the first)."""
         self.progress.start()
-        handle = self.progress.add_task(f"[{step}/{steps}] {configuration} {task}", total=1)
+        handle = self.progress.add_task(
+            f"[{step}/{steps}] {configuration} {task}", total=None, requests=""
+        )
         self.current[(configuration, task)] = handle
+        self.running = handle
+
+    def requests_done(self, done: int, total: int) -> None:
+        """Advance the running task's line: a bar and ``done/total requests``."""
+        if self.running is not None:
+            self.progress.update(
+                self.running, completed=done, total=total, requests=f"{done}/{total} requests"
+            )
 
     def task_finished(self, record: TaskRecord) -> None:
         """Mark the line done (with 'cached' when the baseline was reused)."""
         handle = self.current.pop((record.configuration, record.task))
+        self.running = None
         task = self.progress.tasks[handle]
         suffix = " [green](cached)[/]" if record.reused_from else ""
-        self.progress.update(handle, completed=1, description=f"{task.description}{suffix}")
+        total = task.total or 1
+        self.progress.update(
+            handle, total=total, completed=total, description=f"{task.description}{suffix}"
+        )

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from saeval.analysis.defaults import DEFAULT_MARGIN
+from saeval.cli import run_experiment
 from saeval.cli.console import out
-from saeval.cli.options import ModelOpt, parse_scales
+from saeval.cli.options import DeviceOpt, DtypeOpt, ModelOpt, ScaleOpt, parse_scales
 from saeval.cli.progress import ProgressEvents, quiet_libraries
+from saeval.cli.run_experiment import (
+    DevicesOpt,
+    ExecutorOpt,
+    SlurmGpusOpt,
+    SlurmJobsOpt,
+    SlurmPartitionOpt,
+    SlurmTimeOpt,
+)
+from saeval.errors import UsageError
+from saeval.run.config import DEFAULT_KL_DOCS
+from saeval.spec.experiment import is_experiment_file
 
 if TYPE_CHECKING:
     from saeval.run.config import RunResult
@@ -19,20 +32,23 @@ if TYPE_CHECKING:
 
 def command(
     steer_files: Annotated[
-        list[Path], typer.Argument(help="Steer file(s): one latent per row (steer.csv).")
+        list[Path],
+        typer.Argument(
+            help="Steer file(s): one latent per row (steer.csv); or one experiment file (.yaml)."
+        ),
     ],
     tasks: Annotated[
-        str,
-        typer.Option("--tasks", "-t", help="lm-eval task, group or tag names, comma separated."),
-    ],
-    model: ModelOpt = None,
-    device: Annotated[
         str | None,
-        typer.Option(help="cpu, cuda, cuda:N or mps (default: cuda:0 if present, else cpu)."),
+        typer.Option(
+            "--tasks",
+            "-t",
+            help="lm-eval task, group or tag names, comma separated (required with steer files).",
+            show_default=False,
+        ),
     ] = None,
-    dtype: Annotated[
-        str, typer.Option(help="Model dtype: auto, bfloat16, float16 or float32.")
-    ] = "auto",
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
     batch_size: Annotated[str, typer.Option(help="Batch size: a number or auto.")] = "8",
     limit: Annotated[
         float | None,
@@ -56,12 +72,7 @@ def command(
     name: Annotated[
         str | None, typer.Option(help="Run folder name (default: <steer file>-<date>-<time>).")
     ] = None,
-    scale: Annotated[
-        str,
-        typer.Option(
-            help="Steering strength(s), comma separated; each multiplies every coefficient."
-        ),
-    ] = "1",
+    scale: ScaleOpt = "1",
     margin: Annotated[
         float,
         typer.Option(help="Non-inferiority margin for the sweep report (absolute, e.g. 0.02)."),
@@ -79,15 +90,32 @@ def command(
             "--apply-chat-template", help="Format prompts with the model's chat template."
         ),
     ] = False,
+    kl_docs: Annotated[
+        int,
+        typer.Option(
+            help="Documents per task whose prompts get a KL(unsteered || steered) pass (0: none)."
+        ),
+    ] = DEFAULT_KL_DOCS,
     gen_kwargs: Annotated[
         str | None,
         typer.Option(
             help="Generation arguments of generate_until tasks: temperature=0,max_gen_toks=64."
         ),
     ] = None,
+    devices: DevicesOpt = None,
+    executor: ExecutorOpt = None,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_gpus_per_job: SlurmGpusOpt = None,
+    slurm_time: SlurmTimeOpt = None,
+    slurm_jobs: SlurmJobsOpt = None,
 ) -> None:
     """Evaluate the baseline and the steered model on lm-eval tasks, then compare them."""
+    given = dict(locals(), limit=_limit(limit))
     quiet_libraries()
+    if any(is_experiment_file(path) for path in steer_files):
+        defaults = {key: p.default for key, p in inspect.signature(command).parameters.items()}
+        return run_experiment.command(given, defaults)
+    tasks = _steer_run_tasks(given)
     from saeval.run.config import RunConfig
     from saeval.run.runner import run
     from saeval.spec.tasks import split_task_names
@@ -111,10 +139,28 @@ def command(
         resume=resume,
         apply_chat_template=apply_chat_template,
         gen_kwargs=gen_kwargs,
+        kl_docs=kl_docs,
     )
     with ProgressEvents() as events:
         result = run(config, events)
     _show(result)
+
+
+def _steer_run_tasks(given: dict[str, Any]) -> str:
+    """--tasks, which a steer-file run needs (and it takes no option of experiments)."""
+    tasks: str | None = given["tasks"]
+    if tasks is None:
+        raise UsageError(
+            "--tasks is required with steer files",
+            hint="pass --tasks NAME[,NAME...], or run an experiment file (.yaml)",
+        )
+    extra = [name for name in run_experiment.EXPERIMENT_OPTIONS if given[name] is not None]
+    if extra:
+        raise UsageError(
+            f"--{extra[0].replace('_', '-')} is an option of experiment files (.yaml)",
+            hint="a steer-file run takes --device",
+        )
+    return tasks
 
 
 def _limit(value: float | None) -> int | float | None:

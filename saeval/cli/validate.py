@@ -1,7 +1,9 @@
 """`saeval validate`: check steer files against the SAE catalog in seconds, before any model loads.
 
-Output with `--format table` (default): one table per file (row, latent, action, SAE, hook,
-width, model, status, Neuronpedia link), a one-line verdict per file, then every error as
+Output with `--format table` (default): one table per file (row, latent or vector, action as
+saeval computes it with the dialect's own name for it, the formula, SAE or vector file, hook,
+width, model, status, Neuronpedia link), a one-line verdict per file, a one-line note for each
+place where the dialect's author computed something else, then every error as
 `file:line column: message` on stderr and every unchecked check on stdout.
 
 `--format json` prints one object (schema `saeval.resolution/1`) on stdout:
@@ -9,13 +11,17 @@ width, model, status, Neuronpedia link), a one-line verdict per file, then every
     {"schema": "saeval.resolution/1", "ok": bool, "online": bool,
      "model": --model or null, "base_model": the Hugging Face id all rows steer, or null,
      "files": [{"path", "summary"}],
-     "rows": [{"file", "line", "latent_idx", "coefficient", "action", "description",
+     "rows": [{"file", "line", "latent_idx" (null for a vector row), "coefficient",
+               "action" (as saeval computes it), "dialect_action" (as the file names it),
+               "computes" (the formula), "threshold", "description",
                "hook_name", "neuronpedia_url", "status": "ok"|"error"|"unchecked",
                "sae": null | {"kind": "release"|"hf_repo"|"local", "release", "sae_id",
                               "repo_id", "path", "model", "hook_name", "d_sae", "d_in",
                               "neuronpedia_id", "source"},
-               "checks": [{"name": "sae"|"latent_idx"|"model"|"hook"|"duplicate",
-                           "status", "where", "message"}]}],
+               "vector": null | {"path", "entry", "head_index", "width", "norm", "dtype"},
+               "checks": [{"name": "sae"|"latent_idx"|"model"|"hook"|"duplicate"|"vector",
+                           "status", "where", "message"}],
+               "notes": ["where the dialect's author computed something else", ...]}],
      "problems": ["file:line column: message", ...],   # every error, unreadable files too
      "unchecked": ["file:line column: message", ...]}
 
@@ -34,7 +40,10 @@ from rich.table import Table
 from saeval.cli.console import err, out
 from saeval.cli.options import FormatOpt, ModelOpt, OnlineOpt, OutputFormat
 from saeval.errors import ResolutionError
+from saeval.spec.experiment import is_experiment_file
 from saeval.spec.resolve import Resolution, ResolvedRow, Status, validate
+from saeval.spec.semantics import formula
+from saeval.spec.steer_file import SteerRow
 
 _STYLES = {Status.OK: "green", Status.ERROR: "bold red", Status.UNCHECKED: "yellow"}
 
@@ -43,7 +52,9 @@ def command(
     steer_files: Annotated[
         list[str],
         typer.Argument(
-            help="steer.csv files; several are checked as one steer set.", metavar="STEER.csv"
+            help="steer.csv files; several are checked as one steer set. Or one experiment "
+            "file (.yaml): its keys, every intervention's steer files and its tasks.",
+            metavar="STEER.csv",
         ),
     ],
     model: ModelOpt = None,
@@ -51,6 +62,11 @@ def command(
     output: FormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Check steer files offline: SAEs exist, latents fit, one base model, hooks map."""
+    if any(is_experiment_file(path) for path in steer_files):
+        from saeval.cli.validate_experiment import check_experiment
+
+        check_experiment(steer_files, model=model, online=online, output=output, show=show)
+        return
     resolution = validate(steer_files, model=model, online=online)
     if output is OutputFormat.JSON:
         typer.echo(json.dumps(resolution.to_dict(), indent=2))
@@ -68,6 +84,8 @@ def show(resolution: Resolution) -> None:
         if rows:
             out.print(_table(file, rows))
         out.print(escape(resolution.summary(file)), highlight=False, soft_wrap=True)
+    for note in resolution.notes:
+        out.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
     for problem in resolution.problems:
         err.print(f"[red]{escape(problem)}[/]", highlight=False, soft_wrap=True)
     for note in resolution.unchecked:
@@ -77,22 +95,34 @@ def show(resolution: Resolution) -> None:
 def _table(file: str, rows: list[ResolvedRow]) -> Table:
     """One file's rows."""
     table = Table(title=escape(file), title_justify="left")
-    for name in ("line", "latent", "action", "SAE", "hook", "width", "model", "status"):
+    names = ("line", "latent", "action", "computes", "SAE", "hook", "width", "model", "status")
+    for name in names:
         table.add_column(name, overflow="fold")
     table.add_column("Neuronpedia", no_wrap=True)
     for resolved in rows:
-        row, sae = resolved.row, resolved.sae
-        action = row.action.value if row.action == "ablate" else f"{row.action} {row.coefficient:g}"
-        status = resolved.status
+        row, status = resolved.row, resolved.status
         table.add_row(
-            str(row.line),
-            str(row.latent_idx),
-            action,
-            escape(f"{row.sae_release}\n{row.sae_id}".strip()),
-            escape(resolved.hook_name or "?"),
-            str(sae.d_sae) if sae and sae.d_sae else "?",
-            escape(sae.model or "?") if sae else "?",
+            str(row.line) if row.line else escape(row.hook or ""),
+            *_source(resolved),
             f"[{_STYLES[status]}]{status}[/]",
             resolved.neuronpedia_url or "",
         )
     return table
+
+
+def _source(resolved: ResolvedRow) -> tuple[str, ...]:
+    """The latent (or vector), action, formula, SAE (or vector file), hook, width and model."""
+    row, sae = resolved.row, resolved.sae
+    action = row.action.value if row.action == "ablate" else f"{row.action} {row.coefficient:g}"
+    if row.written_action != row.action.value:
+        action += f"\n({row.dialect}: {row.written_action})"
+    hook = escape(resolved.hook_name or "?")
+    if isinstance(row, SteerRow):
+        width = str(sae.d_sae) if sae and sae.d_sae else "?"
+        model = escape(sae.model or "?") if sae else "?"
+        where = escape(f"{row.sae_release}\n{row.sae_id}".strip())
+        return str(row.latent_idx), action, escape(formula(row)), where, hook, width, model
+    facts = resolved.vector
+    width = str(facts.width) if facts else "?"
+    norm = f"\n|v| = {facts.norm:.4g}" if facts else ""
+    return "vector", action, escape(formula(row)), escape(row.vector) + norm, hook, width, "?"

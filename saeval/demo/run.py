@@ -71,6 +71,9 @@ def demo_config(
     )
 
 
+KL_THRESHOLD = 0.1  # nats per token: a perturbation worth naming
+
+
 def headline_scale(scales: Sequence[float]) -> float:
     """The strength shown in detail: the one closest to the steer file's own coefficient (1x)."""
     return min(scales, key=lambda scale: abs(scale - 1.0))
@@ -101,6 +104,7 @@ def findings(comparison: Comparison, scale: float, report: Sweep | None) -> list
     knowledge = _row(comparison, KNOWLEDGE_TASK)
     if curve is not None:
         lines.append(f"knowledge (acc) against strength: {curve}")
+        lines.extend(_kl_lines(report, KNOWLEDGE_TASK) if report is not None else [])
     elif knowledge is not None:
         lines.append(f"knowledge (acc): {knowledge.a:.2f} -> {knowledge.b:.2f} at {scale:g}x")
     return lines
@@ -128,3 +132,18 @@ def _curve(report: Sweep, task: str) -> str | None:
         return None
     points = [f"{point.value:.2f} ({point.scale:g}x)" for point in series.points]
     return ", ".join([f"{series.baseline:.2f} (baseline)", *points])
+
+
+def _kl_lines(report: Sweep, task: str) -> list[str]:
+    """KL to the unsteered model against strength on a task's prompts, and where it first
+    exceeds KL_THRESHOLD nats per token."""
+    series = next((s for s in report.series if s.task == task and s.metric == "acc"), None)
+    points = [p for p in series.points if p.kl is not None] if series is not None else []
+    if not points:
+        return []
+    curve = ", ".join(f"{point.kl:.3g} ({point.scale:g}x)" for point in points)
+    lines = [f"KL(unsteered || steered) per token on its prompts: {curve}"]
+    above = [p.scale for p in points if p.kl is not None and p.kl > KL_THRESHOLD and p.scale > 0]
+    where = f"first at {min(above):g}x" if above else "at no strength measured"
+    lines.append(f"KL exceeds {KL_THRESHOLD:g} nats/token {where}")
+    return lines

@@ -8,15 +8,22 @@ seeds, apply_chat_template, gen_kwargs, bootstrap_iters and the lm_eval, transfo
 versions. Batch size is in the key:
 padding and batched kernels change log-likelihoods in the last bits and can flip near-tied
 answers, so a baseline is reused only when computed exactly as the steered runs beside it are.
+
+An entry is verified before it is reused: ``key.json`` parses and names the key looked up, every
+file has the sha256 that ``put`` wrote into ``key.json``, and every file parses. A damaged entry
+is removed (and reported through ``on_damaged``), so the run computes that baseline again and
+stores it anew instead of copying broken files into every later run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ from saeval.run.manifest import Manifest, now, spec_sha256
 from saeval.spec.tasks import TaskSpec
 
 _TMP = ".tmp"
+KEY_FILE = "key.json"
 
 
 class BaselineCache:
@@ -35,19 +43,32 @@ class BaselineCache:
     def __init__(self, output: Path) -> None:
         self.root = output / CACHE_DIR
 
-    def get(self, key: str) -> tuple[TaskOutput, dict[str, Any]] | None:
-        """The cached output and its key record, or None (a damaged entry counts as absent)."""
+    def get(
+        self, key: str, on_damaged: Callable[[str], None] | None = None
+    ) -> tuple[TaskOutput, dict[str, Any]] | None:
+        """The cached output and its key record, or None; a damaged entry is removed (and
+        ``on_damaged`` told what is wrong with it) and counts as absent."""
         folder = self.root / key
+        if not folder.is_dir():
+            return None
         try:
-            meta = json.loads((folder / "key.json").read_text(encoding="utf-8"))
-            results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-            samples = {
-                task: (folder / f"samples_{task}.jsonl").read_text(encoding="utf-8")
-                for task in meta["samples"]
-            }
-        except (OSError, ValueError, KeyError):
+            meta, files = _verified(folder, key)
+            results = json.loads(files["results.json"])
+            samples = {task: files[_samples_name(task)] for task in meta["samples"]}
+        except _Damaged as damage:
+            self._drop(folder)
+            if on_damaged is not None:
+                on_damaged(str(damage))
             return None
         return TaskOutput(results=results, samples=samples), meta
+
+    def _drop(self, folder: Path) -> None:
+        """Move a damaged entry out of the way (atomically), then delete it."""
+        doomed = folder.with_name(f"{_TMP}-damaged-{folder.name[:12]}-{os.getpid()}")
+        with contextlib.suppress(OSError):
+            os.rename(folder, doomed)
+            folder = doomed
+        shutil.rmtree(folder, ignore_errors=True)
 
     def put(self, key: str, output: TaskOutput, inputs: Mapping[str, Any], run: str) -> None:
         """Store a baseline task under ``key`` (first writer wins; the folder appears whole)."""
@@ -56,19 +77,57 @@ class BaselineCache:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{_TMP}-{key[:12]}-"))
+        files = {"results.json": dump_json(output.results).encode()}
+        files |= {_samples_name(task): text.encode() for task, text in output.samples.items()}
         meta = {"key": key, "inputs": dict(inputs), "run": run, "created": now()}
         meta["samples"] = sorted(output.samples)
+        meta["sha256"] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
         try:
-            (building / "results.json").write_text(dump_json(output.results), encoding="utf-8")
-            for task, text in output.samples.items():
-                (building / f"samples_{task}.jsonl").write_text(text, encoding="utf-8")
-            (building / "key.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            for name, data in files.items():
+                (building / name).write_bytes(data)
+            (building / KEY_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             os.rename(building, final)
         except OSError:
             if not final.exists():
                 raise
         finally:
             shutil.rmtree(building, ignore_errors=True)
+
+
+class _Damaged(Exception):
+    """A cache entry that cannot be trusted; the message says why."""
+
+
+def _samples_name(task: str) -> str:
+    return f"samples_{task}.jsonl"
+
+
+def _verified(folder: Path, key: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """An entry's key record and its files' text, checked against the key and the checksums."""
+    try:
+        meta = json.loads((folder / KEY_FILE).read_text(encoding="utf-8"))
+        names = ["results.json", *(_samples_name(task) for task in meta["samples"])]
+        expected = meta["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _Damaged(f"{KEY_FILE} unreadable: {error}") from None
+    if meta.get("key") != key:
+        raise _Damaged(f"{KEY_FILE} is for key {str(meta.get('key'))[:12]}")
+    files = {}
+    for name in names:
+        try:
+            data = (folder / name).read_bytes()
+        except OSError as error:
+            raise _Damaged(f"{name}: {error.strerror or error}") from None
+        if not isinstance(expected, dict) or hashlib.sha256(data).hexdigest() != expected.get(name):
+            raise _Damaged(f"{name} does not match its checksum")
+        try:
+            files[name] = data.decode("utf-8")
+            lines = files[name].splitlines() if name != "results.json" else [files[name]]
+            for line in lines:
+                json.loads(line)
+        except ValueError as error:
+            raise _Damaged(f"{name} does not parse: {error}") from None
+    return meta, files
 
 
 def baseline_key(inputs: Mapping[str, Any]) -> str:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from saeval.analysis.defaults import DEFAULT_MARGIN
+from saeval.analysis.defaults import DEFAULT_MARGIN, check_margin
 from saeval.errors import UsageError
+from saeval.run.layout import name_problem
 from saeval.run.manifest import TaskRecord
 
 if TYPE_CHECKING:
     from saeval.analysis.report import Report
 
 LM_EVAL_SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+DEFAULT_KL_DOCS = 100
 BOOTSTRAP_ITERS = 100_000  # lm-eval's default: stderrs match a plain `lm_eval` run
 
 
@@ -39,6 +43,7 @@ class RunConfig:
     resume: bool = False
     apply_chat_template: bool = False
     gen_kwargs: str | None = None
+    kl_docs: int = DEFAULT_KL_DOCS  # documents per (sub)task with a KL pass; 0: none
 
     @property
     def seeds(self) -> dict[str, int]:
@@ -47,8 +52,9 @@ class RunConfig:
 
     def check(self) -> None:
         """Reject option values that lm-eval would only reject after the model is loaded."""
-        if self.limit is not None and self.limit <= 0:
-            raise UsageError(f"--limit must be positive, got {self.limit}")
+        self._check_numbers()
+        if self.kl_docs < 0:
+            raise UsageError(f"--kl-docs must be 0 (no KL) or more, got {self.kl_docs}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise UsageError(f"--num-fewshot must be 0 or more, got {self.num_fewshot}")
         if not self.scales:
@@ -63,6 +69,23 @@ class RunConfig:
             raise UsageError(
                 f"--dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}"
             )
+        problem = None if self.name is None else name_problem(self.name)
+        if problem is not None:
+            raise UsageError(
+                f"--name {self.name!r} {problem}",
+                hint=f"--name is one folder name inside --output ({self.output})",
+            )
+
+    def _check_numbers(self) -> None:
+        """Numbers are finite and in range (NaN passes every comparison, so it is named first)."""
+        if self.limit is not None and not (math.isfinite(self.limit) and self.limit > 0):
+            raise UsageError(f"--limit must be a finite number above 0, got {self.limit}")
+        bad = [scale for scale in self.scales if not math.isfinite(scale)]
+        if bad:
+            raise UsageError(f"--scale takes finite numbers, got {bad[0]}")
+        check_margin(self.margin)
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,9 @@ class RunEvents(Protocol):
     def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """A (configuration, task) evaluation began."""
 
+    def requests_done(self, done: int, total: int) -> None:
+        """lm-eval answered ``done`` of ``total`` requests (of one kind) of the running task."""
+
     def task_finished(self, record: TaskRecord) -> None:
         """A (configuration, task) was saved (evaluated, or reused from the baseline cache)."""
 
@@ -98,6 +124,9 @@ class SilentEvents:
 
     def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """Ignore the start."""
+
+    def requests_done(self, done: int, total: int) -> None:
+        """Ignore the progress."""
 
     def task_finished(self, record: TaskRecord) -> None:
         """Ignore the record."""

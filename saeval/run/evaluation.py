@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saeval.errors import ResolutionError, ResultsError, TaskError
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from saeval.spec.tasks import TaskSet
     from saeval.steering.lm_eval_model import SteeredHFLM
 
+_TOKENIZER_PROBE = "The quick brown fox"  # any tokenizer with a vocabulary gives tokens for it
+
 
 def load_model(
     store: RunStore,
@@ -27,16 +30,17 @@ def load_model(
     events: RunEvents,
 ) -> SteeredHFLM:
     """Build the steer plan and load the model once (steering off); record what was loaded."""
+    from safetensors import SafetensorError
+
     from saeval.steering.lm_eval_model import SteeredHFLM
     from saeval.steering.plan import plan_rows
-    from saeval.steering.sae_loading import load_sae
+    from saeval.steering.sae_loading import row_loader
 
+    check_model_folder(model_id)
     events.note(f"loading {model_id} on {device}")
     started = time.perf_counter()
-    plan = plan_rows(
-        (row for file in steer for row in file.rows),
-        lambda key: load_sae(key[0], key[1], device="cpu", dtype="float32"),
-    )
+    rows = [row for file in steer for row in file.rows]
+    plan = plan_rows(rows, row_loader(rows, device="cpu", dtype="float32"))
     try:
         lm = SteeredHFLM(
             pretrained=model_id,
@@ -46,8 +50,15 @@ def load_model(
             dtype=config.dtype,
             batch_size=config.batch_size,
         )
-    except (OSError, ValueError) as error:
-        raise ResolutionError(f"cannot load model {model_id}: {error}") from None
+    except (OSError, ValueError, SafetensorError) as error:
+        reason = " ".join(str(error).split())
+        raise ResolutionError(f"cannot load model {model_id}: {reason}") from None
+    if not lm.tok_encode(_TOKENIZER_PROBE):
+        raise ResolutionError(
+            f"cannot load model {model_id}: its tokenizer turns text into no tokens "
+            "(a model folder without tokenizer files gets an empty one)",
+            hint="save the model's tokenizer into the folder: tokenizer.save_pretrained(FOLDER)",
+        )
     facts = model_facts(lm, model_id, device, config.batch_size)
     before = store.manifest.model.revision
     if before is not None and before != facts.revision:
@@ -60,6 +71,17 @@ def load_model(
     store.manifest.model = facts
     store.save()
     return lm
+
+
+def check_model_folder(model: str) -> None:
+    """A local model folder's safetensors files are complete (their headers say how long they
+    are), so a damaged one is named before transformers fails without naming it."""
+    from saeval.spec.safetensors_header import read_header
+
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        for weights in sorted(folder.glob("*.safetensors")):
+            read_header(weights)
 
 
 def evaluate(lm: SteeredHFLM, task: str, config: RunConfig, tasks: TaskSet) -> TaskOutput:

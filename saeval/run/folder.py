@@ -2,13 +2,19 @@
 
 A run's ``spec`` holds every option that determines its numbers; a resumed run must match it.
 Local SAE folders enter it by fingerprint (``sae_folders``), so a resume after their
-``cfg.json`` or weights changed is refused instead of mixing two SAEs in one run.
+``cfg.json`` or weights changed is refused instead of mixing two SAEs in one run; so do the
+vector files that steer rows name (``vector_files``, by sha256).
+
+The store returned holds the run folder's lock (``saeval.run.lock``): a second process that
+starts or resumes the same run is refused before it writes anything. ``--output`` that is a
+file, or a folder that cannot be written, is one error before any model is loaded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,10 +42,16 @@ def open_run_folder(
 ) -> RunStore:
     """A new run folder, or the one --resume continues (its spec must match)."""
     spec = _spec(config, steer, model_id, device, tasks) | _sae_folders(saes)
+    spec |= _vector_files(steer)
     digest = spec_sha256(spec)
+    check_output(config.output, create=not config.resume)
     if config.resume:
-        store = RunStore.open(_resume_folder(config, digest))
-        _check_same_spec(store, spec)
+        store = RunStore.open(_resume_folder(config, digest), lock=True)
+        try:
+            _check_same_spec(store, spec)
+        except BaseException:
+            store.close()
+            raise
         store.manifest.command = command_line()
         return store
     manifest = Manifest(
@@ -64,6 +76,29 @@ def open_run_folder(
     return RunStore.create(folder, manifest)
 
 
+def check_output(output: Path, *, create: bool) -> None:
+    """ResultsError unless ``output`` is (or, with ``create``, can be made) a writable folder."""
+    if output.exists() and not output.is_dir():
+        raise ResultsError(
+            f"--output {output} is a file, not a folder",
+            hint="--output names the folder that holds the run folders (made if missing)",
+        )
+    if not create and not output.exists():
+        return  # --resume: nothing to continue there (said by _resume_folder)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ResultsError(
+            f"--output {output}: cannot create the folder ({error.strerror or error})",
+            hint="pick a folder you can write in",
+        ) from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise ResultsError(
+            f"--output {output} is not writable (read-only file system or no permission)",
+            hint="pick a folder you can write in",
+        )
+
+
 def _spec(
     config: RunConfig, steer: Sequence[SteerFile], model_id: str, device: str, tasks: TaskSet
 ) -> dict[str, Any]:
@@ -84,6 +119,7 @@ def _spec(
         "no_baseline": config.no_baseline,
         "apply_chat_template": config.apply_chat_template,
         "gen_kwargs": config.gen_kwargs,
+        **({"kl_docs": config.kl_docs} if config.kl_docs else {}),
     }
 
 
@@ -93,6 +129,27 @@ def _sae_folders(saes: list[ResolvedSae]) -> dict[str, Any]:
     if not folders:
         return {}
     return {"sae_folders": {folder: folder_fingerprint(Path(folder)) for folder in folders}}
+
+
+def _vector_files(steer: Sequence[SteerFile]) -> dict[str, Any]:
+    """``{"vector_files": {path: sha256}}`` for the vector files rows name ({} without)."""
+    import hashlib
+
+    from saeval.spec.steer_file import VectorRow
+
+    paths = {
+        str(Path(row.vector).resolve())
+        for steer_file in steer
+        for row in steer_file.rows
+        if isinstance(row, VectorRow) and row.entry is None  # a .pt file's own hash is in spec
+    }
+    if not paths:
+        return {}
+    return {
+        "vector_files": {
+            path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in sorted(paths)
+        }
+    }
 
 
 def _resume_folder(config: RunConfig, digest: str) -> Path:

@@ -68,11 +68,12 @@ class Sigterm:
 
 def interrupted(store: RunStore, interrupt: KeyboardInterrupt) -> RunInterrupted:
     """Mark the run interrupted; the error the CLI shows (exit 143 for SIGTERM, else 130)."""
-    store.set_status(Status.INTERRUPTED)
+    unsaved = store.record_end(Status.INTERRUPTED)
     signal_name, code = ("SIGTERM", 143) if isinstance(interrupt, Terminated) else ("Ctrl-C", 130)
     kept = len(store.manifest.completed)
+    hint = f"continue with the same command plus --resume --name {store.folder.name}"
     return RunInterrupted(
         f"interrupted by {signal_name}; {kept} finished results kept in {store.folder}",
-        hint=f"continue with the same command plus --resume --name {store.folder.name}",
+        hint=hint if unsaved is None else f"{unsaved}; {hint}",
         exit_code=code,
     )

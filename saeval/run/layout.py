@@ -18,6 +18,7 @@ multi-task run (one results file, samples sharing its time stamp), so lm-eval's 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,17 @@ STEERED = "steered"
 COMPARISON = "comparison"  # comparison.md, comparison.csv, comparison.json
 CACHE_DIR = ".cache/baselines"
 _CONFIGURATION = re.compile(r"^steered(?:@(?P<scale>[-+0-9.eE]+))?$")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not one plain file or folder name (None when it is one)."""
+    if name in ("", ".", ".."):
+        return "is empty" if not name else f"is {name!r}"
+    if "/" in name or "\\" in name:
+        return "is a path, not one name (it contains / or \\)"
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        return "contains a control character"
+    return None
 
 
 def stamp() -> str:
@@ -49,6 +61,11 @@ def file_stamp(file: Path) -> str:
     """lm-eval's time stamp of a results or samples file name ('' if it has none)."""
     stem = file.name.removesuffix(".jsonl").removesuffix(".json")
     return stem[stem.rfind("_") + 1 :] if "_" in stem else ""
+
+
+def side_effects_file(task: str, stamp: str) -> str:
+    """A task's KL and generation-quality file: ``side_effects_<task>_<stamp>.json``."""
+    return f"side_effects_{task}_{stamp}.json"
 
 
 def configuration_name(scale: float | None, scales: Iterable[float]) -> str:

@@ -72,6 +72,7 @@ class TaskRecord:
     samples: list[str]  # samples file names in the configuration folder
     baseline_key: str | None = None
     reused_from: str | None = None  # the run that computed a baseline taken from the cache
+    side_effects: list[str] = field(default_factory=list)  # KL and generation-quality files
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ baseline with each strength is written next to the results.
 
 from __future__ import annotations
 
+import errno
+import json
 import time
 import traceback
 from collections.abc import Sequence
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from saeval.analysis.report import Report
 from saeval.analysis.report_files import write_comparison
-from saeval.errors import DeviceError, ResolutionError, SaevalError, TaskError, UsageError
+from saeval.errors import DeviceError, ResultsError, SaevalError, SteeringError, TaskError
 from saeval.run import evaluation
 from saeval.run.baseline_cache import BaselineCache, baseline_inputs, baseline_key
 from saeval.run.config import RunConfig, RunEvents, RunResult, SilentEvents
@@ -28,12 +30,15 @@ from saeval.run.device import check_device
 from saeval.run.folder import open_run_folder
 from saeval.run.interrupts import Sigterm, interrupted
 from saeval.run.layout import BASELINE, MANIFEST, configuration_name
+from saeval.run.lm_eval_format import TaskOutput
 from saeval.run.manifest import Status, TaskRecord
+from saeval.run.quiet import quiet_lm_eval
+from saeval.run.side_effects import measure
+from saeval.run.steer_set import read_steer_set
 from saeval.run.store import RunStore
 from saeval.spec.tasks import TaskSet, validate_tasks
 
 if TYPE_CHECKING:
-    from saeval.spec.sae_facts import ResolvedSae
     from saeval.spec.steer_file import SteerFile
     from saeval.steering.lm_eval_model import SteeredHFLM
 
@@ -48,20 +53,15 @@ class _Step:
 def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     """Evaluate the baseline and each steering strength on every task; save and compare."""
     events = events or SilentEvents()
-    steer = _read_steer_files(config.steer_files)
-    saes, inferred = _resolve(config, steer)
-    model_id = _model_id(config.model) or inferred
-    if model_id is None:
-        raise UsageError(
-            "no --model given and the SAEs do not name their base model", hint="pass --model"
-        )
+    steer_set = read_steer_set(config.steer_files, config.model)
+    steer, saes, model_id = steer_set.files, steer_set.saes, steer_set.model_id
     device = check_device(config.device)
     config.check()
     tasks = validate_tasks(config.tasks, config.include_path)
-    store = open_run_folder(config, steer, saes, model_id, device, tasks)
-    if config.resume:
-        _note_resume(store, events)
-    with Sigterm() as sigterm:
+    store = open_run_folder(config, steer, saes, model_id, device, tasks)  # locked until done
+    with store, Sigterm() as sigterm, quiet_lm_eval(events.requests_done):
+        if config.resume:
+            _note_resume(store, events)
         return _run_in(store, config, steer, model_id, device, tasks, events, sigterm)
 
 
@@ -72,37 +72,6 @@ def _note_resume(store: RunStore, events: RunEvents) -> None:
     if missing:
         rerun = ", ".join(f"{r.configuration}/{r.task}" for r in missing)
         events.note(f"files missing, running again: {rerun}")
-
-
-def _model_id(model: str | None) -> str | None:
-    """The Hugging Face id of --model (catalog aliases mapped); a local folder as given."""
-    from saeval.spec.models import hf_model_id
-
-    if model is None or Path(model).expanduser().is_dir():
-        return model
-    return hf_model_id(model)
-
-
-def _read_steer_files(paths: Sequence[Path]) -> list[SteerFile]:
-    """Read every steer file (SteerFileError lists all problems of the first bad file)."""
-    from saeval.spec.steer_file import read_steer_file
-
-    if not paths:
-        raise UsageError("no steer file given")
-    return [read_steer_file(path) for path in paths]
-
-
-def _resolve(config: RunConfig, steer: Sequence[SteerFile]) -> tuple[list[ResolvedSae], str | None]:
-    """Resolve the SAEs offline: their descriptions and the base model they agree on."""
-    from saeval.spec.resolve import resolve
-
-    resolution = resolve(steer, model=config.model)
-    if not resolution.ok:
-        problems = resolution.problems
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise ResolutionError(f"{problems[0]}{more}", hint="saeval validate lists every problem")
-    saes = {(r.sae.release, r.sae.sae_id): r.sae for r in resolution.rows if r.sae}
-    return list(saes.values()), resolution.base_model
 
 
 def _run_in(
@@ -134,11 +103,10 @@ def _run_in(
     except KeyboardInterrupt as interrupt:
         raise interrupted(store, interrupt) from None
     except SaevalError as error:
-        _failed(store, error, where)
-        raise
+        _note_unsaved(error, _failed(store, error, where))
+        raise _located(error, where) from None
     except Exception as error:
-        _failed(store, error, where)
-        raise _wrapped(store, error, where) from error
+        raise _wrapped(store, error, where, _failed(store, error, where)) from error
     timings = store.manifest.timings
     timings["total_s"] = round(timings.get("total_s", 0.0) + time.perf_counter() - started, 3)
     store.set_status(Status.COMPLETE)
@@ -175,15 +143,17 @@ def _run_step(
         spec = next(s for s in tasks.specs if s.name == step.task)
         inputs = baseline_inputs(store.manifest, config, spec)
         key = baseline_key(inputs)
-        reused = _reuse_baseline(store, config.output, step.task, key, events)
+        reused = _reuse_baseline(store, lm, config, step.task, key, events)
         if reused is not None:
             events.task_finished(reused)
             return reused
     started = time.perf_counter()
     lm.set_scale(step.scale)
     output = evaluation.evaluate(lm, step.task, config, tasks)
+    seconds = time.perf_counter() - started
+    effects = _side_effects(lm, output, step.scale, config.kl_docs)
     record = store.save_task(
-        step.configuration, step.task, output, time.perf_counter() - started, key
+        step.configuration, step.task, output, seconds, key, side_effects=effects
     )
     if key is not None and inputs is not None:
         BaselineCache(config.output).put(key, output, inputs, store.folder.name)
@@ -191,17 +161,32 @@ def _run_step(
     return record
 
 
+def _side_effects(
+    lm: SteeredHFLM, output: TaskOutput, scale: float | None, kl_docs: int
+) -> dict[str, str]:
+    """KL and generation-quality records of every (sub)task, as JSON texts."""
+    return {
+        task: json.dumps(measure(lm, samples, scale, kl_docs), indent=2) + "\n"
+        for task, samples in output.samples.items()
+    }
+
+
 def _reuse_baseline(
-    store: RunStore, output: Path, task: str, key: str, events: RunEvents
+    store: RunStore, lm: SteeredHFLM, config: RunConfig, task: str, key: str, events: RunEvents
 ) -> TaskRecord | None:
     """Save the cached baseline of ``task`` into the run (and say so), if there is one."""
-    cached = BaselineCache(output).get(key)
+
+    def damaged(why: str) -> None:
+        events.note(f"cached baseline {key[:12]} of {task} was damaged ({why}); computing it again")
+
+    cached = BaselineCache(config.output).get(key, on_damaged=damaged)
     if cached is None:
         return None
     result, meta = cached
     source = meta.get("run")
     events.note(f"baseline {task}: reused from the cache ({key[:12]}, computed by run {source})")
-    return store.save_task(BASELINE, task, result, 0.0, key, reused_from=source)
+    effects = _side_effects(lm, result, None, config.kl_docs)
+    return store.save_task(BASELINE, task, result, 0.0, key, source, effects)
 
 
 def _finish(store: RunStore, config: RunConfig, steps: Sequence[_Step]) -> RunResult:
@@ -222,26 +207,54 @@ def _finish(store: RunStore, config: RunConfig, steps: Sequence[_Step]) -> RunRe
     )
 
 
-def _failed(store: RunStore, error: BaseException, where: tuple[str, str] | None) -> None:
-    """Record the error and mark the run failed (finished results stay)."""
-    store.add_error(error, where, traceback.format_exc())
-    store.set_status(Status.FAILED)
+def _failed(store: RunStore, error: BaseException, where: tuple[str, str] | None) -> str | None:
+    """Record the error and mark the run failed (finished results stay); why run.json could
+    not be updated (a full disk), else None."""
+    return store.record_end(Status.FAILED, error, where, traceback.format_exc())
 
 
-def _wrapped(store: RunStore, error: Exception, where: tuple[str, str] | None) -> SaevalError:
-    """A one-line error for an unexpected exception (out of memory gets its own hint)."""
+def _note_unsaved(error: SaevalError, unsaved: str | None) -> None:
+    """Put in the error's hint that run.json could not record it (when so)."""
+    if unsaved is not None:
+        error.hint = "; ".join(filter(None, [unsaved, error.hint]))
+
+
+def _located(error: SaevalError, where: tuple[str, str] | None) -> SaevalError:
+    """A steering error met in one (configuration, task), naming both: ``steered@2 (tiny_mc): ``."""
+    if where is None or not isinstance(error, SteeringError):
+        return error
+    return SteeringError(f"{where[0]} ({where[1]}): {error.message}", hint=error.hint)
+
+
+def _wrapped(
+    store: RunStore, error: Exception, where: tuple[str, str] | None, unsaved: str | None
+) -> SaevalError:
+    """A one-line error for an unexpected exception, with a hint that holds for this run:
+    --resume helps once the cause is gone, and keeps results only when some finished."""
     import torch
 
     place = f" ({where[0]}, {where[1]})" if where else ""
-    resume = f"finished results are kept: rerun with --resume --name {store.folder.name}"
+    resume = f"rerun with --resume --name {store.folder.name}"
+    if store.manifest.completed:
+        resume = f"finished results are kept: {resume}"
     oom = isinstance(error, RuntimeError) and "out of memory" in str(error)  # MPS says only this
     if isinstance(error, torch.OutOfMemoryError) or oom:
-        return DeviceError(
+        wrapped: SaevalError = DeviceError(
             f"out of memory{place}",
             hint=f"{resume} once memory is free, or start a new run with a smaller "
             "--batch-size or --dtype bfloat16 (--resume keeps the batch size and dtype)",
         )
-    return TaskError(
-        f"{type(error).__name__}{place}: {error}",
-        hint=f"the traceback is in {store.folder / 'run.json'} (errors); {resume}",
-    )
+    elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        wrapped = ResultsError(
+            f"cannot write the results{place}: {error.strerror}",
+            hint=f"{resume} once the disk of {store.folder} has space again",
+        )
+    else:
+        trace = "" if unsaved else f"the traceback is in {store.folder / MANIFEST} (errors); "
+        fix = f"after a fix to {where[1]}'s YAML or data start a new run; " if where else ""
+        wrapped = TaskError(
+            f"{type(error).__name__}{place}: {error}",
+            hint=f"{trace}{fix}after any other fix, {resume}",
+        )
+    _note_unsaved(wrapped, unsaved)
+    return wrapped

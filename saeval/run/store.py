@@ -5,19 +5,32 @@ Every file is written to a temporary file in the same folder and moved into plac
 is in ``run.json``; files of an unfinished task are overwritten when ``--resume`` reruns it.
 Names of folders and files come from ``saeval.run.layout``, formats from
 ``saeval.run.lm_eval_format`` and the manifest schema from ``saeval.run.manifest``.
+
+A store that writes holds the folder's lock (``saeval.run.lock``) until ``close``. Every name
+``run.json`` gives (configuration folders, their time stamps, results and samples files) must be
+one plain name inside the run folder: a manifest pointing elsewhere is refused when it is read.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from saeval.analysis.results_io import read_json
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError
-from saeval.run.layout import MANIFEST, results_file, samples_file, stamp
+from saeval.run.layout import (
+    MANIFEST,
+    name_problem,
+    results_file,
+    samples_file,
+    side_effects_file,
+    stamp,
+)
 from saeval.run.lm_eval_format import TaskOutput, dump_json, merge_results
+from saeval.run.lock import RunLock
 from saeval.run.manifest import (
     ConfigurationRecord,
     ErrorRecord,
@@ -31,13 +44,14 @@ from saeval.run.manifest import (
 class RunStore:
     """One run folder: its manifest, configuration folders and completion records."""
 
-    def __init__(self, folder: Path, manifest: Manifest) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, lock: RunLock | None = None) -> None:
         self.folder = folder
         self.manifest = manifest
+        self.lock = lock
 
     @classmethod
     def create(cls, folder: Path, manifest: Manifest) -> RunStore:
-        """Make a new run folder and write its first manifest."""
+        """Make a new run folder, lock it and write its first manifest."""
         try:
             folder.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
@@ -45,21 +59,43 @@ class RunStore:
                 f"{folder} already exists",
                 hint="add --resume to continue it, or pick another --name",
             ) from None
-        store = cls(folder, manifest)
-        store.save()
+        except OSError as error:
+            raise ResultsError(f"cannot create {folder} ({error.strerror or error})") from None
+        store = cls(folder, manifest, RunLock.acquire(folder))
+        try:
+            store.save()
+        except OSError as error:
+            store.close()
+            raise ResultsError(
+                f"cannot write {folder / MANIFEST} ({error.strerror or error})"
+            ) from None
         return store
 
     @classmethod
-    def open(cls, folder: Path) -> RunStore:
-        """Open an existing run folder (for --resume)."""
+    def open(cls, folder: Path, *, lock: bool = False) -> RunStore:
+        """Open an existing run folder; ``lock`` (for --resume) locks it before reading."""
         path = folder / MANIFEST
+        if not path.is_file():
+            raise ResultsError(f"{folder} is not a saeval run folder (no {MANIFEST})")
+        held = RunLock.acquire(folder) if lock else None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ResultsError(f"{folder} is not a saeval run folder (no {MANIFEST})") from None
-        except (OSError, json.JSONDecodeError) as error:
-            raise ResultsError(f"{path}: cannot read the manifest ({error})") from None
-        return cls(folder, Manifest.from_dict(data, path))
+            manifest = _read_manifest(folder, path)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        return cls(folder, manifest, held)
+
+    def close(self) -> None:
+        """Release the folder's lock (when this store holds it)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def save(self) -> None:
         """Rewrite run.json atomically."""
@@ -80,6 +116,26 @@ class RunStore:
         )
         self.save()
 
+    def record_end(
+        self,
+        status: Status,
+        error: BaseException | None = None,
+        where: tuple[str, str] | None = None,
+        trace: str = "",
+    ) -> str | None:
+        """Record how a run stopped (and the error that stopped it) without raising OSError.
+
+        Returns why run.json could not be written (a full disk, say), else None, so that the
+        error that stopped the run still reaches the user as one line.
+        """
+        try:
+            if error is not None:
+                self.add_error(error, where, trace)
+            self.set_status(status)
+        except OSError as failure:
+            return f"{self.folder / MANIFEST} could not be updated ({failure.strerror or failure})"
+        return None
+
     def record(self, configuration: str, task: str) -> TaskRecord | None:
         """The completion record of (configuration, task), if it finished."""
         for record in self.manifest.completed:
@@ -98,7 +154,8 @@ class RunStore:
     def _on_disk(self, record: TaskRecord) -> bool:
         """Whether every file of a finished (configuration, task) is still there."""
         folder = self.folder / record.configuration
-        return all((folder / name).is_file() for name in [record.results, *record.samples])
+        names = [record.results, *record.samples, *record.side_effects]
+        return all((folder / name).is_file() for name in names)
 
     def configuration_dir(self, configuration: str, scale: float | None) -> Path:
         """The configuration's folder (made, and registered in the manifest, on first use)."""
@@ -117,14 +174,20 @@ class RunStore:
         seconds: float,
         baseline_key: str | None = None,
         reused_from: str | None = None,
+        side_effects: Mapping[str, str] | None = None,
     ) -> TaskRecord:
-        """Write a finished task's samples, merge its results, then record it in run.json."""
+        """Write a finished task's samples (and side-effect files: (sub)task -> JSON text),
+        merge its results, then record it in run.json."""
         folder = self.folder / configuration
         when = self.manifest.configurations[configuration].stamp
         names = []
         for subtask, text in output.samples.items():
             names.append(samples_file(subtask, when))
             write_atomic(folder / names[-1], text)
+        extra = []
+        for subtask, text in (side_effects or {}).items():
+            extra.append(side_effects_file(subtask, when))
+            write_atomic(folder / extra[-1], text)
         results_name = results_file(when)
         merged = merge_results(self._results(folder / results_name), output.results)
         write_atomic(folder / results_name, dump_json(merged))
@@ -137,6 +200,7 @@ class RunStore:
             names,
             baseline_key,
             reused_from,
+            extra,
         )
         self.manifest.completed.append(record)
         self.save()
@@ -146,3 +210,40 @@ class RunStore:
     def _results(path: Path) -> dict[str, Any]:
         """The configuration's results so far ({} before its first task)."""
         return read_json(path) if path.exists() else {}
+
+
+def _read_manifest(folder: Path, path: Path) -> Manifest:
+    """The manifest at ``path``; ResultsError if it cannot be read or names files elsewhere."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ResultsError(f"{path}: cannot read the manifest ({error})") from None
+    manifest = Manifest.from_dict(data, path)
+    _check_names(folder, manifest, path)
+    return manifest
+
+
+def _check_names(folder: Path, manifest: Manifest, path: Path) -> None:
+    """ResultsError naming the first run.json entry that is not a plain name inside ``folder``."""
+    entries: list[tuple[str, str, str]] = []  # (entry, configuration folder, name)
+    for name, configuration in manifest.configurations.items():
+        entries.append((f"configurations[{name!r}]", "", name))
+        entries.append((f"configurations[{name!r}].stamp", name, results_file(configuration.stamp)))
+    for index, record in enumerate(manifest.completed):
+        entry = f"completed[{index}]"
+        entries.append((f"{entry}.configuration", "", record.configuration))
+        entries.append((f"{entry}.results", record.configuration, record.results))
+        for number, samples in enumerate(record.samples):
+            entries.append((f"{entry}.samples[{number}]", record.configuration, samples))
+        for number, extra in enumerate(record.side_effects):
+            entries.append((f"{entry}.side_effects[{number}]", record.configuration, extra))
+    root = folder.resolve()
+    for entry, parent, name in entries:
+        problem = name_problem(name)  # a record's configuration is checked before its files
+        if problem is None and not (root / parent / name).resolve().is_relative_to(root):
+            problem = "resolves outside the run folder"
+        if problem is not None:
+            raise ResultsError(
+                f"{path}: {entry} {name!r} {problem}; run.json may only name files in {folder}",
+                hint="this manifest was edited or damaged: start a new run without --resume",
+            )

@@ -21,7 +21,7 @@ from saeval.errors import SteeringError
 from saeval.spec.hook_points import check_hook_name, is_module_name
 from saeval.spec.models import ModelInfo
 from saeval.spec.sae_facts import ResolvedSae
-from saeval.spec.steer_file import SteerRow, duplicate_message, steered_kind
+from saeval.spec.steer_file import AnyRow, SteerRow, duplicate_message, steered_kind
 
 _HOOK_Z = ".attn.hook_z"  # the one hook kind whose width is n_heads * d_head, not d_model
 
@@ -56,7 +56,7 @@ class Check:
         }
 
 
-def check(name: str, row: SteerRow, field: str, status: Status, message: str) -> Check:
+def check(name: str, row: AnyRow, field: str, status: Status, message: str) -> Check:
     """A check located at the cell that holds one of the row's fields."""
     return Check(name, status, row.where(row.column(field)), message)
 
@@ -155,9 +155,9 @@ def _shape_problem(sae: ResolvedSae, target: ModelInfo) -> str | None:
     )
 
 
-def hook_check(row: SteerRow, sae: ResolvedSae, model: ModelInfo | None) -> Check:
+def hook_check(row: AnyRow, sae: ResolvedSae | None, model: ModelInfo | None) -> Check:
     """The hook point maps onto a module of the base model's architecture."""
-    hook = row.hook or sae.hook_name
+    hook = row.hook or (sae.hook_name if sae else None)
     column = "hook" if row.hook else "sae_id"
     if hook is None:
         message = "hook point not checked: the SAE's hook_name is unknown offline"

@@ -1,6 +1,7 @@
 """Steer-file text to numbered CSV records, and the problems found on the way.
 
-Bytes must be UTF-8 text (a BOM is dropped; UTF-16 and binary data are refused with the line);
+Only a regular file of at most 16 MiB is read (a FIFO or a link to a device is refused). Bytes
+must be UTF-8 text (a BOM is dropped; UTF-16 and binary data are refused with the line);
 ``#`` comment lines and blank lines between records are skipped; every record keeps the number
 of the physical line it starts on, so each problem reads ``file:line column: message``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -17,6 +19,7 @@ from typing import NoReturn, TypeVar
 from saeval.errors import SteerFileError
 
 T = TypeVar("T")
+MAX_STEER_BYTES = 16 * 2**20  # over 100,000 rows: far more latents than anyone steers at once
 QUOTING = (
     'a field holding a comma or a quote is wrapped in double quotes, each quote inside doubled ("")'
 )
@@ -70,15 +73,43 @@ class Problems:
 
 
 def read_bytes(path: Path, problems: Problems) -> bytes:
-    """The file's bytes, or a problem saying why it cannot be read."""
-    if path.is_dir():
-        problems.fatal(None, None, "is a directory; expected a steer.csv file")
+    """The bytes of a regular file of at most ``MAX_STEER_BYTES``, or a problem saying why not.
+
+    A FIFO would block and a device (a link to /dev/zero) never end, so neither is opened.
+    """
     try:
-        return path.read_bytes()
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            problems.fatal(None, None, "is a directory; expected a steer.csv file")
+        if not stat.S_ISREG(mode):
+            problems.fatal(
+                None, None, f"is {_file_kind(mode)}, not a regular file; expected a steer.csv file"
+            )
+        with path.open("rb") as file:
+            data = file.read(MAX_STEER_BYTES + 1)
     except FileNotFoundError:
         problems.fatal(None, None, "file not found; expected a steer.csv file")
     except OSError as error:
         problems.fatal(None, None, f"cannot read the file: {error.strerror or error}")
+    if len(data) > MAX_STEER_BYTES:
+        problems.fatal(
+            None,
+            None,
+            f"larger than {MAX_STEER_BYTES // 2**20} MiB; a steer file holds one short row per "
+            "latent",
+        )
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular file or a directory is, for messages."""
+    kinds = (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
 
 
 def decode(data: bytes, problems: Problems) -> str:

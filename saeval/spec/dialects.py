@@ -1,7 +1,7 @@
-"""The three steer.csv dialects (seed, fork, lm-eval): their columns, and how each dialect's
-actions map onto saeval's. What each dialect means, and why some of its actions are refused, is
-told in ``saeval.spec.steer_file``; an action saeval cannot honour is refused with its reason,
-never run with another meaning.
+"""The steer-file dialects (seed, fork, lm-eval, lm-eval's ``.pt``): their columns, and how each
+dialect's actions map onto saeval's. What each dialect means is told in
+``saeval.spec.steer_file``; what each action computes, in ``saeval.spec.semantics``. An action
+saeval cannot honour is refused with its reason, never run with another meaning.
 """
 
 from __future__ import annotations
@@ -12,16 +12,23 @@ from enum import StrEnum
 
 
 class Action(StrEnum):
-    """What a row does to its latent: add its decoder row, clamp it, or ablate it."""
+    """What a row does at its hook point (``saeval.spec.semantics`` gives each formula)."""
 
     ADD = "add"
     CLAMP = "clamp"
     ABLATE = "ablate"
+    CLAMP_ACTIVE = "clamp_active"
+    ADD_THROUGH_SAE = "add_through_sae"
+    PROJECT = "project"
+
+
+VECTOR_ACTIONS = (Action.ADD, Action.PROJECT)  # what a steering vector without an SAE can do
+CLAMPS = (Action.CLAMP, Action.ABLATE, Action.CLAMP_ACTIVE)  # actions that set a latent's value
 
 
 @dataclass(frozen=True)
 class Dialect:
-    """The columns of one steer.csv dialect and how its actions map onto saeval's."""
+    """The columns of one steer-file dialect and how its actions map onto saeval's."""
 
     name: str
     required: tuple[str, ...]
@@ -59,7 +66,7 @@ class Dialect:
 SEED = Dialect(
     name="seed",
     required=("latent_idx", "steering_coefficient", "sae_release", "sae_id"),
-    optional=("description", "action", "hook"),
+    optional=("description", "action", "hook", "threshold", "vector", "head_index"),
     latent="latent_idx",
     release="sae_release",
     action="action",
@@ -67,6 +74,7 @@ SEED = Dialect(
     actions={a.value: a for a in Action},
     refused={},
 )
+VECTOR_REQUIRED = ("steering_coefficient", "vector", "hook")  # a seed file of vector rows only
 FORK = Dialect(
     name="fork",
     required=("latent_idx", "steering_coefficient", "sae_release", "sae_id"),
@@ -75,17 +83,15 @@ FORK = Dialect(
     release="sae_release",
     action="hook_action",
     hook=None,
-    actions={"add": Action.ADD},
+    # The fork's clamp sets the latent only where it is > 0 (clamp_original); clamp_cond, on its
+    # main branch, only where it exceeds clamp_value: both are clamp_active.
+    actions={"add": Action.ADD, "clamp": Action.CLAMP_ACTIVE, "clamp_cond": Action.CLAMP_ACTIVE},
     refused={
-        "clamp": "the fork clamps only where the latent is already active, saeval clamps at "
-        "every position; write the row in the seed dialect with action=clamp if that is meant",
-        "clamp_cond": "the fork clamps the hard-coded latent 15864 wherever this latent "
-        "exceeds clamp_value, a conditional clamp saeval does not have",
         "print": "the fork prints SAE activations there (a debugging aid, not steering); "
         "remove the row",
         "debug": "the fork stops in the pdb debugger there (not steering); remove the row",
     },
-    clamp_note=" (clamp_value is only the threshold of the fork's clamp_cond)",
+    clamp_note=" (the fork's clamp and clamp_cond set the latent to it)",
 )
 LM_EVAL = Dialect(
     name="lm-eval",
@@ -95,12 +101,21 @@ LM_EVAL = Dialect(
     release="sparse_model",
     action="action",
     hook="hookpoint",
-    actions={"add": Action.ADD},
-    refused={
-        "clamp": "lm-eval clamps the projection of h - b_dec on the decoder direction, saeval "
-        "clamps the SAE latent; write the row in the seed dialect with action=clamp if that "
-        "is meant",
-    },
+    # lm-eval's clamp sets the projection of h - b_dec on the unit decoder direction.
+    actions={"add": Action.ADD, "clamp": Action.PROJECT},
+    refused={},
 )
-DIALECTS = (SEED, FORK, LM_EVAL)
-DIALECT_NAMED = {dialect.name: dialect for dialect in DIALECTS}
+LM_EVAL_PT = Dialect(
+    name="lm-eval-pt",
+    required=("steering_vector", "action"),
+    optional=("steering_coefficient", "bias", "head_index"),
+    latent="steering_vector",
+    release="steering_vector",
+    action="action",
+    hook=None,
+    actions={"add": Action.ADD, "clamp": Action.PROJECT},
+    refused={},
+)
+LOADERS = ("sae_lens", "sparsify")  # lm-eval's loader column
+DIALECTS = (SEED, FORK, LM_EVAL)  # the CSV dialects, told apart by their header
+DIALECT_NAMED = {dialect.name: dialect for dialect in (*DIALECTS, LM_EVAL_PT)}

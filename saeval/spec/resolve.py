@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from saeval.errors import ResolutionError, SteerFileError
-from saeval.spec import catalog
+from saeval.spec import catalog, semantics
 from saeval.spec.catalog import UnknownSaeId
 from saeval.spec.checks import (
     Check,
@@ -29,7 +29,9 @@ from saeval.spec.checks import (
 )
 from saeval.spec.models import ModelInfo, model_info
 from saeval.spec.sae_facts import SAE_CFG_FILE, ResolvedSae, SaeRef, resolved_sae, sae_facts
-from saeval.spec.steer_file import SteerFile, SteerRow, read_steer_file
+from saeval.spec.sparsify_facts import sparsify_sae
+from saeval.spec.steer_file import AnyRow, SteerFile, SteerRow, VectorRow, read_steer_file
+from saeval.spec.vector_files import VectorFacts, vector_facts
 
 SCHEMA = "saeval.resolution/1"
 __all__ = ["Check", "Resolution", "ResolvedRow", "Status", "resolve", "validate"]
@@ -37,11 +39,14 @@ __all__ = ["Check", "Resolution", "ResolvedRow", "Status", "resolve", "validate"
 
 @dataclass(frozen=True)
 class ResolvedRow:
-    """One steer row with its SAE (None when it could not be found) and its checks."""
+    """One steer row with its SAE (None when it could not be found, or for a vector row), its
+    checks, a vector row's vector, and where the dialect's author computed something else."""
 
-    row: SteerRow
+    row: AnyRow
     sae: ResolvedSae | None
     checks: tuple[Check, ...]
+    vector: VectorFacts | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def hook_name(self) -> str | None:
@@ -51,7 +56,7 @@ class ResolvedRow:
     @property
     def neuronpedia_url(self) -> str | None:
         """The latent's Neuronpedia page, when the SAE has a Neuronpedia id."""
-        if self.sae is None or not self.sae.neuronpedia_id:
+        if self.sae is None or not self.sae.neuronpedia_id or isinstance(self.row, VectorRow):
             return None
         return catalog.neuronpedia_url(self.sae.neuronpedia_id, self.row.latent_idx)
 
@@ -64,18 +69,24 @@ class ResolvedRow:
     def to_dict(self) -> dict[str, Any]:
         """The row as JSON-able data."""
         row = self.row
+        vector = row if isinstance(row, VectorRow) else None
         return {
             "file": row.file,
             "line": row.line,
-            "latent_idx": row.latent_idx,
+            "latent_idx": None if isinstance(row, VectorRow) else row.latent_idx,
             "coefficient": row.coefficient,
             "action": row.action.value,
+            "dialect_action": row.written_action,
+            "computes": semantics.formula(row),
+            "threshold": None if isinstance(row, VectorRow) else row.threshold,
             "description": row.description,
             "hook_name": self.hook_name,
             "sae": self.sae.to_dict() if self.sae else None,
+            "vector": None if vector is None else _vector_dict(vector, self.vector),
             "neuronpedia_url": self.neuronpedia_url,
             "status": self.status.value,
             "checks": [check.to_dict() for check in self.checks],
+            "notes": list(self.notes),
         }
 
 
@@ -104,6 +115,12 @@ class Resolution:
     def unchecked(self) -> list[str]:
         """Every check that could not be made, as `file:line column: message`."""
         return [str(c) for r in self.rows for c in r.checks if c.status is Status.UNCHECKED]
+
+    @property
+    def notes(self) -> list[str]:
+        """Where a dialect's author computed something else, once per file: `file: note`."""
+        found = {f"{r.row.file}: note: {note}": None for r in self.rows for note in r.notes}
+        return list(found)
 
     @property
     def base_model(self) -> str | None:
@@ -150,6 +167,18 @@ class Resolution:
         }
 
 
+def _vector_dict(row: VectorRow, facts: VectorFacts | None) -> dict[str, Any]:
+    """A vector row's vector as JSON-able data (width and norm None when unreadable)."""
+    return {
+        "path": row.vector,
+        "entry": row.entry,
+        "head_index": row.head_index,
+        "width": facts.width if facts else None,
+        "norm": facts.norm if facts else None,
+        "dtype": facts.dtype if facts else None,
+    }
+
+
 def _count(n: int, noun: str) -> str:
     """`1 row`, `2 rows`."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
@@ -177,13 +206,20 @@ def resolve(
     """Resolve every row of the steer files (as one steer set) against the catalog, offline."""
     files = list(steer_files)
     rows = [row for steer_file in files for row in steer_file.rows]
+    sae_rows = [row for row in rows if isinstance(row, SteerRow)]
     target = model_info(model) if model else None
     resolver = _Resolver(online)
-    located = [resolver.locate(row) for row in rows]
-    first_known = first_model(rows, located)
+    located = {id(row): resolver.locate(row) for row in sae_rows}
+    first_known = first_model(sae_rows, [located[id(row)] for row in sae_rows])
+    vector_model = target or (resolver.model(first_known[1]) if first_known else None)
     seen: dict[tuple[str, ...], SteerRow] = {}
     resolved: list[ResolvedRow] = []
-    for row, (sae, sae_check) in zip(rows, located, strict=True):
+    for row, notes in zip(rows, semantics.notes(rows), strict=True):
+        if isinstance(row, VectorRow):
+            facts, vector_checks = _vector_checks(row, vector_model)
+            resolved.append(ResolvedRow(row, None, vector_checks, facts, notes))
+            continue
+        sae, sae_check = located[id(row)]
         checks = [sae_check]
         if sae is not None:
             sae_model = resolver.model(sae.model) if sae.model else None
@@ -193,9 +229,26 @@ def resolve(
                 hook_check(row, sae, target or sae_model),
             ]
         checks.append(duplicate_check(row, sae, seen))
-        resolved.append(ResolvedRow(row, sae, tuple(checks)))
+        resolved.append(ResolvedRow(row, sae, tuple(checks), notes=notes))
     shown = tuple(str(steer_file.path) for steer_file in files)
     return Resolution(shown, tuple(resolved), model, online)
+
+
+def _vector_checks(
+    row: VectorRow, model: ModelInfo | None
+) -> tuple[VectorFacts | None, tuple[Check, ...]]:
+    """A vector row's vector (readable, 1-D, finite, the model's width) and its hook."""
+    try:
+        facts = vector_facts(Path(row.vector), row.entry)
+    except ResolutionError as error:
+        vector = check("vector", row, "latent_idx", Status.ERROR, error.message)
+        return None, (vector, hook_check(row, None, model))
+    vector = check("vector", row, "latent_idx", Status.OK, facts.describe())
+    full_width = row.head_index is None and not row.hook.endswith(".attn.hook_z")
+    if model is not None and model.d_model and full_width and facts.width != model.d_model:
+        message = f"{facts.width} wide, but {model.model_id} has hidden_size={model.d_model}"
+        vector = check("vector", row, "latent_idx", Status.ERROR, message)
+    return facts, (vector, hook_check(row, None, model))
 
 
 class _Resolver:
@@ -203,14 +256,17 @@ class _Resolver:
 
     def __init__(self, online: bool) -> None:
         self.online = online
-        self._saes: dict[tuple[str, str], tuple[ResolvedSae | None, Status, str, str]] = {}
+        self._saes: dict[tuple[str, str, str], tuple[ResolvedSae | None, Status, str, str]] = {}
         self._models: dict[str, ModelInfo] = {}
 
     def locate(self, row: SteerRow) -> tuple[ResolvedSae | None, Check]:
         """The row's SAE and the `sae` check."""
-        key = (row.sae_release, row.sae_id)
+        key = (row.loader, *row.sae_key)
         if key not in self._saes:
-            self._saes[key] = self._locate(row.sae_release, row.sae_id)
+            if row.loader == "sparsify":
+                self._saes[key] = self._locate_sparsify(*row.sae_key)
+            else:
+                self._saes[key] = self._locate(row.sae_release, row.sae_id)
         sae, status, column, message = self._saes[key]
         return sae, check("sae", row, column, status, message)
 
@@ -233,6 +289,20 @@ class _Resolver:
             "(--online fetches it)"
         )
         message = f"Hugging Face repo {ref.repo_id!r} (folder {sae_id!r}) not checked: {why}"
+        return sae, Status.UNCHECKED, "sae_release", message
+
+    def _locate_sparsify(
+        self, sparse_model: str, hookpoint: str
+    ) -> tuple[ResolvedSae | None, Status, str, str]:
+        """(coder, status, column to blame, message) for one sparsify (sparse_model, hookpoint)."""
+        try:
+            sae = sparsify_sae(sparse_model, hookpoint, online=self.online)
+        except ResolutionError as error:
+            return None, Status.ERROR, "sae_release", error.message
+        if sae.source:
+            return sae, Status.OK, "sae_release", f"sparsify coder {sae.source}"
+        why = "the hub could not be reached" if self.online else "offline (--online fetches it)"
+        message = f"sparsify coder {sparse_model} {hookpoint!r} not checked: its config is {why}"
         return sae, Status.UNCHECKED, "sae_release", message
 
     def model(self, model: str) -> ModelInfo:

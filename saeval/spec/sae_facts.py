@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from saeval.errors import ResolutionError
 from saeval.spec.models import hf_model_id, int_or_none
+from saeval.spec.sae_folder import check_cfg, check_local_folder
 
 SAE_CFG_FILE = "cfg.json"
 
@@ -110,7 +111,7 @@ def sae_facts(ref: SaeRef, *, online: bool = False) -> SaeFacts:
     if catalog is not None and ref.sae_id in catalog.builtin:
         return catalog.builtin[ref.sae_id].facts
     if ref.kind == "local":
-        return read_sae_cfg(Path(ref.path) / SAE_CFG_FILE, source=f"{ref.path}/{SAE_CFG_FILE}")
+        return local_facts(Path(ref.path))
     info = (naming_info(catalog, ref.path) if catalog is not None else None) or cached_info(ref)
     if info is None and online:
         info = downloaded_info(ref)
@@ -189,24 +190,53 @@ def _qwen_scope(repo_id: str, folder: str) -> SaeFacts | None:
 
 def read_sae_cfg(path: Path, *, source: str) -> SaeFacts:
     """SaeFacts from a sae_lens `cfg.json` file."""
+    return info_from_cfg(_read_cfg(path, source), source=source)
+
+
+def local_facts(folder: Path) -> SaeFacts:
+    """SaeFacts of a local SAE folder, whose weights file must agree with its `cfg.json`."""
+    source = f"{folder}/{SAE_CFG_FILE}"
+    cfg = _read_cfg(folder / SAE_CFG_FILE, source)
+    facts = info_from_cfg(cfg, source=source)
+    check_local_folder(folder, cfg, source)
+    return facts
+
+
+def _read_cfg(path: Path, source: str) -> dict[str, Any]:
+    """A `cfg.json` file's JSON object."""
     try:
-        cfg: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        cfg = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ResolutionError(f"cannot read SAE config {source}: {error}") from None
-    return info_from_cfg(cfg, source=source)
+    if not isinstance(cfg, dict):
+        raise ResolutionError(
+            f"cannot read SAE config {source}: a {type(cfg).__name__}, not a JSON object",
+            hint='sae_lens writes cfg.json as an object: {"d_in": ..., "d_sae": ..., ...}',
+        )
+    return cfg
 
 
 def info_from_cfg(cfg: Mapping[str, Any], *, source: str) -> SaeFacts:
     """SaeFacts from a sae_lens config dict (6.x keeps hook and model names under `metadata`)."""
-    metadata = {**cfg, **(cfg.get("metadata") or {})}
+    check_cfg(cfg, source)
+    nested = cfg.get("metadata")
+    metadata = {**cfg, **(nested if isinstance(nested, dict) else {})}
     return SaeFacts(
         d_sae=int_or_none(cfg.get("d_sae")),
         d_in=int_or_none(cfg.get("d_in")),
-        hook_name=metadata.get("hook_name"),
-        model_name=metadata.get("model_name"),
-        neuronpedia_id=metadata.get("neuronpedia_id"),
+        hook_name=_text(metadata, "hook_name", source),
+        model_name=_text(metadata, "model_name", source),
+        neuronpedia_id=_text(metadata, "neuronpedia_id", source),
         source=source,
     )
+
+
+def _text(metadata: Mapping[str, Any], key: str, source: str) -> str | None:
+    """A text field of a config (None when absent)."""
+    value = metadata.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ResolutionError(f"{source}: {key} must be text, got {value!r}")
+    return value
 
 
 def _cfg_filename(ref: SaeRef) -> str | None:

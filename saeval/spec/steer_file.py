@@ -1,32 +1,37 @@
-"""Read a steer.csv into SteerRow records, in whichever of three dialects it is written.
+"""Read a steer file into SteerRow and VectorRow records, in whichever dialect it is written.
 
-The dialect is detected from the header's column names (column order is free):
+A ``.pt``/``.pth`` file is lm-eval's steering-vector format (``saeval.spec.pt_steer_file``).
+Otherwise it is a CSV whose dialect is detected from the header's column names (column order is
+free); ``saeval.spec.semantics`` says what each action computes.
 
 seed
     ``latent_idx, steering_coefficient, sae_release, sae_id`` plus optional ``description``,
-    ``action`` (``add`` default, ``clamp``, ``ablate``) and ``hook`` (a TransformerLens hook name
-    overriding the SAE's own). For clamp the coefficient is the target latent value; ablate
-    takes no coefficient (0.0).
+    ``action`` (``add`` default, ``clamp``, ``ablate``, ``clamp_active``, ``add_through_sae``,
+    ``project``), ``hook`` (a TransformerLens hook name overriding the SAE's own) and
+    ``threshold`` (clamp_active's ``t``, default 0). For clamps the coefficient is the target
+    latent value; ablate takes no coefficient (0.0). A row may name a steering vector file in
+    ``vector`` (with ``hook``, optional ``head_index``) instead of an SAE latent
+    (``saeval.spec.vector_rows``); a file of vector rows only needs no SAE columns.
 fork
     The lm-eval fork that registered ``sae_steered_beta``
     (github.com/AMindToThink/lm-evaluation-harness, ``lm_eval/models/InterventionModel.py``;
     its example files, e.g. ``models/dog_steer_with_action.csv`` in
     AMindToThink/sae_jailbreak_unlearning). Seed columns plus ``hook_action`` and
-    ``clamp_value``; no ``hook``. ``add`` maps to add. The fork's ``clamp`` (only where the
-    latent is already active), ``clamp_cond`` (clamps the hard-coded latent 15864), ``print`` and
-    ``debug`` have no saeval equivalent and are errors naming the row: saeval never runs a row
-    with a meaning other than the one its author wrote.
+    ``clamp_value``; no ``hook``. ``add`` maps to add; the fork's ``clamp`` (``clamp_original``:
+    set the latent where it is > 0) to clamp_active with t = 0; ``clamp_cond`` (on the fork's
+    main branch: set it where it exceeds ``clamp_value``) to clamp_active with t =
+    ``clamp_value``. ``print`` and ``debug`` are not steering and are errors naming the row.
 lm-eval
     lm-eval 0.4.13's ``steered`` model (``lm_eval/models/hf_steered.py``): ``loader, action,
     sparse_model, hookpoint, feature_index, steering_coefficient, head_index, sae_id,
     description``; ``loader`` and ``sparse_model``, ``feature_index``, ``steering_coefficient``,
-    ``sae_id`` are required. ``loader`` must be ``sae_lens``; ``sparse_model`` is the release,
-    ``feature_index`` the latent; ``hookpoint`` is a Hugging Face module name under
-    ``model.base_model`` (``layers.20``), kept in ``SteerRow.hook`` (empty: the SAE's own hook
-    point). ``add`` maps to add (the same edit). lm-eval's ``clamp`` sets the projection of
-    ``h - b_dec`` on the unit decoder direction, not the SAE latent, so it is an error naming
-    the row (use the seed dialect's ``action=clamp``). ``head_index`` must be empty (lm-eval's CSV
-    loader ignores it).
+    ``sae_id`` are required. ``loader`` is ``sae_lens`` or ``sparsify`` (EleutherAI's coders:
+    ``sparse_model`` is a local folder or hub repo holding one folder per hookpoint, so
+    ``hookpoint`` is required); ``sparse_model`` is the release, ``feature_index`` the latent;
+    ``hookpoint`` is a Hugging Face module name under ``model.base_model`` (``layers.20``), kept
+    in ``SteerRow.hook`` (empty: the SAE's own hook point). ``add`` maps to add; lm-eval's
+    ``clamp`` sets the projection of ``h - b_dec`` on the unit decoder direction: project.
+    ``head_index`` must be empty (lm-eval's CSV loader ignores it).
 
 Tolerated everywhere: whitespace around fields, a UTF-8 BOM, CRLF line ends, ``#`` comment lines
 (a line whose first non-space character is ``#``; quote a first field starting with ``#``) and
@@ -41,56 +46,35 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import math
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-from saeval.spec.csv_records import Invalid, Problems, decode, location, read_bytes, read_records
-from saeval.spec.dialects import DIALECT_NAMED, DIALECTS, LM_EVAL, SEED, Action, Dialect
+from saeval.spec import cells
+from saeval.spec.csv_records import Problems, decode, read_bytes, read_records
+from saeval.spec.dialects import (
+    DIALECTS,
+    FORK,
+    LM_EVAL,
+    LOADERS,
+    SEED,
+    VECTOR_REQUIRED,
+    Action,
+    Dialect,
+)
+from saeval.spec.pt_steer_file import PT_SUFFIXES, read_pt_steer_file
+from saeval.spec.steer_rows import AnyRow, SteerFile, SteerRow, VectorRow
+from saeval.spec.vector_rows import vector_row
+
+__all__ = ["Action", "AnyRow", "SteerFile", "SteerRow", "VectorRow", "read_steer_file"]
 
 _FOREIGN_DELIMITERS = ((";", "';'"), ("\t", "tab"), ("|", "'|'"))
 _EXAMPLE_HEADER = "latent_idx,steering_coefficient,sae_release,sae_id,description"
 
 
-@dataclass(frozen=True)
-class SteerRow:
-    """One steering instruction: what to do to one latent of one SAE."""
-
-    file: str  # the path as the user gave it (for messages)
-    line: int  # 1-based physical line number where the row starts
-    latent_idx: int  # >= 0
-    coefficient: float  # add: multiple of W_dec[latent_idx]; clamp: target value; ablate: 0.0
-    sae_release: str  # sae_lens release, Hugging Face repo id, or local SAE directory
-    sae_id: str  # may be "" for a local directory
-    action: Action = Action.ADD
-    hook: str | None = None  # TransformerLens hook name; lm-eval dialect: HF module name
-    description: str = ""
-    dialect: str = "seed"  # "seed" | "fork" | "lm-eval"
-
-    def where(self, column: str | None = None) -> str:
-        """Where this row is, for messages: ``steers/dog.csv:3 latent_idx``."""
-        return location(self.file, self.line, column)
-
-    def column(self, field: str) -> str:
-        """The column of this row's dialect that holds ``field`` (lm-eval: ``feature_index``)."""
-        return DIALECT_NAMED[self.dialect].column(field)
-
-
-@dataclass(frozen=True)
-class SteerFile:
-    """A checked steer file: its rows plus the text and hash a run manifest records."""
-
-    path: Path
-    text: str
-    sha256: str
-    dialect: str
-    rows: tuple[SteerRow, ...]
-
-
 def read_steer_file(path: str | Path) -> SteerFile:
-    """Read and check a steer.csv of any dialect; raise SteerFileError listing every problem."""
+    """Read and check a steer file of any dialect; raise SteerFileError listing every problem."""
+    if Path(path).suffix.lower() in PT_SUFFIXES and not Path(path).is_dir():
+        return read_pt_steer_file(Path(path))
     shown = str(path)
     problems = Problems(shown)
     data = read_bytes(Path(path), problems)
@@ -162,7 +146,8 @@ def _detect(columns: list[str], line: int, problems: Problems) -> Dialect:
 
 def _check_columns(columns: list[str], dialect: Dialect, line: int, problems: Problems) -> None:
     """Record missing required columns and columns the dialect does not know."""
-    for name in dialect.required:
+    vectors = dialect is SEED and "vector" in columns  # SAE columns only for SAE rows
+    for name in VECTOR_REQUIRED if vectors else dialect.required:
         if name not in columns:
             problems.add(line, name, f"missing column; {dialect.describe()}")
     for name in columns:
@@ -174,24 +159,33 @@ def _check_columns(columns: list[str], dialect: Dialect, line: int, problems: Pr
 
 def _row(
     dialect: Dialect, columns: list[str], line: int, fields: list[str], problems: Problems
-) -> SteerRow | None:
-    """One record as a SteerRow, or None after recording its problems."""
+) -> AnyRow | None:
+    """One record as a SteerRow (or VectorRow), or None after recording its problems."""
     if len(fields) < len(columns) or any(field.strip() for field in fields[len(columns) :]):
         problems.add(line, None, _field_count_message(fields, columns))
         return None
-    cells = {name: field.strip() for name, field in zip(columns, fields, strict=False)}
+    cells_of = {name: field.strip() for name, field in zip(columns, fields, strict=False)}
+    if cells_of.get("vector"):
+        return vector_row(cells_of, line, problems)
+    return _sae_row(dialect, cells_of, line, problems)
+
+
+def _sae_row(
+    dialect: Dialect, cells_of: Mapping[str, str], line: int, problems: Problems
+) -> SteerRow | None:
+    """A record naming an SAE latent as a SteerRow, or None after recording its problems."""
     before = len(problems.items)
-    action = problems.check(
-        line, dialect.action, lambda t: _action(t, dialect), _cell(cells, dialect.action)
-    )
-    latent_idx = problems.check(line, dialect.latent, _latent, cells[dialect.latent])
+    written = _cell(cells_of, dialect.action)
+    action = problems.check(line, dialect.action, lambda t: cells.action(t, dialect), written)
+    latent_idx = problems.check(line, dialect.latent, cells.latent, _cell(cells_of, dialect.latent))
     coefficient = problems.check(
         line,
         "steering_coefficient",
-        lambda t: _coefficient(t, action, dialect),
-        cells["steering_coefficient"],
+        lambda t: cells.coefficient(t, action, dialect),
+        cells_of["steering_coefficient"],
     )
-    release = cells[dialect.release]
+    threshold = _threshold(dialect, cells_of, line, action, problems)
+    release = _cell(cells_of, dialect.release)
     if not release:
         problems.add(
             line,
@@ -200,7 +194,14 @@ def _row(
             "a Hugging Face repo id, or a local SAE directory",
         )
     if dialect is LM_EVAL:
-        _check_lm_eval(cells, line, problems)
+        _check_lm_eval(cells_of, line, problems)
+    elif cells_of.get("head_index"):
+        problems.add(
+            line,
+            "head_index",
+            "applies to a vector row only (one head's d_head slice);"
+            " an SAE's W_dec row spans its whole d_in: leave it empty",
+        )
     if len(problems.items) > before or action is None or latent_idx is None or coefficient is None:
         return None
     return SteerRow(
@@ -209,17 +210,47 @@ def _row(
         latent_idx=latent_idx,
         coefficient=coefficient,
         sae_release=release,
-        sae_id=cells["sae_id"],
+        sae_id=cells_of.get("sae_id", ""),
         action=action,
-        hook=_cell(cells, dialect.hook) or None,
-        description=cells.get("description", ""),
+        hook=_cell(cells_of, dialect.hook) or None,
+        description=cells_of.get("description", ""),
         dialect=dialect.name,
+        threshold=threshold,
+        loader=cells_of.get("loader", "sae_lens"),
+        dialect_action="" if written.lower() in ("", action) else written.lower(),
     )
 
 
-def _cell(cells: Mapping[str, str], column: str | None) -> str:
+def _cell(cells_of: Mapping[str, str], column: str | None) -> str:
     """A cell's text, or "" when the dialect or the file lacks the column."""
-    return cells.get(column, "") if column else ""
+    return cells_of.get(column, "") if column else ""
+
+
+def _threshold(
+    dialect: Dialect,
+    cells_of: Mapping[str, str],
+    line: int,
+    action: Action | None,
+    problems: Problems,
+) -> float | None:
+    """clamp_active's threshold: the seed's ``threshold``, the fork's clamp_cond ``clamp_value``."""
+    if dialect is FORK:
+        if _cell(cells_of, "hook_action").lower() != "clamp_cond":
+            return None  # the fork reads clamp_value only for clamp_cond
+        text = cells_of.get("clamp_value", "")
+        if not text:
+            problems.add(
+                line,
+                "clamp_value",
+                "empty; clamp_cond sets the latent where it exceeds clamp_value, e.g. 0.5",
+            )
+            return None
+        return problems.check(line, "clamp_value", cells.number, text)
+    text = cells_of.get("threshold", "")
+    if text and action is not Action.CLAMP_ACTIVE:
+        problems.add(line, "threshold", "is read by clamp_active rows only; leave it empty")
+        return None
+    return problems.check(line, "threshold", cells.number, text) if text else None
 
 
 def _field_count_message(fields: list[str], columns: list[str]) -> str:
@@ -234,85 +265,31 @@ def _field_count_message(fields: list[str], columns: list[str]) -> str:
     )
 
 
-def _action(text: str, dialect: Dialect) -> Action:
-    """The action a cell names (empty: add)."""
-    value = text.lower()
-    if not value:
-        return Action.ADD
-    if value in dialect.actions:
-        return dialect.actions[value]
-    valid = ", ".join(dialect.actions)
-    if value in dialect.refused:
-        raise Invalid(f"{text!r} is not supported: {dialect.refused[value]}; valid: {valid}")
-    raise Invalid(f"unknown action {text!r}; valid: {valid}")
-
-
-def _latent(text: str) -> int:
-    """A latent index: a whole number >= 0."""
-    if re.fullmatch(r"[0-9]+", text):
-        return int(text)
-    if not text:
-        raise Invalid("empty; expected a latent index, a whole number >= 0 such as 12082")
-    if re.fullmatch(r"-[0-9]+(\.0*)?", text):
-        raise Invalid(f"{text!r} is negative; a latent index is a whole number >= 0")
-    if re.fullmatch(r"[0-9]+\.0*", text):
-        raise Invalid(
-            f"{text!r} has a decimal point; write the latent index as a whole number "
-            f"({text.split('.')[0]})"
-        )
-    raise Invalid(f"{text!r} is not a whole number; expected a latent index such as 12082")
-
-
-def _coefficient(text: str, action: Action | None, dialect: Dialect) -> float:
-    """The coefficient for ``action`` (None: invalid): add multiple, clamp target, ablate 0.0."""
-    if action is Action.ABLATE:
-        if text and _number(text) != 0.0:
-            raise Invalid(
-                f"ablate sets the latent to 0 and takes no coefficient, got {text!r}; "
-                "leave it empty, or clamp to set another value"
-            )
-        return 0.0
-    if text:
-        return _number(text)
-    if action is Action.CLAMP:
-        raise Invalid(
-            f"empty; a clamp row needs the value to clamp the latent to, e.g. 50.0"
-            f"{dialect.clamp_note}"
-        )
-    if action is Action.ADD:
-        raise Invalid("empty; an add row needs the multiple of W_dec[latent] to add, e.g. 240.0")
-    return 0.0  # the action itself is invalid and already reported
-
-
-def _number(text: str) -> float:
-    """A finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise Invalid(f"{text!r} is not a number; expected a finite number such as 240.0") from None
-    if not math.isfinite(value):
-        raise Invalid(f"{text!r} is not finite; expected a finite number such as 240.0")
-    return value
-
-
-def _check_lm_eval(cells: Mapping[str, str], line: int, problems: Problems) -> None:
-    """Record the lm-eval features saeval cannot honour: other loaders, head_index, TL hooks."""
-    loader = cells["loader"]
-    if loader != "sae_lens":
+def _check_lm_eval(cells_of: Mapping[str, str], line: int, problems: Problems) -> None:
+    """Record what saeval cannot honour in lm-eval rows: other loaders, head_index, TL hooks."""
+    loader, hookpoint = cells_of["loader"], cells_of.get("hookpoint", "")
+    if loader not in LOADERS:
         shown = repr(loader) if loader else "empty"
         problems.add(
             line,
             "loader",
-            f"{shown} is not supported; saeval loads SAEs with sae_lens only (loader=sae_lens)",
+            f"{shown} is not a loader of lm-eval's steered model; valid: {', '.join(LOADERS)}",
         )
-    if cells.get("head_index"):
+    elif loader == "sparsify" and not hookpoint:
+        problems.add(
+            line,
+            "hookpoint",
+            "empty; a sparsify coder is found in the sparse_model "
+            "folder named by its hookpoint (e.g. layers.3)",
+        )
+    if cells_of.get("head_index"):
         problems.add(
             line,
             "head_index",
-            f"{cells['head_index']!r} is not supported (lm-eval's CSV loader ignores it too); "
-            "leave it empty",
+            f"{cells_of['head_index']!r} is not supported (lm-eval's CSV loader ignores it); "
+            "leave it empty, or steer one head with a vector (a .pt file, or a seed row with "
+            "vector and hook=blocks.L.attn.hook_z)",
         )
-    hookpoint = cells.get("hookpoint", "")
     if hookpoint.startswith("blocks.") or "hook_" in hookpoint:
         problems.add(
             line,
@@ -323,9 +300,16 @@ def _check_lm_eval(cells: Mapping[str, str], line: int, problems: Problems) -> N
         )
 
 
+_KINDS = {
+    Action.ADD: "added",
+    Action.ADD_THROUGH_SAE: "added through the SAE",
+    Action.PROJECT: "projected",
+}
+
+
 def steered_kind(row: SteerRow) -> str:
-    """What a row does to its latent, for the duplicate rule: ``added`` or ``clamped``."""
-    return "added" if row.action is Action.ADD else "clamped"
+    """What a row does to its latent, for the duplicate rule: ``added``, ``clamped``, ..."""
+    return _KINDS.get(row.action, "clamped")
 
 
 def duplicate_message(row: SteerRow, label: str, first_at: str) -> str:
@@ -333,17 +317,19 @@ def duplicate_message(row: SteerRow, label: str, first_at: str) -> str:
     kind = steered_kind(row)
     fix = (
         "merge the two rows (sum their coefficients)"
-        if kind == "added"
+        if kind.startswith("added")
         else "a latent holds one value: keep one of the two rows"
     )
     return f"latent {row.latent_idx} of {label} is already {kind} {first_at}; {fix}"
 
 
-def _check_duplicates(rows: list[SteerRow], dialect: Dialect, problems: Problems) -> None:
+def _check_duplicates(rows: list[AnyRow], dialect: Dialect, problems: Problems) -> None:
     """Record a latent added twice, or clamped (or ablated) twice, naming both rows."""
     seen: dict[tuple[str, str, int, str], SteerRow] = {}
     for row in rows:
-        key = (row.sae_release, row.sae_id, row.latent_idx, steered_kind(row))
+        if isinstance(row, VectorRow):
+            continue  # vectors on one hook point are summed like add rows
+        key = (*row.sae_key, row.latent_idx, steered_kind(row))
         first = seen.setdefault(key, row)
         if first is not row:
             label = f"{row.sae_release} {row.sae_id!r}"

@@ -8,7 +8,8 @@ works through ``saeval harness``. The model is constructed from a name or local 
 a model object, so ``accelerate launch`` data parallelism, ``parallelize=True`` and
 ``batch_size=auto`` keep working. Every request type goes through ``_model_call``
 (loglikelihood, loglikelihood_rolling, the batch-size probe) or ``_model_generate``
-(generate_until); both run inside ``hooks.attach``. ``set_scale`` switches steering off, on or to
+(generate_until); both run inside ``hooks.attach``, and every ``_model_call``'s logits must be
+finite (``saeval.steering.finite``). ``set_scale`` switches steering off, on or to
 another strength on the loaded model, so a baseline and several strengths share one load.
 
 Importing this module imports lm-eval's HF model (seconds): only heavy commands import it.
@@ -26,13 +27,13 @@ import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from saeval.errors import SteerFileError, UsageError
+from saeval.errors import UsageError
 from saeval.spec.steer_file import read_steer_file
+from saeval.steering.finite import check_logits
 from saeval.steering.hooks import attach
 from saeval.steering.plan import SteerPlan, build_plan
 
 MODEL_NAMES = ("sae_steered", "sae_steered_beta")
-TORCH_SUFFIXES = (".pt", ".pth")
 
 
 @register_model(*MODEL_NAMES)
@@ -87,7 +88,9 @@ class SteeredHFLM(HFLM):
 
     def _model_call(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         with self.steering():
-            return super()._model_call(*args, **kwargs)
+            logits = super()._model_call(*args, **kwargs)
+        check_logits(logits, self.scale)
+        return logits
 
     def _model_generate(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         with self.steering():
@@ -95,15 +98,9 @@ class SteeredHFLM(HFLM):
 
 
 def load_plan(steer_path: str | PathLike[str]) -> SteerPlan:
-    """Read a steer file and build its plan (SAEs on the CPU; edits move to each activation)."""
-    path = Path(steer_path)
-    if path.suffix in TORCH_SUFFIXES:
-        raise SteerFileError(
-            f"{path}: torch steering-vector files are not supported",
-            hint="write the latents as a steer.csv (latent_idx,steering_coefficient,"
-            "sae_release,sae_id)",
-        )
-    return build_plan(read_steer_file(path))
+    """Read a steer file (any dialect, or lm-eval's .pt) and build its plan (SAEs on the CPU;
+    edits move to each activation)."""
+    return build_plan(read_steer_file(Path(steer_path)))
 
 
 def _steer_plan(steer_path: str | None, plan: SteerPlan | None) -> SteerPlan:

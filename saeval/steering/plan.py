@@ -2,16 +2,24 @@
 
 At a hook point with activations ``h`` (batch, pos, d_in):
 
-- ``add``:    ``h <- h + c * W_dec[i]``; all add rows of a hook point are summed into one vector.
+- ``add``:    ``h <- h + c * W_dec[i]``; all add rows of a hook point (and vector rows'
+  ``c * v``) are summed into one vector.
 - ``clamp``:  ``h <- h + (c - f_i(h)) * W_dec[i]``, ``f_i`` the SAE encoder's latent ``i``.
 - ``ablate``: clamp to 0.
+- ``clamp_active``: clamp only where ``f_i(h) > t``; elsewhere ``h`` is left bit for bit.
+- ``add_through_sae``: ``h <- h + dec(enc(h + c * W_dec[i])) - dec(enc(h))`` (the fork's add);
+  the same SAE's clamp rows at that hook point then act inside ``enc(h + ...)`` as in the fork.
+- ``project``: ``h <- h + (c - (h - b)·u) u``, ``u`` the unit decoder row (or vector), ``b`` the
+  SAE's ``b_dec`` (a ``.pt`` entry's bias, else 0).
 
-``scale`` multiplies every coefficient (add vectors and clamp targets). The add vector is applied
-first, then the clamps, all computed from the same (added-to) activation, so clamped latents
-hold their targets also next to add rows.
+``scale`` multiplies every coefficient (add vectors, clamp targets, projection values; not
+thresholds). The add vector is applied first, then the clamps and the other interventions
+(``saeval.steering.interventions``), all computed from the same (added-to) activation and summed,
+so clamped latents hold their targets also next to add rows.
 
-Clamps keep a sliced encoder and their decoder rows (``saeval.steering.clamp``); everything else
-of each SAE is freed once the plan is built.
+Clamps keep a sliced encoder and their decoder rows (``saeval.steering.clamp``); projections their
+direction; vector rows and sparsify coders are read in ``saeval.steering.directions``; everything
+else of each SAE is freed once the plan is built (``add_through_sae`` keeps its whole SAE).
 """
 
 from __future__ import annotations
@@ -21,14 +29,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from saeval.errors import SteeringError
-from saeval.steering.clamp import ClampGroup, clamp_group
+from saeval.spec.dialects import CLAMPS, Action
+from saeval.spec.steer_file import AnyRow, SteerRow
+from saeval.steering.clamp import ClampGroup, clamp_group, through_sae
+from saeval.steering.directions import direction_parts
+from saeval.steering.finite import check_finite, check_sae_rows, check_scaled_add, finite_edit
 from saeval.steering.hooks import Edit
+from saeval.steering.interventions import Intervention, Part, projection, tensor_bytes
 
 if TYPE_CHECKING:
     from sae_lens import SAE
     from torch import Tensor
 
-    from saeval.spec.steer_file import SteerFile, SteerRow
+    from saeval.spec.steer_file import SteerFile
 
 SaeKey = tuple[str, str]  # (sae_release, sae_id)
 
@@ -49,23 +62,26 @@ class LoadedSae:
 
 @dataclass
 class HookPointPlan:
-    """Everything applied at one hook point: one summed add vector and the clamp groups."""
+    """Everything applied at one hook point: one summed add vector, the clamp groups and the
+    other interventions (projections, one-head adds, adds through an SAE)."""
 
     hook_name: str
-    d_in: int
-    rows: tuple[SteerRow, ...]
+    d_in: int | None  # None: only one-head edits, which check the width themselves
+    rows: tuple[AnyRow, ...]
     add_vector: Tensor | None  # (d_in,) sum of c * W_dec[i] over add rows; None if none or zero
     clamps: tuple[ClampGroup, ...] = ()
+    interventions: tuple[Intervention, ...] = ()
     _add_cache: dict[Any, Tensor] = field(default_factory=dict, repr=False)
 
     def edit(self, h: Tensor, scale: float = 1.0) -> Tensor:
         """Return the steered activation for ``h`` (batch, pos, d_in) at strength ``scale``."""
-        if h.shape[-1] != self.d_in:
+        if self.d_in is not None and h.shape[-1] != self.d_in:
             raise SteeringError(self._width_message(h.shape[-1]))
         if self.add_vector is not None and scale != 0:
             h = h + self._scaled_add(h, scale)
-        if self.clamps:
-            deltas = [group.delta(h, scale) for group in self.clamps]
+        groups: tuple[Intervention, ...] = (*self.clamps, *self.interventions)
+        if groups:
+            deltas = [group.delta(h, scale) for group in groups]
             delta = deltas[0]
             for extra in deltas[1:]:
                 delta = delta + extra
@@ -77,24 +93,25 @@ class HookPointPlan:
         key = (h.device, h.dtype, scale)
         if key not in self._add_cache:
             assert self.add_vector is not None
-            self._add_cache[key] = (self.add_vector * scale).to(device=h.device, dtype=h.dtype)
+            scaled = (self.add_vector * scale).to(device=h.device, dtype=h.dtype)
+            check_scaled_add(scaled, scale, self.hook_name, self.rows)
+            self._add_cache[key] = scaled
         return self._add_cache[key]
 
     def _width_message(self, width: int) -> str:
         """A d_in mismatch message naming every row of this hook point."""
         where = ", ".join(row.where() for row in self.rows)
+        source = "SAE" if any(isinstance(row, SteerRow) for row in self.rows) else "vector"
         return (
-            f"{where}: the SAE at {self.hook_name} has d_in={self.d_in}, but the model's "
+            f"{where}: the {source} at {self.hook_name} has d_in={self.d_in}, but the model's "
             f"activation there has width {width}"
         )
 
     def nbytes(self) -> int:
         """Bytes of the tensors this hook point keeps (add vector, encoders, decoder rows)."""
-        total = 0 if self.add_vector is None else _tensor_bytes(self.add_vector)
-        for group in self.clamps:
-            total += sum(_tensor_bytes(t) for t in group.encoder.state_dict().values())
-            total += _tensor_bytes(group.W_dec) + _tensor_bytes(group.targets)
-        return total
+        total = 0 if self.add_vector is None else tensor_bytes(self.add_vector)
+        groups: tuple[Intervention, ...] = (*self.clamps, *self.interventions)
+        return total + sum(group.nbytes() for group in groups)
 
 
 @dataclass
@@ -120,34 +137,30 @@ def _bind(point: HookPointPlan, scale: float) -> Edit:
     def edit(h: Tensor) -> Tensor:
         return point.edit(h, scale)
 
-    return edit
-
-
-def _tensor_bytes(tensor: Tensor) -> int:
-    return tensor.numel() * tensor.element_size()
+    return finite_edit(edit, point.hook_name, point.rows)
 
 
 def build_plan(steer: SteerFile, *, device: str = "cpu", dtype: str = "float32") -> SteerPlan:
     """Load each distinct SAE of ``steer`` once (via sae_lens) and keep only what it needs."""
-    from saeval.steering.sae_loading import load_sae
+    from saeval.steering.sae_loading import row_loader
 
-    def load(key: SaeKey) -> SAE:
-        return load_sae(key[0], key[1], device=device, dtype=dtype)
-
-    return plan_rows(steer.rows, load)
+    return plan_rows(steer.rows, row_loader(steer.rows, device=device, dtype=dtype))
 
 
-def plan_from_saes(rows: Iterable[SteerRow], saes: Mapping[SaeKey, SAE]) -> SteerPlan:
+def plan_from_saes(rows: Iterable[AnyRow], saes: Mapping[SaeKey, SAE]) -> SteerPlan:
     """Build a plan from already-loaded SAEs keyed by (sae_release, sae_id)."""
     return plan_rows(rows, saes.__getitem__)
 
 
-def plan_rows(rows: Iterable[SteerRow], load: Callable[[SaeKey], SAE]) -> SteerPlan:
-    """Build a plan, calling ``load`` once per distinct SAE and dropping each SAE after use."""
+def plan_rows(rows: Iterable[AnyRow], load: Callable[[SaeKey], SAE]) -> SteerPlan:
+    """Build a plan, calling ``load`` once per distinct sae_lens SAE and dropping each SAE after
+    use; vector rows and sparsify coders are read by ``directions.direction_parts``."""
+    rows = list(rows)
     by_sae: dict[SaeKey, list[SteerRow]] = {}
     for row in rows:
-        by_sae.setdefault((row.sae_release, row.sae_id), []).append(row)
-    parts: list[_SaePart] = []
+        if isinstance(row, SteerRow) and row.loader == "sae_lens":
+            by_sae.setdefault(row.sae_key, []).append(row)
+    parts: list[Part] = []
     infos: list[LoadedSae] = []
     for key, sae_rows in by_sae.items():
         sae = load(key)
@@ -155,18 +168,8 @@ def plan_rows(rows: Iterable[SteerRow], load: Callable[[SaeKey], SAE]) -> SteerP
         infos.append(info)
         parts.extend(_parts_of(sae, info, sae_rows))
         del sae
+    parts.extend(direction_parts(rows))
     return SteerPlan(points=_points(parts), model_id=_model_id(infos), saes=infos)
-
-
-@dataclass
-class _SaePart:
-    """One SAE's contribution to one hook point, before hook points are merged."""
-
-    hook_name: str
-    d_in: int
-    rows: list[SteerRow]
-    add_vector: Tensor | None
-    clamp: ClampGroup | None
 
 
 def _info(key: SaeKey, sae: SAE) -> LoadedSae:
@@ -191,26 +194,33 @@ def _model_id(infos: Sequence[LoadedSae]) -> str | None:
     return None if name is None else hf_model_id(name)
 
 
-def _parts_of(sae: SAE, info: LoadedSae, rows: list[SteerRow]) -> list[_SaePart]:
+def _parts_of(sae: SAE, info: LoadedSae, rows: list[SteerRow]) -> list[Part]:
     """Split one SAE's rows by hook point and extract their add vectors and clamp groups."""
     by_hook: dict[str, list[SteerRow]] = {}
     for row in rows:
         _check_latent(row, info)
         by_hook.setdefault(_hook_of(row, info), []).append(row)
-    parts = []
-    for hook_name, hook_rows in by_hook.items():
-        adds = [row for row in hook_rows if row.action == "add"]
-        clamps = [row for row in hook_rows if row.action != "add"]
-        parts.append(
-            _SaePart(
-                hook_name=hook_name,
-                d_in=info.d_in,
-                rows=hook_rows,
-                add_vector=_add_vector(sae, adds) if adds else None,
-                clamp=clamp_group(sae, info, clamps) if clamps else None,
-            )
-        )
-    return parts
+    check_sae_rows(sae, info, rows)
+    return [_sae_part(sae, info, hook, hook_rows) for hook, hook_rows in by_hook.items()]
+
+
+def _sae_part(sae: SAE, info: LoadedSae, hook_name: str, rows: list[SteerRow]) -> Part:
+    """One SAE's rows at one hook point: add vector, clamp group, projections, through-SAE."""
+    adds = [row for row in rows if row.action is Action.ADD]
+    through = [row for row in rows if row.action is Action.ADD_THROUGH_SAE]
+    clamps = [row for row in rows if row.action in CLAMPS]
+    interventions: list[Intervention] = [
+        projection(row, sae.W_dec[row.latent_idx], sae.b_dec, None)
+        for row in rows
+        if row.action is Action.PROJECT
+    ]
+    clamp = None
+    if through:  # the fork's arithmetic: the SAE's clamps act inside it too
+        interventions.append(through_sae(sae, info, through, clamps))
+    elif clamps:
+        clamp = clamp_group(sae, info, clamps)
+    add_vector = _add_vector(sae, adds) if adds else None
+    return Part(hook_name, info.d_in, list(rows), add_vector, clamp, interventions)
 
 
 def _hook_of(row: SteerRow, info: LoadedSae) -> str:
@@ -244,17 +254,17 @@ def _add_vector(sae: SAE, rows: list[SteerRow]) -> Tensor:
     return vector.detach().clone()
 
 
-def _points(parts: list[_SaePart]) -> dict[str, HookPointPlan]:
+def _points(parts: list[Part]) -> dict[str, HookPointPlan]:
     """Merge SAE parts into one plan per hook point (summing add vectors)."""
-    grouped: dict[str, list[_SaePart]] = {}
+    grouped: dict[str, list[Part]] = {}
     for part in parts:
         grouped.setdefault(part.hook_name, []).append(part)
     return {hook: _merge(hook, group) for hook, group in grouped.items()}
 
 
-def _merge(hook_name: str, parts: list[_SaePart]) -> HookPointPlan:
+def _merge(hook_name: str, parts: list[Part]) -> HookPointPlan:
     rows = tuple(row for part in parts for row in part.rows)
-    widths = {part.d_in for part in parts}
+    widths = {part.d_in for part in parts if part.d_in is not None}
     if len(widths) > 1:
         where = ", ".join(row.where() for row in rows)
         raise SteeringError(
@@ -262,14 +272,17 @@ def _merge(hook_name: str, parts: list[_SaePart]) -> HookPointPlan:
         )
     vectors = [part.add_vector for part in parts if part.add_vector is not None]
     add_vector = _sum(vectors) if vectors else None
+    if add_vector is not None:
+        check_finite(add_vector, f"summed add vector at {hook_name}", where=rows[0].where())
     if add_vector is not None and not bool(add_vector.any()):
         add_vector = None  # all coefficients zero: leave the activation untouched, bit for bit
     return HookPointPlan(
         hook_name=hook_name,
-        d_in=widths.pop(),
+        d_in=widths.pop() if widths else None,
         rows=rows,
         add_vector=add_vector,
         clamps=tuple(part.clamp for part in parts if part.clamp is not None),
+        interventions=tuple(i for part in parts for i in part.interventions),
     )
 
 

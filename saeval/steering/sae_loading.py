@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,8 +37,10 @@ def sae_dir(release: str, sae_id: str) -> Path | None:
 
 
 def load_sae(release: str, sae_id: str, *, device: str = "cpu", dtype: str = "float32") -> SAE:
-    """Load one SAE with sae_lens (``from_pretrained`` or ``load_from_disk``)."""
+    """Load one SAE with sae_lens (``from_pretrained`` or ``load_from_disk``); ResolutionError
+    naming the SAE (its folder, when local) when it cannot be loaded."""
     from sae_lens import SAE
+    from safetensors import SafetensorError
 
     local = sae_dir(release, sae_id)
     where = str(local) if local is not None else f"{release} {sae_id}".strip()
@@ -45,6 +48,37 @@ def load_sae(release: str, sae_id: str, *, device: str = "cpu", dtype: str = "fl
         if local is not None:
             return SAE.load_from_disk(local, device=device, dtype=dtype)
         return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
         hint = OFFLINE_HINT if local is None and isinstance(error, OSError) else None
-        raise ResolutionError(f"cannot load SAE {where}: {error}", hint=hint) from None
+        raise ResolutionError(f"cannot load SAE {where}: {_reason(error)}", hint=hint) from None
+
+
+def row_loader(
+    rows: Iterable[object], *, device: str = "cpu", dtype: str = "float32"
+) -> Callable[[tuple[str, str]], SAE]:
+    """``load_sae`` for ``plan.plan_rows``: a failure also names the first of ``rows`` (its SAE
+    latent rows) that uses the SAE."""
+    from saeval.spec.steer_file import SteerRow
+
+    first: dict[tuple[str, str], SteerRow] = {}
+    for row in rows:
+        if isinstance(row, SteerRow):
+            first.setdefault((row.sae_release, row.sae_id), row)
+
+    def load(key: tuple[str, str]) -> SAE:
+        try:
+            return load_sae(key[0], key[1], device=device, dtype=dtype)
+        except ResolutionError as error:
+            row = first.get(key)
+            if row is None:
+                raise
+            where = row.where(row.column("sae_release"))
+            raise ResolutionError(f"{where}: {error.message}", hint=error.hint) from None
+
+    return load
+
+
+def _reason(error: Exception) -> str:
+    """An exception as one line, with its type unless it is an OSError or ValueError."""
+    text = " ".join(str(error).split())
+    return text if isinstance(error, OSError | ValueError) else f"{type(error).__name__}: {text}"

@@ -1,0 +1,393 @@
+"""An experiment's leaderboard: per intervention x strength, the target effect and the
+capability cost against the one shared baseline, its random controls beside it, and the
+sweet spot per intervention; one Holm family over every test it reports.
+
+Effects are paired deltas (steered - baseline) pooled over the documents of a family of tasks
+(the target tasks, the capability tasks), as a group pools its subtasks; ``saeval.analysis.
+compare`` computes each one on a virtual group holding the family's tasks. For every
+intervention x strength the family of tests holds:
+
+- the target effect: two-sided (exact McNemar for 0/1 metrics, else paired t);
+- capability non-inferiority: one-sided paired t of H0 "capability drops by ``margin`` or more"
+  (for a metric where lower is better: rises by ``margin`` or more);
+- each random control against the intervention: two-sided, paired on the same documents, on
+  the target family (the capability family when there are no target tasks).
+
+Holm's step-down adjusts all of them together. The sweet spot of an intervention is its strength
+with the largest target effect in ``target_direction`` that is significant and whose capability
+is non-inferior (both after Holm); without target tasks, the strongest non-inferior strength.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from scipy import stats as sps
+
+from saeval.analysis import stats
+from saeval.analysis.compare import NO_TEST, Comparison, ComparisonRow, Side, compare
+from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN, check_alpha, check_margin
+from saeval.analysis.results import MetricValue, ResultSet, TaskResult
+from saeval.errors import ResultsError, UsageError
+
+TARGET = "[target]"
+CAPABILITY = "[capability]"
+DIRECTIONS = ("increase", "decrease")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One evaluated configuration: an intervention (``control`` None) or its k-th control."""
+
+    intervention: str
+    scale: float
+    results: ResultSet
+    control: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``dogs`` or ``dogs~random1``."""
+        return label(self.intervention, self.control)
+
+
+def label(intervention: str, control: int | None) -> str:
+    """How reports name an intervention (``dogs``) or its k-th random control (``dogs~random1``)."""
+    return intervention if control is None else f"{intervention}~random{control}"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A paired delta with its confidence interval and test; ``task`` names a single task."""
+
+    delta: float
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None
+    test: str = NO_TEST
+    n: int | None = None
+    p_holm: float | None = None
+    task: str | None = None
+
+    @classmethod
+    def of(cls, row: ComparisonRow, task: str | None = None) -> Effect:
+        """The effect a comparison row measured."""
+        return cls(row.delta, row.ci_low, row.ci_high, row.p, row.test, row.n_paired, task=task)
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One intervention (or control) at one strength."""
+
+    intervention: str
+    control: int | None
+    scale: float
+    target: Effect | None  # pooled over the target tasks; None without target tasks
+    capability: Effect | None  # pooled over the capability tasks
+    worst: Effect | None  # the capability task with the largest loss
+    non_inferior: bool | None  # capability within the margin (one-sided, after Holm)
+    p_non_inferior: float | None = None
+    p_non_inferior_holm: float | None = None
+    versus: Effect | None = None  # a control's row: the intervention minus this control
+    sweet_spot: bool = False
+
+    @property
+    def label(self) -> str:
+        """``dogs`` or ``dogs~random1``."""
+        return label(self.intervention, self.control)
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """Every row, the sweet spots and the settings behind them."""
+
+    baseline: Side
+    rows: tuple[BoardRow, ...]
+    sweet_spots: Mapping[str, float | None]
+    target_tasks: tuple[str, ...]
+    capability_tasks: tuple[str, ...]
+    target_metric: str
+    capability_metric: str
+    target_direction: str
+    margin: float
+    alpha: float
+    family_size: int
+    notes: tuple[str, ...] = ()
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per row (``target_delta``, ``capability_ci_low``, ...), for CSV."""
+        records = []
+        for row in self.rows:
+            record: dict[str, Any] = {
+                "intervention": row.intervention,
+                "control": row.control,
+                "scale": row.scale,
+            }
+            for name in ("target", "capability", "worst", "versus"):
+                effect = getattr(row, name)
+                for key in _EFFECT_FIELDS:
+                    record[f"{name}_{key}"] = None if effect is None else getattr(effect, key)
+            record["non_inferior"] = row.non_inferior
+            record["p_non_inferior"] = row.p_non_inferior
+            record["p_non_inferior_holm"] = row.p_non_inferior_holm
+            record["sweet_spot"] = row.sweet_spot
+            records.append(record)
+        return records
+
+
+def leaderboard(
+    baseline: ResultSet,
+    entries: Sequence[Entry],
+    *,
+    target: Sequence[str] = (),
+    capability: Sequence[str] = (),
+    target_metric: str = "acc",
+    capability_metric: str = "acc",
+    target_direction: str = "increase",
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = DEFAULT_ALPHA,
+) -> Leaderboard:
+    """Rank every intervention x strength (see the module docstring for the tests)."""
+    check_margin(margin)
+    check_alpha(alpha)
+    if target_direction not in DIRECTIONS:
+        raise UsageError(f"target_direction must be increase or decrease, got {target_direction!r}")
+    if not target and not capability:
+        raise UsageError("a leaderboard needs target or capability tasks")
+    families = _Families(
+        baseline, tuple(target), tuple(capability), target_metric, capability_metric
+    )
+    base = families.add_to(baseline)
+    sets = {(e.intervention, e.control, e.scale): families.add_to(e.results) for e in entries}
+    rows, notes = [], []
+    for entry in entries:
+        key = (entry.intervention, entry.control, entry.scale)
+        comparison = compare(base, sets[key], alpha=alpha)
+        notes += [f"{entry.label}@{entry.scale:g}: {note}" for note in comparison.notes]
+        versus = None
+        if entry.control is not None:
+            mine = sets.get((entry.intervention, None, entry.scale))
+            if mine is None:
+                raise ResultsError(f"{entry.label}@{entry.scale:g} has no intervention to compare")
+            versus = families.primary(compare(sets[key], mine, alpha=alpha))
+        rows.append(families.row(entry, comparison, versus, margin))
+    order = {
+        name: index for index, name in enumerate(dict.fromkeys(e.intervention for e in entries))
+    }
+    rows.sort(
+        key=lambda r: (order[r.intervention], r.scale, -1 if r.control is None else r.control)
+    )
+    rows, size = _with_holm(rows, alpha)
+    rows, spots = _sweet_spots(rows, alpha, target_direction, bool(target))
+    return Leaderboard(
+        baseline=Side(baseline.label, str(baseline.source), baseline.model_name),
+        rows=tuple(rows),
+        sweet_spots=spots,
+        target_tasks=tuple(target),
+        capability_tasks=tuple(capability),
+        target_metric=families.keys[TARGET] if target else target_metric,
+        capability_metric=families.keys[CAPABILITY] if capability else capability_metric,
+        target_direction=target_direction,
+        margin=margin,
+        alpha=alpha,
+        family_size=size,
+        notes=tuple(dict.fromkeys(notes)),
+    )
+
+
+class _Families:
+    """The target and capability tasks as two virtual groups, with their metric keys."""
+
+    def __init__(
+        self,
+        baseline: ResultSet,
+        target: tuple[str, ...],
+        capability: tuple[str, ...],
+        target_metric: str,
+        capability_metric: str,
+    ) -> None:
+        self.tasks = {TARGET: target, CAPABILITY: capability}
+        self.keys = {
+            name: _family_key(baseline, tasks, metric, name)
+            for name, tasks, metric in (
+                (TARGET, target, target_metric),
+                (CAPABILITY, capability, capability_metric),
+            )
+            if tasks
+        }
+
+    def add_to(self, results: ResultSet) -> ResultSet:
+        """``results`` with a virtual group per family (its value the document-weighted mean)."""
+        added = dict(results.tasks)
+        for name, key in self.keys.items():
+            added[name] = _group(results, name, self.tasks[name], key)
+        return replace(results, tasks=added)
+
+    def primary(self, comparison: Comparison) -> Effect:
+        """The effect on the target family (the capability family without target tasks)."""
+        name = TARGET if TARGET in self.keys else CAPABILITY
+        return Effect.of(_row_of(comparison, name, self.keys[name]))
+
+    def row(
+        self, entry: Entry, comparison: Comparison, versus: Effect | None, margin: float
+    ) -> BoardRow:
+        """The leaderboard row of one entry compared with the baseline."""
+        target = capability = worst = None
+        p_ni = None
+        if TARGET in self.keys:
+            target = Effect.of(_row_of(comparison, TARGET, self.keys[TARGET]))
+        if CAPABILITY in self.keys:
+            key = self.keys[CAPABILITY]
+            pooled = _row_of(comparison, CAPABILITY, key)
+            capability = Effect.of(pooled)
+            p_ni = non_inferiority_p(pooled, margin)
+            tasks = [_row_of(comparison, task, key) for task in self.tasks[CAPABILITY]]
+            loss = max(tasks, key=_loss)
+            worst = Effect.of(loss, task=loss.task)
+        return BoardRow(
+            intervention=entry.intervention,
+            control=entry.control,
+            scale=entry.scale,
+            target=target,
+            capability=capability,
+            worst=worst,
+            non_inferior=None,
+            p_non_inferior=p_ni,
+            versus=versus,
+        )
+
+
+def _family_key(results: ResultSet, tasks: Sequence[str], metric: str, family: str) -> str:
+    """The one results key (``acc,none``) of ``metric`` that every task of a family reports."""
+    keys = []
+    for name in tasks:
+        task = results.tasks.get(name)
+        if task is None:
+            raise ResultsError(f"{results.source}: no results for {family} task {name}")
+        matches = [k for k in task.metrics if metric in (k, k.partition(",")[0])]
+        if len(matches) > 1:
+            matches = [k for k in matches if k.endswith(",none")] or matches
+        if len(matches) != 1:
+            known = ", ".join(task.metrics) or "none"
+            which = "names several filters" if matches else "is not reported"
+            raise ResultsError(
+                f"{name}: metric {metric!r} {which} (metrics: {known})",
+                hint="set metric: in the experiment file to one of them, with its filter",
+            )
+        keys.append(matches[0])
+    if len(set(keys)) > 1:
+        found = ", ".join(f"{name}: {key}" for name, key in zip(tasks, keys, strict=True))
+        raise ResultsError(f"the {family} tasks report {metric!r} under different keys ({found})")
+    return keys[0]
+
+
+def _group(results: ResultSet, name: str, tasks: Sequence[str], key: str) -> TaskResult:
+    """A virtual group of ``tasks``: lm-eval's weight_by_size mean of their values."""
+    parts = [results.tasks[task] for task in tasks if task in results.tasks]
+    if len(parts) != len(tasks) or any(part.n is None for part in parts):
+        missing = [task for task in tasks if task not in results.tasks]
+        raise ResultsError(f"{results.source}: no document counts or no results for {missing}")
+    total = sum(part.n or 0 for part in parts)
+    value = sum((part.n or 0) * part.metrics[key].value for part in parts) / max(total, 1)
+    metric = key.partition(",")[0]
+    better = parts[0].higher_is_better.get(metric)
+    return TaskResult(
+        name, {key: MetricValue(value, None)}, total, None, None, {metric: better}, tuple(tasks)
+    )
+
+
+def _row_of(comparison: Comparison, task: str, key: str) -> ComparisonRow:
+    for row in comparison.rows:
+        if row.task == task and row.key == key:
+            return row
+    raise ResultsError(f"{comparison.b.source}: {task} has no {key} on both sides")
+
+
+def _loss(row: ComparisonRow) -> float:
+    """How much a row lost: -delta, or +delta where lower is better."""
+    return row.delta if row.higher_is_better is False else -row.delta
+
+
+def non_inferiority_p(row: ComparisonRow, margin: float) -> float | None:
+    """One-sided p of H0 "the metric got worse by ``margin`` or more" (paired t on the
+    documents; both directions, the larger p, when the metric's direction is unknown)."""
+    if row.se is None or row.n_paired is None or row.ci_low is None or row.ci_high is None:
+        return None
+    mean = (row.ci_low + row.ci_high) / 2  # the paired mean difference
+    sides = [True, False] if row.higher_is_better is None else [row.higher_is_better]
+    found = []
+    for higher in sides:
+        distance = mean + margin if higher else margin - mean  # > 0: inside the margin
+        if row.se == 0:
+            found.append(0.0 if distance > 0 else 1.0)
+        else:
+            found.append(float(sps.t.sf(distance / row.se, df=row.n_paired - 1)))
+    return max(found)
+
+
+def _with_holm(rows: list[BoardRow], alpha: float) -> tuple[list[BoardRow], int]:
+    """Holm-adjust every reported test together; set each row's non-inferiority verdict."""
+    slots: list[tuple[int, str, float]] = []  # (row, which test, p)
+    for index, row in enumerate(rows):
+        tests = {"versus": row.versus.p if row.versus else None}
+        if row.control is None:
+            tests = {
+                "target": row.target.p if row.target else None,
+                "non_inferior": row.p_non_inferior,
+            }
+        slots += [(index, name, p) for name, p in tests.items() if p is not None]
+    adjusted = stats.holm([p for _, _, p in slots])
+    for (index, name, _), p_holm in zip(slots, adjusted, strict=True):
+        row = rows[index]
+        if name == "non_inferior":
+            rows[index] = replace(row, p_non_inferior_holm=p_holm, non_inferior=p_holm < alpha)
+        else:
+            rows[index] = replace(row, **{name: replace(getattr(row, name), p_holm=p_holm)})
+    return rows, len(slots)
+
+
+def _sweet_spots(
+    rows: list[BoardRow], alpha: float, direction: str, has_target: bool
+) -> tuple[list[BoardRow], dict[str, float | None]]:
+    """Mark each intervention's sweet spot (module docstring) and return them by name."""
+    sign = 1.0 if direction == "increase" else -1.0
+
+    def merit(row: BoardRow) -> float:
+        """The target effect in the goal direction (without target tasks: the strength)."""
+        return sign * row.target.delta if row.target is not None else abs(row.scale)
+
+    spots: dict[str, float | None] = {}
+    for name in dict.fromkeys(row.intervention for row in rows):
+        fit = [
+            row
+            for row in rows
+            if row.intervention == name
+            and row.control is None
+            and _fits(row, alpha, sign, has_target)
+        ]
+        spots[name] = max(fit, key=merit).scale if fit else None
+    marked = [
+        replace(row, sweet_spot=row.control is None and spots[row.intervention] == row.scale)
+        for row in rows
+    ]
+    return marked, spots
+
+
+def _fits(row: BoardRow, alpha: float, sign: float, has_target: bool) -> bool:
+    """Capability non-inferior (when measured) and a significant target effect in the goal
+    direction (when there are target tasks)."""
+    if row.capability is not None and row.non_inferior is not True:
+        return False
+    if not has_target:
+        return True
+    target = row.target
+    return (
+        target is not None
+        and target.p_holm is not None
+        and target.p_holm < alpha
+        and sign * target.delta > 0
+    )
+
+
+_EFFECT_FIELDS = tuple(item.name for item in fields(Effect))

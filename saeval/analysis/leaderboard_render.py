@@ -1,0 +1,168 @@
+"""Every view of a Leaderboard: a Rich table, Markdown, CSV and JSON (schema
+``saeval.leaderboard/1``), with numbers formatted as the comparison tables format them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from saeval.analysis.compare import metric_label
+from saeval.analysis.leaderboard import BoardRow, Effect, Leaderboard
+from saeval.analysis.render import MISSING, fmt_ci, fmt_number, fmt_p
+from saeval.errors import UsageError
+
+SCHEMA = "saeval.leaderboard/1"
+LEADERBOARD_FORMATS = ("markdown", "csv", "json")
+SWEET_SPOT = "*"
+
+
+def title(board: Leaderboard) -> str:
+    """What the table shows, in one line."""
+    target = ", ".join(board.target_tasks) or "none"
+    capability = ", ".join(board.capability_tasks) or "none"
+    return (
+        f"leaderboard vs {board.baseline.label}: target {target} "
+        f"({metric_label(board.target_metric)}, goal: {board.target_direction}); capability "
+        f"{capability} ({metric_label(board.capability_metric)}, margin {board.margin:g})"
+    )
+
+
+def cells(board: Leaderboard) -> list[dict[str, str]]:
+    """Formatted cells of every row, keyed by the column headers."""
+    level = f"{1 - board.alpha:.0%} CI"
+    found = []
+    for row in board.rows:
+        cell = {"intervention": row.label if row.control is None else f"  {row.label}"}
+        cell["scale"] = f"{row.scale:g}"
+        if board.target_tasks:
+            cell |= _effect_cells("target", row.target, level)
+            cell["target p"] = _target_p(row)
+        if board.capability_tasks:
+            cell |= _effect_cells("capability", row.capability, level)
+            cell["within margin"] = _verdict(row)
+            worst = row.worst
+            cell["worst task"] = (
+                MISSING if worst is None else f"{worst.task} {fmt_number(worst.delta, signed=True)}"
+            )
+        cell["vs intervention"] = _versus(row.versus)
+        cell["sweet spot"] = SWEET_SPOT if row.sweet_spot else ""
+        found.append(cell)
+    return found
+
+
+def _effect_cells(name: str, effect: Effect | None, level: str) -> dict[str, str]:
+    """The delta and CI of one effect."""
+    if effect is None:
+        return {f"{name} Δ": MISSING, f"{name} {level}": MISSING}
+    return {
+        f"{name} Δ": fmt_number(effect.delta, signed=True),
+        f"{name} {level}": fmt_ci(effect.ci_low, effect.ci_high),
+    }
+
+
+def _target_p(row: BoardRow) -> str:
+    """An intervention's Holm-adjusted p; a control's own p in brackets (not in the family)."""
+    if row.target is None:
+        return MISSING
+    if row.control is None:
+        return fmt_p(row.target.p_holm)
+    return f"({fmt_p(row.target.p)})"
+
+
+def _verdict(row: BoardRow) -> str:
+    """``yes (p 0.003)``: capability non-inferior after Holm, with the adjusted one-sided p."""
+    if row.control is not None or row.non_inferior is None:
+        return MISSING
+    return f"{'yes' if row.non_inferior else 'no'} (p {fmt_p(row.p_non_inferior_holm)})"
+
+
+def _versus(effect: Effect | None) -> str:
+    """A control's row: the intervention minus the control, with the Holm-adjusted p."""
+    if effect is None:
+        return ""
+    return f"{fmt_number(effect.delta, signed=True)} (p {fmt_p(effect.p_holm)})"
+
+
+def summary_lines(board: Leaderboard) -> list[str]:
+    """The sweet spot of each intervention, the family size, then the notes."""
+    lines = [
+        f"sweet spot of {name}: "
+        + (MISSING if scale is None else f"scale {scale:g}")
+        + ("" if board.target_tasks else " (strongest within the capability margin)")
+        for name, scale in board.sweet_spots.items()
+    ]
+    lines.append(
+        f"Holm's correction across all {board.family_size} tests of the leaderboard "
+        f"(alpha {board.alpha:g}): target p, within margin and vs intervention are adjusted; "
+        "a control's own target p (in brackets) is not in the family"
+    )
+    return lines + list(board.notes)
+
+
+def table(board: Leaderboard) -> Table:
+    """A Rich table: sweet spots bold green, controls dim."""
+    found = cells(board)
+    rich = Table(title=title(board), title_justify="left", header_style="bold")
+    for header in found[0] if found else ["intervention", "scale"]:
+        left = header in ("intervention", "worst task")
+        rich.add_column(header, justify="left" if left else "right")
+    for row, cell in zip(board.rows, found, strict=True):
+        style = "bold green" if row.sweet_spot else ("dim" if row.control is not None else "")
+        rich.add_row(*(Text(value) for value in cell.values()), style=style)
+    return rich
+
+
+def to_markdown(board: Leaderboard) -> str:
+    """A GitHub-flavoured Markdown table, then the sweet spots and notes as a list."""
+    found = cells(board)
+    lines = [f"**{title(board)}**", ""]
+    if found:
+        headers = list(found[0])
+        lines.append(_markdown_row(headers))
+        lines.append("|" + "|".join("---" for _ in headers) + "|")
+        lines += [_markdown_row([value.strip() for value in cell.values()]) for cell in found]
+    lines += ["", *(f"- {line}" for line in summary_lines(board))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _markdown_row(values: list[str]) -> str:
+    return "| " + " | ".join(value.replace("|", "\\|") for value in values) + " |"
+
+
+def to_data(board: Leaderboard) -> dict[str, Any]:
+    """Every number unrounded (schema ``saeval.leaderboard/1``)."""
+    return {
+        "schema": SCHEMA,
+        "baseline": asdict(board.baseline),
+        "target_tasks": list(board.target_tasks),
+        "capability_tasks": list(board.capability_tasks),
+        "target_metric": board.target_metric,
+        "capability_metric": board.capability_metric,
+        "target_direction": board.target_direction,
+        "margin": board.margin,
+        "alpha": board.alpha,
+        "family_size": board.family_size,
+        "sweet_spots": dict(board.sweet_spots),
+        "rows": [asdict(row) | {"label": row.label} for row in board.rows],
+        "notes": list(board.notes),
+    }
+
+
+def render_leaderboard(board: Leaderboard, fmt: str) -> str:
+    """The leaderboard as text in one of LEADERBOARD_FORMATS."""
+    if fmt == "markdown":
+        return to_markdown(board)
+    if fmt == "csv":
+        import pandas as pd
+
+        frame = pd.DataFrame(board.to_records()).astype({"control": "Int64"})
+        return str(frame.to_csv(index=False))
+    if fmt == "json":
+        return json.dumps(to_data(board), indent=2, allow_nan=False) + "\n"
+    raise UsageError(
+        f"unknown format {fmt!r}", hint=f"use one of: {', '.join(LEADERBOARD_FORMATS)}"
+    )

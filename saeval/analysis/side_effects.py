@@ -1,0 +1,111 @@
+"""What steering costs besides the benchmark score: KL summaries and the quality of generations.
+
+KL (nats) comes per position from ``saeval.steering.divergence``; here it is summarised over
+documents: the token-weighted mean, a confidence interval for it, and the 95th percentile over
+positions. The interval treats documents as the sampling units (positions of one document are
+not independent): the token-weighted mean is the ratio R = sum(S_i) / sum(T_i) of per-document
+KL sums S_i and token counts T_i, and its standard error is the linearised (delta-method) one,
+sd((S_i - R T_i) / mean(T)) / sqrt(n), with a t interval on n - 1 degrees of freedom.
+
+Generation quality, per document, on token ids: distinct-2 (unique bigrams over bigrams) and
+the repetition rate (the share of tokens that complete an n-gram, n = 4, already seen earlier in
+the same text).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypedDict
+
+import numpy as np
+from scipy import stats
+
+REPEAT_N = 4
+
+
+@dataclass(frozen=True)
+class KlSummary:
+    """KL(unsteered || steered) over documents: token-weighted mean, its CI, p95, counts."""
+
+    mean_kl: float
+    ci_low: float | None
+    ci_high: float | None
+    p95: float
+    tokens: int
+    documents: int
+
+
+def summarize_kl(per_document: Sequence[Sequence[float]], confidence: float = 0.95) -> KlSummary:
+    """The summary of per-position KL values of each document (empty documents are skipped)."""
+    docs = [np.asarray(values, dtype=float) for values in per_document if len(values)]
+    if not docs:
+        raise ValueError("no positions to summarise")
+    sums = np.array([doc.sum() for doc in docs])
+    counts = np.array([doc.size for doc in docs], dtype=float)
+    ratio = float(sums.sum() / counts.sum())
+    p95 = float(np.percentile(np.concatenate(docs), 95))
+    low, high = _ratio_interval(sums, counts, ratio, confidence)
+    return KlSummary(ratio, low, high, p95, int(counts.sum()), len(docs))
+
+
+def _ratio_interval(
+    sums: np.ndarray, counts: np.ndarray, ratio: float, confidence: float
+) -> tuple[float | None, float | None]:
+    """The t interval of a ratio estimator from per-document sums and counts."""
+    n = sums.size
+    if n < 2:
+        return None, None
+    residuals = (sums - ratio * counts) / counts.mean()
+    se = float(residuals.std(ddof=1) / math.sqrt(n))
+    if se == 0.0:
+        return ratio, ratio
+    low, high = stats.t.interval(confidence, df=n - 1, loc=ratio, scale=se)
+    return float(low), float(high)
+
+
+class KlColumns(TypedDict):
+    """The KL columns of a comparison row."""
+
+    kl: float | None
+    kl_ci_low: float | None
+    kl_ci_high: float | None
+    kl_p95: float | None
+
+
+def kl_fields(summary: KlSummary | None) -> KlColumns:
+    """A comparison row's KL columns from a task's summary (all None when not measured)."""
+    if summary is None:
+        return KlColumns(kl=None, kl_ci_low=None, kl_ci_high=None, kl_p95=None)
+    return KlColumns(
+        kl=summary.mean_kl,
+        kl_ci_low=summary.ci_low,
+        kl_ci_high=summary.ci_high,
+        kl_p95=summary.p95,
+    )
+
+
+def distinct_2(tokens: Sequence[int]) -> float | None:
+    """Unique bigrams / bigrams; None for fewer than two tokens."""
+    bigrams = list(itertools.pairwise(tokens))
+    return len(set(bigrams)) / len(bigrams) if bigrams else None
+
+
+def repetition_rate(tokens: Sequence[int], n: int = REPEAT_N) -> float | None:
+    """The share of tokens that complete an n-gram already seen earlier; None for no tokens."""
+    if not tokens:
+        return None
+    seen: set[tuple[int, ...]] = set()
+    repeated = 0
+    for end in range(n, len(tokens) + 1):
+        gram = tuple(tokens[end - n : end])
+        repeated += gram in seen
+        seen.add(gram)
+    return repeated / len(tokens)
+
+
+def perplexity(nll_sum: float, tokens: int) -> float | None:
+    """exp(mean negative log-likelihood per token); None without tokens."""
+    return math.exp(nll_sum / tokens) if tokens else None

@@ -1,0 +1,98 @@
+"""`saeval kl`: how far a steer set moves the model's next-token distributions on a corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from saeval.cli.console import out
+from saeval.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    ModelOpt,
+    OutputFormat,
+    ScaleOpt,
+    parse_scales,
+)
+from saeval.cli.progress import quiet_libraries
+
+if TYPE_CHECKING:
+    from saeval.run.kl import KlReport
+
+
+def command(
+    steer_files: Annotated[
+        list[Path], typer.Argument(help="Steer file(s): one latent per row (steer.csv).")
+    ],
+    texts: Annotated[
+        Path,
+        typer.Option(
+            "--texts",
+            help='JSONL corpus, one {"text": "..."} per line; tokenized with the model\'s '
+            "tokenizer defaults, cut only at the model's context length.",
+            show_default=False,
+        ),
+    ],
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+    scale: ScaleOpt = "1",
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 4,
+    fmt: FormatOpt = OutputFormat.TABLE,
+) -> None:
+    """Mean KL(unsteered || steered) per token on a corpus, with a 95% CI, for each scale."""
+    quiet_libraries()
+    from saeval.run.kl import measure_kl
+
+    report = measure_kl(
+        tuple(steer_files),
+        texts,
+        model=model,
+        device=device,
+        scales=parse_scales(scale),
+        dtype=dtype,
+        batch_size=batch_size,
+    )
+    if fmt is OutputFormat.JSON:
+        entries = [measurement.to_dict() for measurement in report.measurements]
+        out.print_json(json.dumps(entries))
+    else:
+        out.print(_table(report))
+
+
+def _table(report: KlReport) -> Table:
+    """One row per scale: mean KL, CI, 95th percentile, tokens."""
+    from saeval.analysis.render import fmt_number
+
+    cut = f"; {report.truncated} cut at the context length" if report.truncated else ""
+    table = Table(
+        title=f"KL(unsteered || steered) in nats per token: {report.model_id}",
+        title_justify="left",
+        caption=f"{report.texts} texts{cut}; CI over documents",
+        caption_justify="left",
+        header_style="bold",
+    )
+    for header in ("scale", "mean KL", "95% CI", "p95", "tokens"):
+        table.add_column(header, justify="right")
+    for measurement in report.measurements:
+        summary = measurement.summary
+        table.add_row(
+            f"{measurement.scale:g}",
+            fmt_number(summary.mean_kl),
+            _interval(summary.ci_low, summary.ci_high),
+            fmt_number(summary.p95),
+            str(summary.tokens),
+        )
+    return table
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    """A KL interval, unsigned: "[0.0123, 0.0201]"."""
+    from saeval.analysis.render import MISSING, fmt_number
+
+    return MISSING if low is None or high is None else f"[{fmt_number(low)}, {fmt_number(high)}]"

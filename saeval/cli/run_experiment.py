@@ -1,0 +1,130 @@
+"""`saeval run EXPERIMENT.yaml`: the placement options, and the leaderboard printed at the end.
+
+The options of a steer-file run that an experiment file sets itself (``--tasks``, ``--scale``,
+``--dtype``, ...) are refused with a pointer to the key, never silently ignored; ``--model``,
+``--device``, ``--limit``, ``--output``, ``--name`` and ``--resume`` apply as they do to a
+steer-file run, and ``--devices``, ``--executor`` and ``--slurm-*`` replace the file's keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.markup import escape
+
+from saeval.cli.console import out
+from saeval.cli.progress import ProgressEvents
+from saeval.errors import UsageError
+from saeval.spec.csv_records import Invalid
+
+T = TypeVar("T")
+
+DevicesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Experiments: one worker per device, comma separated: cuda:0,cuda:1, cuda:0-3, "
+        "cpu,cpu (default: the file's devices:, else one worker on --device).",
+        show_default=False,
+    ),
+]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Experiments: local (worker processes here), submitit-local or slurm (a job "
+        "array through submitit; pip install 'saeval\\[slurm]').",
+        show_default=False,
+    ),
+]
+SlurmPartitionOpt = Annotated[
+    str | None, typer.Option(help="Experiments on Slurm: the partition.", show_default=False)
+]
+SlurmGpusOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Experiments on Slurm: GPUs per job, one worker each.", show_default=False
+    ),
+]
+SlurmTimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Experiments on Slurm: time limit per job (90, 1:30:00, 1-00:00:00).",
+        show_default=False,
+    ),
+]
+SlurmJobsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Experiments on Slurm: array size (jobs).", show_default=False),
+]
+
+
+EXPERIMENT_OPTIONS = (  # options only an experiment takes
+    "devices",
+    "executor",
+    "slurm_partition",
+    "slurm_gpus_per_job",
+    "slurm_time",
+    "slurm_jobs",
+)
+_SHARED = ("model", "device", "limit", "output", "name", "resume")  # what both kinds of run take
+
+
+def command(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Run the one experiment file among `saeval run`'s arguments: ``given`` holds every option
+    as parsed, ``defaults`` their defaults (a steer-file option that differs is refused)."""
+    from saeval.run.experiment import ExperimentOptions, run_experiment
+
+    paths = given["steer_files"]
+    if len(paths) != 1:
+        raise UsageError(f"give one experiment file alone, got {len(paths)} files")
+    refused = [
+        name
+        for name, value in given.items()
+        if name not in (*_SHARED, *EXPERIMENT_OPTIONS, "steer_files") and value != defaults[name]
+    ]
+    if refused:
+        option = f"--{refused[0].replace('_', '-')}"
+        raise UsageError(
+            f"{option} does not apply to an experiment: its file sets it",
+            hint=f"set it in {paths[0]} (tasks:, scales:, dtype:, ...; see README, Experiments)",
+        )
+    options = {name: given[name] for name in _SHARED if name != "device"}
+    options |= {name: given[name] for name in EXPERIMENT_OPTIONS if name != "slurm_time"}
+    options |= _placement(given["device"], given["devices"], given["executor"], given["slurm_time"])
+    with ProgressEvents() as events:
+        result = run_experiment(paths[0], ExperimentOptions(**options), events)
+    show(result)
+
+
+def _placement(
+    device: str | None, devices: str | None, executor: str | None, time: str | None
+) -> dict[str, Any]:
+    """--devices (else --device) parsed, --executor checked, --slurm-time in minutes."""
+    from saeval.spec.placement import parse_devices, parse_executor, slurm_minutes
+
+    parsed = _parsed("--devices" if devices else "--device", parse_devices, devices or device)
+    _parsed("--executor", parse_executor, executor)
+    return {"devices": parsed, "slurm_time_min": _parsed("--slurm-time", slurm_minutes, time)}
+
+
+def _parsed(option: str, parse: Callable[[str], T], text: str | None) -> T | None:
+    """``parse(text)`` (None for no text); its problem as a UsageError naming the option."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except Invalid as problem:
+        raise UsageError(f"{option}: {problem}") from None
+
+
+def show(result: Any) -> None:
+    """The leaderboard, its sweet spots and notes, and where the files are."""
+    from saeval.analysis.leaderboard_render import summary_lines, table
+
+    out.print(table(result.leaderboard))
+    for line in summary_lines(result.leaderboard):
+        out.print(f"[dim]- {escape(line)}[/]", highlight=False)
+    if result.reused:
+        out.print(f"baseline reused from the cache for: {', '.join(result.reused)}", soft_wrap=True)
+    out.print(f"results: {result.folder}", soft_wrap=True, highlight=False)

@@ -1,0 +1,225 @@
+"""`saeval run EXPERIMENT.yaml` as a library call: many interventions against one baseline.
+
+Order of work: read the experiment file (``saeval.spec.experiment``), read and resolve every
+steer file, check the devices and task names (all before any model loads), open the run folder
+(``saeval.run.experiment_spec``), start the workers (``saeval.run.executors``: one per device,
+or submitit jobs) and watch them until every unit is done or they all stopped, reporting each
+unit as it starts and finishes. A worker that dies is recorded against the unit it held; the
+others go on. Ctrl-C and SIGTERM stop every worker and mark the run interrupted; finished units
+stay, and ``--resume`` runs only the missing ones. Last, the leaderboard and each intervention's
+comparison are written (``saeval.run.experiment_report``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from saeval.analysis.leaderboard import Leaderboard
+from saeval.errors import TaskError
+from saeval.run.config import RunEvents, SilentEvents
+from saeval.run.device import check_device
+from saeval.run.executors import Pool, make_pool
+from saeval.run.experiment_layout import WORKERS_DIR
+from saeval.run.experiment_report import write_reports
+from saeval.run.experiment_spec import Prepared, open_experiment_folder, prepare
+from saeval.run.interrupts import Sigterm, interrupted
+from saeval.run.manifest import Status, now
+from saeval.run.store import RunStore
+from saeval.run.unit_queue import claims, manifest_lock, reset_queue, shared_store
+from saeval.spec.experiment import Experiment, read_experiment, with_overrides
+
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    """What the command line adds to (or replaces in) an experiment file; None: the file's."""
+
+    output: Path = Path("results")
+    name: str | None = None
+    resume: bool = False
+    model: str | None = None
+    limit: int | float | None = None
+    devices: tuple[str, ...] | None = None
+    executor: str | None = None
+    slurm_partition: str | None = None
+    slurm_gpus_per_job: int | None = None
+    slurm_time_min: int | None = None
+    slurm_jobs: int | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """What an experiment run produced: its folder, the leaderboard and the files written."""
+
+    folder: Path
+    leaderboard: Leaderboard
+    files: tuple[Path, ...]
+    reused: tuple[str, ...]  # tasks whose baseline came from the cache
+
+
+class WorkerStopped(Exception):
+    """A worker stopped (killed, out of memory, ...) while it held a unit."""
+
+
+def run_experiment(
+    path: Path, options: ExperimentOptions, events: RunEvents | None = None
+) -> ExperimentResult:
+    """Evaluate every unit of the experiment (only the missing ones with ``resume``), then
+    write its reports."""
+    events = events or SilentEvents()
+    changes = {k: v for k, v in vars(options).items() if k not in ("output", "name", "resume")}
+    experiment = with_overrides(read_experiment(path), **changes)
+    devices = _devices(experiment)
+    prepared = prepare(
+        experiment,
+        output=options.output,
+        name=options.name,
+        resume=options.resume,
+        device=devices[0],
+    )
+    store = open_experiment_folder(prepared, devices[0])  # locked until done
+    with store, Sigterm() as sigterm:
+        if options.resume:
+            missing = store.forget_missing()
+            events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
+            if missing:
+                events.note(f"files missing, running again: {len(missing)} results")
+        return _run_in(store, prepared, devices, events, sigterm)
+
+
+def _devices(experiment: Experiment) -> tuple[str, ...]:
+    """The workers' devices, checked against this machine (a Slurm job gets its own GPUs)."""
+    if experiment.executor == "slurm":
+        return ("cuda",) if experiment.slurm.gpus_per_job else ("cpu",)
+    if not experiment.devices:
+        return (check_device(None),)
+    return tuple(check_device(device) for device in experiment.devices)
+
+
+def _run_in(
+    store: RunStore,
+    prepared: Prepared,
+    devices: tuple[str, ...],
+    events: RunEvents,
+    sigterm: Sigterm,
+) -> ExperimentResult:
+    """Run the missing units, then write the reports; record how the run ended."""
+    units = [tuple(unit) for unit in prepared.definition["units"]]
+    started, since = time.perf_counter(), now()
+    try:
+        pending = [u for u in units if store.record(*u) is None]
+        if pending:
+            experiment = prepared.experiment
+            pool = make_pool(
+                experiment.executor, store.folder, devices, experiment.slurm, len(pending)
+            )
+            reset_queue(store.folder)
+            with shared_store(store.folder) as fresh:
+                fresh.set_status(Status.RUNNING)
+            events.note(f"{len(pending)} evaluations on {_placement(experiment, devices)}")
+            _Watch(store, units, events).run(pool, sigterm)
+        sigterm.check()
+        store.manifest = RunStore.open(store.folder).manifest
+        _check_complete(store, units, since)
+        board, files = write_reports(store.folder, prepared.definition)
+    except KeyboardInterrupt as interrupt:
+        with manifest_lock(store.folder):
+            store.manifest = RunStore.open(store.folder).manifest
+            raise interrupted(store, interrupt) from None
+    with shared_store(store.folder) as fresh:
+        timings = fresh.manifest.timings
+        timings["total_s"] = round(timings.get("total_s", 0.0) + time.perf_counter() - started, 3)
+        fresh.manifest.comparison = {"files": [str(f.relative_to(store.folder)) for f in files]}
+        fresh.set_status(Status.COMPLETE)
+    reused = [r.task for r in fresh.manifest.completed if r.reused_from is not None]
+    return ExperimentResult(store.folder, board, tuple(files), tuple(dict.fromkeys(reused)))
+
+
+def _placement(experiment: Experiment, devices: tuple[str, ...]) -> str:
+    """``2 workers (cpu, cpu)`` or ``a Slurm array of 4 jobs``, for the status line."""
+    if experiment.executor == "slurm":
+        return f"a Slurm array (up to {experiment.slurm.jobs} jobs)"
+    via = " through submitit" if experiment.executor == "submitit-local" else ""
+    count = len(devices)
+    return f"{count} worker{'s' if count > 1 else ''} ({', '.join(devices)}){via}"
+
+
+class _Watch:
+    """Follows the run folder while the workers run: reports units, records dead workers."""
+
+    def __init__(self, store: RunStore, units: list[tuple[str, ...]], events: RunEvents) -> None:
+        self.store, self.units, self.events = store, units, events
+        self.started: set[int] = set()
+        self.finished = {(r.configuration, r.task) for r in store.manifest.completed}
+        self.errors = len(store.manifest.errors)
+        self.stopped: set[str] = set()
+
+    def run(self, pool: Pool, sigterm: Sigterm) -> None:
+        """Start the pool and follow it until no worker runs; stop it however this ends."""
+        pool.start()
+        try:
+            while True:
+                states = pool.states()  # before reading: a worker's last records are then seen
+                sigterm.check()
+                self.update()
+                for state in states:
+                    if state.failure and state.worker not in self.stopped:
+                        self.stopped.add(state.worker)
+                        self._stopped(state.worker, state.failure)
+                if not any(state.running for state in states):
+                    return
+                time.sleep(POLL_S)
+        finally:
+            pool.stop()
+
+    def update(self) -> None:
+        """Report units that started or finished, and errors recorded, since the last look."""
+        folder = self.store.folder
+        for index in sorted(set(claims(folder)) - self.started):
+            self.started.add(index)
+            configuration, task = self.units[index]
+            self.events.task_started(configuration, task, index + 1, len(self.units))
+        manifest = RunStore.open(folder).manifest
+        for record in manifest.completed:
+            if (record.configuration, record.task) not in self.finished:
+                self.finished.add((record.configuration, record.task))
+                self.events.task_finished(record)
+        for error in manifest.errors[self.errors :]:
+            where = f"{error.configuration} ({error.task}): " if error.configuration else ""
+            self.events.note(f"failed: {where}{error.type}: {error.message}")
+        self.errors = len(manifest.errors)
+        self.store.manifest = manifest
+
+    def _stopped(self, worker: str, why: str) -> None:
+        """Record a stopped worker against each unit it held that did not finish."""
+        held = [i for i, name in claims(self.store.folder).items() if name == worker]
+        log = self.store.folder / WORKERS_DIR / f"{worker}.log"
+        with shared_store(self.store.folder) as fresh:
+            for index in held:
+                configuration, task = self.units[index]
+                if fresh.record(configuration, task) is None:
+                    error = WorkerStopped(f"worker {worker} {why} (its output: {log})")
+                    fresh.add_error(error, (configuration, task), "")
+        self.events.note(f"worker {worker} {why}; the others go on")
+
+
+def _check_complete(store: RunStore, units: list[tuple[str, ...]], since: str) -> None:
+    """TaskError (the run marked failed) unless every unit finished: how many did not, and the
+    first error of this start."""
+    missing = [unit for unit in units if store.record(*unit) is None]
+    if not missing:
+        return
+    errors = [e for e in store.manifest.errors if e.time >= since]
+    first = f": {errors[0].type}: {errors[0].message}" if errors else ""
+    where = f" in {errors[0].configuration} ({errors[0].task})" if errors and errors[0].task else ""
+    with manifest_lock(store.folder):
+        store.record_end(Status.FAILED)
+    raise TaskError(
+        f"{len(missing)} of {len(units)} evaluations did not finish{where}{first}",
+        hint=f"{len(units) - len(missing)} results are kept; every error is in "
+        f"{store.folder / 'run.json'} and the workers' output in {store.folder / WORKERS_DIR}; "
+        f"after a fix, rerun with --resume --name {store.folder.name}",
+    )

@@ -1,0 +1,96 @@
+"""The configurations and units of an experiment run folder (standard library only).
+
+Layout of one experiment run (besides ``run.json`` and the lm-eval files of ``saeval.run.layout``)::
+
+    <run>/experiment.json               the experiment: its file, definition, units, control seeds
+    <run>/baseline/                     the one shared baseline
+    <run>/<intervention>@<scale>/       one folder per intervention x strength
+    <run>/<intervention>~random<k>@<scale>/   its k-th random control at that strength
+    <run>/controls/<intervention>~random<k>.json   what the control's seed drew
+    <run>/queue/<unit>.claim            which worker took a unit (run by run, cleared on start)
+    <run>/workers/<worker>.json, .log   each worker's device, pid, timings and output
+    <run>/leaderboard.{md,csv,json,png}
+    <run>/interventions/<name>/comparison.{md,csv,json} (+ sweep plots): saeval run's reports
+
+A unit is one (configuration, task): the baseline's first, then per intervention and strength
+the intervention and each of its controls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from saeval.run.layout import BASELINE
+
+EXPERIMENT_FILE = "experiment.json"
+CONTROLS_DIR = "controls"
+QUEUE_DIR = "queue"
+WORKERS_DIR = "workers"
+INTERVENTIONS_DIR = "interventions"
+LEADERBOARD = "leaderboard"  # leaderboard.md, .csv, .json, .png
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One configuration folder: the baseline, an intervention or a control at one strength."""
+
+    name: str
+    intervention: str | None = None  # None: the baseline
+    scale: float | None = None
+    control: int | None = None  # k of the k-th random control
+    seed: int | None = None  # the control's seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (``experiment.json``)."""
+        return dict(vars(self))
+
+
+def scale_text(scale: float) -> str:
+    """A strength as folder names write it: 2 (not 2.0), 0.5, -1."""
+    return str(scale).removesuffix(".0")
+
+
+def control_name(intervention: str, control: int) -> str:
+    """``dogs~random1``: the k-th random control of an intervention."""
+    return f"{intervention}~random{control}"
+
+
+def configuration_folder(intervention: str, scale: float, control: int | None = None) -> str:
+    """``dogs@2`` or ``dogs~random1@2``."""
+    base = intervention if control is None else control_name(intervention, control)
+    return f"{base}@{scale_text(scale)}"
+
+
+def control_seed(seed: int, intervention: str, control: int) -> int:
+    """A 32-bit seed for the k-th control of an intervention, from the experiment's seed."""
+    digest = hashlib.sha256(f"{seed}/{intervention}/{control}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def configurations(
+    scales: dict[str, tuple[float, ...]], controls: int, seed: int
+) -> list[Configuration]:
+    """The baseline, then for each intervention (``scales`` in order) and strength the
+    intervention and its ``controls`` random controls."""
+    found = [Configuration(BASELINE)]
+    for name, strengths in scales.items():
+        for scale in strengths:
+            found.append(Configuration(configuration_folder(name, scale), name, scale))
+            found += [
+                Configuration(
+                    configuration_folder(name, scale, k),
+                    name,
+                    scale,
+                    k,
+                    control_seed(seed, name, k),
+                )
+                for k in range(1, controls + 1)
+            ]
+    return found
+
+
+def units(configs: list[Configuration], tasks: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Every (configuration, task), in the order workers take them."""
+    return [(config.name, task) for config in configs for task in tasks]

@@ -1,0 +1,66 @@
+"""The report files of a finished experiment run: the leaderboard (``leaderboard.{md,csv,json}``
+and ``leaderboard.png``) and, per intervention, the comparison or sweep ``saeval run`` would
+have written (``interventions/<name>/comparison.{md,csv,json}`` and sweep plots)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from saeval.analysis.leaderboard import Entry, Leaderboard, leaderboard
+from saeval.analysis.leaderboard_plot import plot_leaderboard
+from saeval.analysis.leaderboard_render import render_leaderboard
+from saeval.analysis.render import render
+from saeval.analysis.report import build_report
+from saeval.analysis.report_files import write_plots
+from saeval.analysis.results_io import ResultSet, RunSides, load_side
+from saeval.atomic import write_atomic
+from saeval.run.experiment_layout import INTERVENTIONS_DIR, LEADERBOARD, Configuration
+from saeval.run.layout import BASELINE, COMPARISON
+
+_FORMATS = (("md", "markdown"), ("csv", "csv"), ("json", "json"))
+
+
+def write_reports(folder: Path, definition: dict[str, Any]) -> tuple[Leaderboard, list[Path]]:
+    """Read every configuration folder of the run, then write the leaderboard and the
+    per-intervention reports; the leaderboard and every file written."""
+    baseline = load_side(folder / BASELINE, label=BASELINE)
+    configs = [Configuration(**c) for c in definition["configurations"]]
+    entries = [
+        Entry(c.intervention, c.scale, load_side(folder / c.name, label=c.name), c.control)
+        for c in configs
+        if c.intervention is not None and c.scale is not None
+    ]
+    report = definition["report"]
+    board = leaderboard(
+        baseline,
+        entries,
+        target=definition["target"],
+        capability=definition["capability"],
+        **report,
+    )
+    files = []
+    for suffix, fmt in _FORMATS:
+        files.append(folder / f"{LEADERBOARD}.{suffix}")
+        write_atomic(files[-1], render_leaderboard(board, fmt))
+    files.append(plot_leaderboard(board, folder / f"{LEADERBOARD}.png"))
+    for name in definition["interventions"]:
+        own = {e.scale: e.results for e in entries if e.intervention == name and e.control is None}
+        files += _intervention_report(folder / INTERVENTIONS_DIR / name, baseline, own, report)
+    return board, files
+
+
+def _intervention_report(
+    directory: Path, baseline: ResultSet, steered: dict[float, ResultSet], report: dict[str, Any]
+) -> list[Path]:
+    """One intervention's comparison (one strength) or sweep (several), as saeval run writes it."""
+    built = build_report(
+        RunSides(directory, baseline, dict(sorted(steered.items()))),
+        margin=report["margin"],
+        alpha=report["alpha"],
+    )
+    files = []
+    for suffix, fmt in _FORMATS:
+        files.append(directory / f"{COMPARISON}.{suffix}")
+        write_atomic(files[-1], render(built, fmt))
+    return files + write_plots(built, directory)

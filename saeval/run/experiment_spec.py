@@ -1,0 +1,203 @@
+"""An experiment made ready to run: every steer file read and resolved, one model, the task names
+and options checked (all before any model loads), and its run folder opened.
+
+The run folder is a ``saeval run`` folder (``saeval.run.folder``: ``run.json`` with the spec of
+every option that determines the numbers, the lock, ``--resume`` that must match) plus
+``experiment.json``: the experiment file's text and the *definition* the workers run (model,
+tasks, options, each intervention's steer files with their sha256 and strengths, every
+configuration with its control seed, and the report settings). A resumed experiment must have
+the same definition.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN
+from saeval.atomic import write_atomic
+from saeval.errors import ResolutionError, ResultsError, UsageError
+from saeval.run.config import RunConfig
+from saeval.run.experiment_layout import EXPERIMENT_FILE, configurations, units
+from saeval.run.folder import open_run_folder
+from saeval.run.steer_set import SteerSet, read_steer_set
+from saeval.run.store import RunStore
+from saeval.spec.experiment import Experiment
+from saeval.spec.sae_facts import ResolvedSae
+from saeval.spec.steer_file import SteerFile
+from saeval.spec.tasks import TaskSet, validate_tasks
+
+SCHEMA = "saeval.experiment/1"
+DEFAULT_CONTROL_SEED = 0  # the experiment's seed, when it sets none, for its controls
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked experiment: its definition, the run options and what was read."""
+
+    experiment: Experiment
+    definition: dict[str, Any]
+    config: RunConfig
+    steer: list[SteerFile]
+    saes: list[ResolvedSae]
+    tasks: TaskSet
+
+
+def prepare(
+    experiment: Experiment, *, output: Path, name: str | None, resume: bool, device: str
+) -> Prepared:
+    """Read and resolve every steer file, agree on one model, check tasks and options."""
+    sets = {i.name: read_steer_set(i.steer, experiment.model) for i in experiment.interventions}
+    model_id = _one_model(experiment, sets)
+    options = experiment.options
+    config = RunConfig(
+        steer_files=experiment.steer_files,
+        tasks=experiment.tasks,
+        model=model_id,
+        device=device,
+        dtype=options.dtype,
+        batch_size=options.batch_size,
+        limit=options.limit,
+        num_fewshot=options.num_fewshot,
+        seed=options.seed,
+        include_path=experiment.include_path,
+        output=output,
+        name=name,
+        scales=tuple(sorted({s for i in experiment.interventions for s in i.scales})),
+        margin=DEFAULT_MARGIN if experiment.margin is None else experiment.margin,
+        resume=resume,
+        apply_chat_template=options.apply_chat_template,
+        gen_kwargs=options.gen_kwargs,
+    )
+    config.check()
+    tasks = validate_tasks(config.tasks, config.include_path)
+    files = {str(f.path): f for steer_set in sets.values() for f in steer_set.files}
+    saes = {(s.release, s.sae_id): s for steer_set in sets.values() for s in steer_set.saes}
+    return Prepared(
+        experiment,
+        _definition(experiment, sets, model_id),
+        config,
+        list(files.values()),
+        list(saes.values()),
+        tasks,
+    )
+
+
+def _one_model(experiment: Experiment, sets: dict[str, SteerSet]) -> str:
+    """The model every intervention steers (``model:`` or the one their SAEs name)."""
+    models = {name: steer_set.model_id for name, steer_set in sets.items()}
+    if len(set(models.values())) > 1:
+        which = "; ".join(f"{name}: {model}" for name, model in models.items())
+        raise ResolutionError(
+            f"{experiment.path}: the interventions steer different models ({which})",
+            hint="one experiment evaluates one model: set model: or split the experiment",
+        )
+    return next(iter(models.values()))
+
+
+def _definition(experiment: Experiment, sets: dict[str, SteerSet], model_id: str) -> dict[str, Any]:
+    """What the workers run (JSON-able); a resumed experiment must define the same."""
+    scales = {i.name: i.scales for i in experiment.interventions}
+    seed = DEFAULT_CONTROL_SEED if experiment.options.seed is None else experiment.options.seed
+    configs = configurations(scales, experiment.random_controls, seed)
+    return {
+        "model": model_id,
+        "target": list(experiment.target),
+        "capability": list(experiment.capability),
+        "include_path": [str(Path(p).resolve()) for p in experiment.include_path],
+        "options": asdict(experiment.options),
+        "interventions": {
+            i.name: {
+                "steer": [str(f.path.resolve()) for f in sets[i.name].files],
+                "steer_sha256": [f.sha256 for f in sets[i.name].files],
+                "scales": list(i.scales),
+            }
+            for i in experiment.interventions
+        },
+        "random_controls": experiment.random_controls,
+        "control_seed": seed,
+        "configurations": [config.to_dict() for config in configs],
+        "units": [list(unit) for unit in units(configs, experiment.tasks)],
+        "report": {
+            "target_metric": experiment.target_metric,
+            "capability_metric": experiment.capability_metric,
+            "target_direction": experiment.target_direction,
+            "margin": DEFAULT_MARGIN if experiment.margin is None else experiment.margin,
+            "alpha": DEFAULT_ALPHA if experiment.alpha is None else experiment.alpha,
+        },
+    }
+
+
+def open_experiment_folder(prepared: Prepared, device: str) -> RunStore:
+    """A new experiment run folder (named ``<yaml stem>-<date>-<time>`` unless --name), or
+    the one --resume continues, whose definition must be this one; locked until closed."""
+    config = prepared.config
+    if not config.resume and config.name is None:
+        config = _named(config, prepared.experiment.path.stem)
+    model_id = prepared.definition["model"]
+    store = open_run_folder(config, prepared.steer, prepared.saes, model_id, device, prepared.tasks)
+    try:
+        _record_definition(store, prepared)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _named(config: RunConfig, stem: str) -> RunConfig:
+    """``config`` with the default name of a new experiment run (a counter if it exists)."""
+    base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    counter = 1
+    while (config.output / (base if counter == 1 else f"{base}-{counter}")).exists():
+        counter += 1
+    return replace(config, name=base if counter == 1 else f"{base}-{counter}")
+
+
+def _record_definition(store: RunStore, prepared: Prepared) -> None:
+    """Write experiment.json into a new run; check a resumed run's against this one."""
+    path = store.folder / EXPERIMENT_FILE
+    experiment = prepared.experiment
+    if prepared.config.resume:
+        before = read_definition(store.folder)
+        changed = sorted(
+            key
+            for key in set(before) | set(prepared.definition)
+            if before.get(key) != prepared.definition.get(key)
+        )
+        if changed:
+            raise UsageError(
+                f"{store.folder} ran another experiment definition ({', '.join(changed)} differ)",
+                hint="resume with the same experiment file, or start a new run without --resume",
+            )
+        return
+    data = {
+        "schema": SCHEMA,
+        "file": str(experiment.path),
+        "sha256": experiment.sha256,
+        "text": experiment.text,
+        "definition": prepared.definition,
+    }
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_definition(folder: Path) -> dict[str, Any]:
+    """The definition an experiment run folder records; ResultsError if it has none."""
+    path = folder / EXPERIMENT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(
+            f"{folder} is not an experiment run (no {EXPERIMENT_FILE})",
+            hint="saeval run STEER.csv runs one steer file; an experiment is a .yaml file",
+        ) from None
+    except (OSError, ValueError) as error:
+        raise ResultsError(f"{path}: cannot read it ({error})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ResultsError(f"{path}: not a saeval experiment record (schema {SCHEMA})")
+    definition = data.get("definition")
+    if not isinstance(definition, dict):
+        raise ResultsError(f"{path}: has no definition")
+    return definition

@@ -1,0 +1,109 @@
+"""`saeval kl` as a library call: how much a steer set perturbs the model on a corpus, per scale.
+
+Each text is tokenized with the model tokenizer's defaults (special tokens as the tokenizer adds
+them) and cut only at the model's context length; the model is loaded once and runs each
+batch twice per scale (unsteered, steered). No lm-eval evaluation is involved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from saeval.analysis.side_effects import KlSummary, summarize_kl
+from saeval.run.device import check_device
+from saeval.run.steer_set import read_steer_set
+from saeval.spec.texts import read_texts
+
+
+@dataclass(frozen=True)
+class KlMeasurement:
+    """KL(unsteered || steered) on a corpus at one steering scale."""
+
+    scale: float
+    summary: KlSummary
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``saeval kl --format json`` prints, one entry per scale."""
+        summary = self.summary
+        return {
+            "scale": self.scale,
+            "mean_kl": summary.mean_kl,
+            "ci_low": summary.ci_low,
+            "ci_high": summary.ci_high,
+            "p95": summary.p95,
+            "tokens": summary.tokens,
+            "documents": summary.documents,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class KlReport:
+    """Every scale's measurement, with what was measured on."""
+
+    model_id: str
+    texts: int
+    truncated: int  # texts cut at the model's context length
+    measurements: tuple[KlMeasurement, ...]
+
+
+def measure_kl(
+    steer_files: Sequence[Path],
+    texts: Path,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    scales: Sequence[float] = (1.0,),
+    dtype: str = "auto",
+    batch_size: int = 4,
+) -> KlReport:
+    """KL(unsteered || steered) on every position of every text, for each scale."""
+    from saeval.steering.divergence import kl_per_position
+
+    steer = read_steer_set(steer_files, model)
+    corpus = read_texts(texts)
+    lm = _load(steer.model_id, steer, check_device(device), dtype, batch_size)
+    encoded = [lm.tokenizer(text)["input_ids"] for text in corpus]
+    limit = int(lm.max_length)
+    documents = [ids[:limit] for ids in encoded]
+    pad_id = lm.tokenizer.pad_token_id or 0
+    measurements = []
+    for scale in scales:
+        started = time.perf_counter()
+        edits = lm.plan.edits(scale)
+        per_position = kl_per_position(
+            lm.model, documents, edits, batch_size=batch_size, pad_id=pad_id
+        )
+        seconds = time.perf_counter() - started
+        measurements.append(KlMeasurement(scale, summarize_kl(per_position), seconds))
+    truncated = sum(len(ids) > limit for ids in encoded)
+    return KlReport(steer.model_id, len(corpus), truncated, tuple(measurements))
+
+
+def _load(model_id: str, steer: Any, device: str, dtype: str, batch_size: int) -> Any:
+    """The steered lm-eval model (steering off), with the steer set's plan."""
+    from saeval.errors import ResolutionError
+    from saeval.steering.lm_eval_model import SteeredHFLM
+    from saeval.steering.plan import plan_rows
+    from saeval.steering.sae_loading import load_sae
+
+    plan = plan_rows(
+        (row for file in steer.files for row in file.rows),
+        lambda key: load_sae(key[0], key[1], device="cpu", dtype="float32"),
+    )
+    try:
+        return SteeredHFLM(
+            pretrained=model_id,
+            plan=plan,
+            scale=None,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+        )
+    except (OSError, ValueError) as error:
+        raise ResolutionError(f"cannot load model {model_id}: {error}") from None

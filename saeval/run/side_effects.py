@@ -1,0 +1,137 @@
+"""What a steered configuration costs besides its score, measured on the documents it evaluated.
+
+- **KL to the unsteered model** on the first ``kl_docs`` documents of each (sub)task: the text the
+  model is conditioned on (the context of a document's first loglikelihood request, the prompt
+  of a generate_until request, the text of a rolling request after lm-eval's prefix token),
+  tokenized with lm-eval's own ``tok_encode`` and cut at the model's context length; one forward
+  pass without and one with steering; KL(p_unsteered || p_steered) at every position, in nats.
+  The baseline has none (zero by definition).
+- **Quality of generations** (generate_until tasks), every document, for the baseline too (the
+  pairing needs both sides): the perplexity of the generated text under the unsteered model
+  (AxBench's fluency proxy), distinct-2 and the 4-gram repetition rate of its tokens.
+
+One JSON file per (sub)task beside lm-eval's samples (``saeval.run.layout.side_effects_file``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from saeval.analysis.side_effects import distinct_2, perplexity, repetition_rate, summarize_kl
+
+if TYPE_CHECKING:
+    from saeval.steering.lm_eval_model import SteeredHFLM
+
+SCHEMA = "saeval.side_effects/1"
+KL_POSITIONS = "every position of the conditioning text (first request of each document)"
+
+
+def measure(
+    lm: SteeredHFLM, samples_jsonl: str, scale: float | None, kl_docs: int
+) -> dict[str, Any]:
+    """The side-effect record of one (sub)task from its samples JSONL (lm-eval's format)."""
+    records = sorted(_records(samples_jsonl), key=lambda record: int(record["doc_id"]))
+    started = time.perf_counter()
+    kl = None
+    if scale is not None and kl_docs > 0 and records:
+        kl = _kl(lm, records[:kl_docs], scale)
+    kl_seconds = time.perf_counter() - started
+    generation = _generation(lm, records) if _is_generation(records) else None
+    if kl is not None:
+        kl["seconds"] = round(kl_seconds, 3)
+    return {"schema": SCHEMA, "kl": kl, "generation": generation}
+
+
+def _records(samples_jsonl: str) -> Iterator[dict[str, Any]]:
+    for line in samples_jsonl.splitlines():
+        if line.strip():
+            yield json.loads(line)
+
+
+def _first_argument(record: Mapping[str, Any]) -> str:
+    """The first request's first argument: a context, a prompt or a rolling text."""
+    return str(record["arguments"]["gen_args_0"]["arg_0"])
+
+
+def _is_generation(records: list[dict[str, Any]]) -> bool:
+    """Whether the records are generate_until ones (a string response, gen_kwargs argument)."""
+    if not records:
+        return False
+    arguments = records[0]["arguments"]["gen_args_0"]
+    return isinstance(arguments.get("arg_1"), dict)
+
+
+def _is_rolling(records: list[dict[str, Any]]) -> bool:
+    """Whether the records are loglikelihood_rolling ones (one argument: the text)."""
+    return bool(records) and set(records[0]["arguments"]["gen_args_0"]) == {"arg_0"}
+
+
+def _conditioning_ids(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[list[int]]:
+    """The token ids the model is conditioned on, as lm-eval encodes them."""
+    limit = int(lm.max_length)
+    prefix = [lm.prefix_token_id] if _is_rolling(records) else []
+    encoded = [prefix + lm.tok_encode(_first_argument(record)) for record in records]
+    return [ids[-limit:] for ids in encoded if ids]
+
+
+def _kl(lm: SteeredHFLM, records: list[dict[str, Any]], scale: float) -> dict[str, Any]:
+    """Per-document KL sums and counts, and the summary."""
+    from saeval.steering.divergence import kl_per_position
+
+    documents = _conditioning_ids(lm, records)
+    pad_id = lm.tokenizer.pad_token_id or 0
+    per_position = kl_per_position(
+        lm.model, documents, lm.plan.edits(scale), batch_size=_batch_size(lm), pad_id=pad_id
+    )
+    summary = summarize_kl(per_position)
+    return {
+        "documents": [
+            {"doc_id": int(record["doc_id"]), "sum": float(sum(values)), "tokens": len(values)}
+            for record, values in zip(records, per_position, strict=True)
+        ],
+        "mean": summary.mean_kl,
+        "ci_low": summary.ci_low,
+        "ci_high": summary.ci_high,
+        "p95": summary.p95,
+        "tokens": summary.tokens,
+        "positions": KL_POSITIONS,
+    }
+
+
+def _generation(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per document: perplexity of the generation under the unsteered model, distinct-2,
+    repetition rate and its token count."""
+    from saeval.steering.divergence import continuation_nll
+
+    limit = int(lm.max_length)
+    texts = [str(record["filtered_resps"][0]) for record in records]
+    generated = [lm.tok_encode(text, add_special_tokens=False)[: limit - 1] for text in texts]
+    prompts = [
+        lm.tok_encode(_first_argument(record))[-(limit - len(tokens)) :]
+        for record, tokens in zip(records, generated, strict=True)
+    ]
+    pad_id = lm.tokenizer.pad_token_id or 0
+    scored = [(p, g) for p, g in zip(prompts, generated, strict=True) if g]
+    nll = iter(continuation_nll(lm.model, scored, batch_size=_batch_size(lm), pad_id=pad_id))
+    rows = []
+    for record, tokens in zip(records, generated, strict=True):
+        total, count = next(nll) if tokens else (0.0, 0)
+        rows.append(
+            {
+                "doc_id": int(record["doc_id"]),
+                "gen_ppl": perplexity(total, count),
+                "distinct_2": distinct_2(tokens),
+                "repetition_4": repetition_rate(tokens),
+                "tokens": len(tokens),
+            }
+        )
+    return rows
+
+
+def _batch_size(lm: SteeredHFLM) -> int:
+    """The model's batch size, or 4 where lm-eval picks it automatically."""
+    size = str(lm.batch_size)
+    return int(size) if size.isdigit() and int(size) > 0 else 4

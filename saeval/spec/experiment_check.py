@@ -1,0 +1,137 @@
+"""``saeval validate EXPERIMENT.yaml``: the experiment file, every intervention's steer files
+(``saeval.spec.resolve.validate``), one base model across them, and the task names, offline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from saeval.errors import SteerFileError, TaskError
+from saeval.spec.experiment import Experiment, read_experiment
+from saeval.spec.resolve import Resolution, validate
+from saeval.spec.tasks import validate_tasks
+
+SCHEMA = "saeval.experiment-check/1"
+
+
+@dataclass(frozen=True)
+class ExperimentCheck:
+    """What validating an experiment file found: its own problems, each intervention's
+    resolution, and the problems found across them (model, tasks)."""
+
+    path: str
+    experiment: Experiment | None
+    resolutions: dict[str, Resolution] = field(default_factory=dict)
+    read_problems: tuple[str, ...] = ()  # the YAML's own
+    problems_across: tuple[str, ...] = ()  # one base model, task names
+
+    @property
+    def problems(self) -> list[str]:
+        """Every error, as ``file:line key: message`` (steer files' as theirs)."""
+        found = [problem for r in self.resolutions.values() for problem in r.problems]
+        return [*self.read_problems, *dict.fromkeys(found), *self.problems_across]
+
+    @property
+    def ok(self) -> bool:
+        """No problem anywhere (unchecked checks do not fail)."""
+        return not self.problems
+
+    @property
+    def unchecked(self) -> list[str]:
+        """Every check that could not be made offline, each once."""
+        found = [note for r in self.resolutions.values() for note in r.unchecked]
+        return list(dict.fromkeys(found))
+
+    def summary(self) -> str:
+        """One line: what the experiment runs, or that it is not valid."""
+        if self.experiment is None:
+            return f"{self.path}: not readable: {len(self.read_problems)} problem(s)"
+        verdict = "valid" if self.ok else f"{len(self.problems)} problem(s)"
+        return f"{self.path}: {describe(self.experiment)}; {verdict}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able data (schema ``saeval.experiment-check/1``)."""
+        experiment = self.experiment
+        return {
+            "schema": SCHEMA,
+            "ok": self.ok,
+            "path": self.path,
+            "summary": self.summary(),
+            "experiment": None if experiment is None else experiment_data(experiment),
+            "interventions": {name: r.to_dict() for name, r in self.resolutions.items()},
+            "problems": self.problems,
+            "unchecked": self.unchecked,
+        }
+
+
+def describe(experiment: Experiment) -> str:
+    """``2 interventions x 2-3 strengths + 1 random control each; 1 target + 2 capability
+    tasks: 1 baseline + 10 configurations, 33 evaluations``."""
+    count = sum(len(i.scales) for i in experiment.interventions) * (1 + experiment.random_controls)
+    tasks = len(experiment.tasks)
+    strengths = sorted({len(i.scales) for i in experiment.interventions})
+    span = "-".join(map(str, [strengths[0], strengths[-1]] if len(strengths) > 1 else strengths))
+    controls = experiment.random_controls
+    return (
+        f"{_count(len(experiment.interventions), 'intervention')} x {span} strengths"
+        f" + {_count(controls, 'random control')} each; {len(experiment.target)} target + "
+        f"{len(experiment.capability)} capability tasks: 1 baseline + "
+        f"{_count(count, 'configuration')}, {_count((count + 1) * tasks, 'evaluation')}"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def experiment_data(experiment: Experiment) -> dict[str, Any]:
+    """The experiment as JSON-able data (paths as text, the file's text left out)."""
+    data = asdict(experiment)
+    data.pop("text")
+    return _plain(data)
+
+
+def _plain(value: Any) -> Any:
+    """Paths as text, tuples as lists, recursively."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def validate_experiment(
+    path: str | Path, *, model: str | None = None, online: bool = False
+) -> ExperimentCheck:
+    """Check an experiment file and everything it names, offline, collecting every problem."""
+    shown = str(path)
+    try:
+        experiment = read_experiment(path)
+    except SteerFileError as error:
+        return ExperimentCheck(shown, None, read_problems=tuple(error.problems))
+    model = model or experiment.model
+    resolutions = {
+        i.name: validate([str(p) for p in i.steer], model=model, online=online)
+        for i in experiment.interventions
+    }
+    across = _model_problems(shown, model, resolutions)
+    try:
+        validate_tasks(experiment.tasks, experiment.include_path)
+    except TaskError as error:
+        across.append(f"{shown} tasks: {error.message}")
+    return ExperimentCheck(shown, experiment, resolutions, problems_across=tuple(across))
+
+
+def _model_problems(shown: str, model: str | None, resolutions: dict[str, Resolution]) -> list[str]:
+    """Without ``model:``, the interventions must agree on one base model the SAEs name."""
+    if model is not None:
+        return []
+    models = {name: r.base_model for name, r in resolutions.items() if r.ok}
+    named = {m for m in models.values() if m}
+    if len(named) > 1:
+        which = "; ".join(f"{name}: {m}" for name, m in models.items() if m)
+        return [f"{shown} interventions: they steer different base models ({which})"]
+    if models and not named:
+        return [f"{shown} model: missing, and the SAEs do not name their base model; add model:"]
+    return []

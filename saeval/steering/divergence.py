@@ -1,0 +1,103 @@
+"""How far steering moves the model: per-position KL(p_unsteered || p_steered) on given tokens.
+
+For each document (a list of token ids) the model runs twice on the same batch, once without
+and once with the steering edits; at every position the KL divergence of the next-token
+distributions, in nats, is ``sum_v p(v) (log p(v) - log q(v))`` with p unsteered and q steered.
+Batches are right-padded with an attention mask, so a real token never attends to padding and
+padding positions are cut off before anything is summed: a batch of mixed lengths gives the
+same values as one document at a time. Logits are reduced to the per-position KL one batch at
+a time, in float32, so only one batch of logits ever lives in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from saeval.steering.hooks import Edit, attach
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+_T = TypeVar("_T")
+
+
+def kl_per_position(
+    model: nn.Module,
+    documents: Sequence[Sequence[int]],
+    edits: Mapping[str, Edit],
+    *,
+    batch_size: int = 4,
+    pad_id: int = 0,
+) -> list[list[float]]:
+    """KL(unsteered || steered) at every position of every document, in nats (document order)."""
+    import torch
+
+    found: list[list[float]] = []
+    for batch in _batches(documents, batch_size):
+        ids, mask = _right_padded(batch, pad_id, _device(model))
+        with torch.no_grad():
+            log_p = _log_probs(model, ids, mask)
+            with attach(model, edits):
+                log_q = _log_probs(model, ids, mask)
+            kl = torch.nn.functional.kl_div(log_q, log_p, log_target=True, reduction="none")
+            per_position = kl.sum(-1)
+        found.extend(per_position[row, : len(doc)].tolist() for row, doc in enumerate(batch))
+    return found
+
+
+def continuation_nll(
+    model: nn.Module,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    *,
+    batch_size: int = 4,
+    pad_id: int = 0,
+) -> list[tuple[float, int]]:
+    """(negative log-likelihood sum, token count) of each continuation given its prompt, under
+    ``model`` as it is (no steering edits)."""
+    import torch
+
+    found: list[tuple[float, int]] = []
+    for batch in _batches(pairs, batch_size):
+        ids, mask = _right_padded([[*p, *c] for p, c in batch], pad_id, _device(model))
+        with torch.no_grad():
+            log_p = _log_probs(model, ids, mask)
+        for row, (prompt, continuation) in enumerate(batch):
+            targets = torch.tensor(list(continuation), device=log_p.device)
+            start = len(prompt) - 1  # position predicting the first continuation token
+            picked = log_p[row, start : start + len(continuation)].gather(-1, targets[:, None])
+            found.append((-float(picked.sum()), len(continuation)))
+    return found
+
+
+def _batches(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]
+
+
+def _right_padded(
+    batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids right-padded to the longest document, and the attention mask (1: real)."""
+    import torch
+
+    width = max(len(doc) for doc in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, doc in enumerate(batch):
+        ids[row, : len(doc)] = torch.tensor(list(doc), dtype=torch.long)
+        mask[row, : len(doc)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _log_probs(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Next-token log-probabilities (float32) at every position."""
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    return logits.float().log_softmax(-1)
+
+
+def _device(model: nn.Module) -> torch.device:
+    """Where the model's first parameter lives (inputs go there)."""
+    return next(model.parameters()).device

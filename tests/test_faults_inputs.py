@@ -1,0 +1,334 @@
+"""Bad inputs are one line naming their source: steer files that are not regular files, damaged
+SAE folders, model folders without a tokenizer or with a damaged weights file, and comparisons
+with nothing in common."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import save_tiny_pretrained
+from cli_checks import assert_one_line_error
+from sae_builders import MC_TASK, build_sae, save_sae, write_steer_csv
+from typer.testing import CliRunner, Result
+
+from saeval.cli.main import app
+from saeval.errors import ResolutionError, SteerFileError
+from saeval.spec.csv_records import MAX_STEER_BYTES
+from saeval.spec.sae_folder import ARCHITECTURES
+from saeval.spec.steer_file import read_steer_file
+
+GOLDEN = Path(__file__).parent / "golden" / "lmeval"
+
+
+def validate(*args: str) -> Result:
+    return CliRunner().invoke(app, ["validate", *args])
+
+
+def run_cli(bundle: Path, output: Path, steer: Path, model: Path | None = None) -> Result:
+    """`saeval run STEER` on the tiny bundle's tasks (and model): one task, four documents."""
+    base = ["run", str(steer), "--model", str(model or bundle / "model"), "--device", "cpu"]
+    base += ["--include-path", str(bundle / "tasks"), "--output", str(output)]
+    base += ["--tasks", MC_TASK, "--limit", "4", "--name", "r"]
+    return CliRunner().invoke(app, base)
+
+
+def read_within(path: Path, seconds: float = 10.0) -> SteerFileError:
+    """The SteerFileError of reading ``path``, which must come back within ``seconds``."""
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_steer_file(path)
+        except BaseException as error:  # handed to the test thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive() and path.is_fifo():
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # let the reader go
+    assert not thread.is_alive() and outcome, f"reading {path} did not end with an error"
+    assert isinstance(outcome[0], SteerFileError), repr(outcome[0])
+    return outcome[0]
+
+
+# ---- steer files -----------------------------------------------------------------------------
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "steer.csv"
+    os.mkfifo(fifo)
+    error = read_within(fifo)
+    assert error.message == (
+        f"{fifo}: is a named pipe (FIFO), not a regular file; expected a steer.csv file"
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_link_to_dev_zero_is_refused_without_reading_it(tmp_path: Path) -> None:
+    link = tmp_path / "steer.csv"
+    link.symlink_to("/dev/zero")
+    error = read_within(link)
+    assert error.message == (
+        f"{link}: is a character device, not a regular file; expected a steer.csv file"
+    )
+    result = validate(str(link))
+    assert result.exit_code == 1 and f"{link}: is a character device" in result.stderr
+
+
+def test_a_steer_file_over_the_size_cap_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "steer.csv"
+    with big.open("wb") as file:
+        file.write(b"latent_idx,steering_coefficient,sae_release,sae_id\n")
+        file.truncate(MAX_STEER_BYTES + 1)
+    with pytest.raises(SteerFileError) as caught:
+        read_steer_file(big)
+    assert caught.value.message.startswith(f"{big}: larger than 16 MiB")
+    big.write_bytes(big.read_bytes()[:MAX_STEER_BYTES])  # at the cap: read, then its own errors
+    with pytest.raises(SteerFileError, match="NUL byte"):
+        read_steer_file(big)
+
+
+def test_run_names_a_steer_file_that_is_a_fifo(tiny_bundle: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "steer.csv"
+    os.mkfifo(fifo)
+    result = run_cli(tiny_bundle, tmp_path / "out", fifo)
+    assert_one_line_error(result, f"{fifo}: is a named pipe (FIFO)")
+    assert not (tmp_path / "out").exists()
+
+
+# ---- SAE folders -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sae_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A good tiny SAE folder (d_in 64, d_sae 128) to copy and damage."""
+    return save_sae(build_sae("standard", seed=1), tmp_path_factory.mktemp("good") / "sae")
+
+
+def _cfg(folder: Path, **changes: Any) -> str:
+    """Change cfg.json fields (None deletes one); the file's path."""
+    path = folder / "cfg.json"
+    cfg = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def _not_an_object(folder: Path) -> str:
+    (folder / "cfg.json").write_text("[1, 2]")
+    return f"cannot read SAE config {folder}/cfg.json: a list, not a JSON object"
+
+
+def _unknown_architecture(folder: Path) -> str:
+    return f"{_cfg(folder, architecture='sparse_magic')}: unknown architecture 'sparse_magic'"
+
+
+def _no_architecture(folder: Path) -> str:
+    return f"{_cfg(folder, architecture=None)}: no 'architecture'"
+
+
+def _d_sae_as_text(folder: Path) -> str:
+    return f"{_cfg(folder, d_sae='16k')}: d_sae must be a whole number above 0, got '16k'"
+
+
+def _d_sae_fractional(folder: Path) -> str:
+    return f"{_cfg(folder, d_sae=128.5)}: d_sae must be a whole number above 0, got 128.5"
+
+
+def _no_d_in(folder: Path) -> str:
+    return f"{_cfg(folder, d_in=None)}: no 'd_in'"
+
+
+def _hook_name_not_text(folder: Path) -> str:
+    cfg = json.loads((folder / "cfg.json").read_text())
+    metadata = {**cfg["metadata"], "hook_name": 7}
+    return f"{_cfg(folder, metadata=metadata)}: hook_name must be text, got 7"
+
+
+def _shapes_contradict_cfg(folder: Path) -> str:
+    cfg = _cfg(folder, d_sae=256)
+    weights = folder / "sae_weights.safetensors"
+    return f"{weights}: W_dec has shape [128, 64], but {cfg} says [256, 64]"
+
+
+def _truncated_weights(folder: Path) -> str:
+    weights = folder / "sae_weights.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    return f"{weights}: truncated: {len(data) // 2} bytes, but its header describes {len(data)}"
+
+
+def _garbage_weights(folder: Path) -> str:
+    weights = folder / "sae_weights.safetensors"
+    weights.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    return f"{weights}: not a safetensors file"
+
+
+def _header_not_json(folder: Path) -> str:
+    weights = folder / "sae_weights.safetensors"
+    weights.write_bytes((12).to_bytes(8, "little") + b"{not json!!}" + bytes(64))
+    return f"{weights}: not a safetensors file (its header is not JSON)"
+
+
+def _no_weights_file(folder: Path) -> str:
+    (folder / "sae_weights.safetensors").unlink()
+    return f"{folder / 'sae_weights.safetensors'}: file not found"
+
+
+SAE_DAMAGES = [
+    _not_an_object,
+    _unknown_architecture,
+    _no_architecture,
+    _d_sae_as_text,
+    _d_sae_fractional,
+    _no_d_in,
+    _hook_name_not_text,
+    _shapes_contradict_cfg,
+    _truncated_weights,
+    _garbage_weights,
+    _header_not_json,
+    _no_weights_file,
+]
+
+
+@pytest.mark.parametrize("damage", SAE_DAMAGES, ids=[d.__name__.strip("_") for d in SAE_DAMAGES])
+def test_validate_names_the_row_and_the_folder_of_a_damaged_sae(
+    sae_folder: Path, tmp_path: Path, damage: Callable[[Path], str]
+) -> None:
+    folder = Path(shutil.copytree(sae_folder, tmp_path / "sae"))
+    expected = damage(folder)
+    steer = write_steer_csv(tmp_path / "steer.csv", [(3, 8.0, folder, "")])
+    result = validate(str(steer))
+    assert result.exit_code == 1, result.output
+    problem = f"{steer}:2 sae_release: {expected}"
+    assert problem in result.stderr.replace("\n", ""), result.stderr
+    assert "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1] == "error: 1 problem in the steer files"
+
+
+def test_validate_accepts_a_good_sae_folder_of_every_kind(tmp_path: Path) -> None:
+    rows = [
+        (3, 1.0, save_sae(build_sae(kind), tmp_path / kind), "")
+        for kind in ("standard", "jumprelu", "topk")
+    ]
+    steer = write_steer_csv(tmp_path / "steer.csv", rows)
+    result = validate(str(steer))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("damage", [_unknown_architecture, _truncated_weights])
+def test_run_stops_at_a_damaged_sae_before_any_model_is_loaded(
+    tiny_bundle: Path,
+    sae_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    damage: Callable[[Path], str],
+) -> None:
+    from saeval.run import evaluation
+
+    def no_load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(evaluation, "load_model", no_load)
+    folder = Path(shutil.copytree(sae_folder, tmp_path / "sae"))
+    expected = damage(folder)
+    steer = write_steer_csv(tmp_path / "steer.csv", [(3, 8.0, folder, "")])
+    result = run_cli(tiny_bundle, tmp_path / "out", steer)
+    assert_one_line_error(result, f"{steer}:2 sae_release: {expected}")
+
+
+def test_the_known_architectures_are_sae_lens_own() -> None:
+    from sae_lens.registry import SAE_CLASS_REGISTRY
+
+    assert sorted(ARCHITECTURES) == sorted(SAE_CLASS_REGISTRY)
+
+
+def test_an_sae_that_fails_to_load_names_its_folder_and_row(
+    sae_folder: Path, tmp_path: Path
+) -> None:
+    from saeval.steering.plan import build_plan
+    from saeval.steering.sae_loading import load_sae
+
+    folder = Path(shutil.copytree(sae_folder, tmp_path / "sae"))
+    steer = read_steer_file(write_steer_csv(tmp_path / "steer.csv", [(3, 8.0, folder, "")]))
+    _truncated_weights(folder)  # after validate would have run: load_sae meets it itself
+    with pytest.raises(ResolutionError) as caught:
+        load_sae(str(folder), "")
+    assert caught.value.message.startswith(f"cannot load SAE {folder}: SafetensorError: ")
+    assert "\n" not in caught.value.message
+    with pytest.raises(ResolutionError) as caught:
+        build_plan(steer)
+    assert caught.value.message.startswith(
+        f"{tmp_path / 'steer.csv'}:2 sae_release: cannot load SAE {folder}"
+    )
+
+
+# ---- model folders ---------------------------------------------------------------------------
+
+
+def test_a_model_folder_without_a_tokenizer_is_named(tiny_bundle: Path, tmp_path: Path) -> None:
+    model = Path(shutil.copytree(tiny_bundle / "model", tmp_path / "model"))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model / name).unlink()
+    result = run_cli(tiny_bundle, tmp_path / "out", tiny_bundle / "steer.csv", model)
+    assert_one_line_error(
+        result, f"cannot load model {model}: its tokenizer turns text into no tokens"
+    )
+    assert "tokenizer.save_pretrained" in result.stderr
+
+
+def test_a_model_folder_with_a_truncated_weights_file_is_named_before_loading(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from saeval.steering.lm_eval_model import SteeredHFLM
+
+    def no_model(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(SteeredHFLM, "__init__", no_model)
+    model = Path(shutil.copytree(tiny_bundle / "model", tmp_path / "model"))
+    weights = model / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:5000])
+    result = run_cli(tiny_bundle, tmp_path / "out", tiny_bundle / "steer.csv", model)
+    assert_one_line_error(result, f"{weights}: truncated: 5000 bytes, but its header describes")
+
+
+def test_the_tiny_model_folders_pass_the_weights_check(tmp_path: Path) -> None:
+    from saeval.run.evaluation import check_model_folder
+    from saeval.spec.safetensors_header import read_header
+
+    model = save_tiny_pretrained("llama", tmp_path / "llama")
+    check_model_folder(str(model))
+    check_model_folder("google/gemma-2-2b")  # not a folder: nothing to check offline
+    header = read_header(model / "model.safetensors")
+    assert all(entry.dtype == "F32" for entry in header.values())
+
+
+# ---- comparisons -----------------------------------------------------------------------------
+
+
+def test_compare_of_two_evaluations_with_no_task_in_common_is_an_error(tmp_path: Path) -> None:
+    run = Path(shutil.copytree(GOLDEN, tmp_path / "run", ignore=shutil.ignore_patterns("*.md")))
+    (results,) = (run / "steered").glob("*/results_*.json")
+    data = json.loads(results.read_text())
+    data["results"] = {f"other_{name}": value for name, value in data["results"].items()}
+    results.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["compare", str(run / "baseline"), str(run / "steered")])
+    assert_one_line_error(
+        result,
+        f"{run / 'baseline'} and {run / 'steered'} have no task in common (baseline: ",
+        "steered: other_tiny_",
+    )
