@@ -15,10 +15,45 @@ from saeval.run.store import RunStore
 
 if TYPE_CHECKING:
     from saeval.spec.steer_file import SteerFile
+    from saeval.spec.steer_rows import AnyRow
     from saeval.spec.tasks import TaskSet
     from saeval.steering.lm_eval_model import SteeredHFLM
 
 _TOKENIZER_PROBE = "The quick brown fox"  # any tokenizer with a vocabulary gives tokens for it
+
+
+def steered_lm(
+    rows: Sequence[AnyRow], model_id: str, device: str, dtype: str, batch_size: str | int
+) -> SteeredHFLM:
+    """The lm-eval model with the rows' plan (SAEs on the CPU, steering off); one-line errors
+    for a model folder or tokenizer that cannot work."""
+    from safetensors import SafetensorError
+
+    from saeval.steering.lm_eval_model import SteeredHFLM
+    from saeval.steering.plan import plan_rows
+    from saeval.steering.sae_loading import row_loader
+
+    check_model_folder(model_id)
+    plan = plan_rows(rows, row_loader(rows, device="cpu", dtype="float32"))
+    try:
+        lm = SteeredHFLM(
+            pretrained=model_id,
+            plan=plan,
+            scale=None,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+        )
+    except (OSError, ValueError, SafetensorError) as error:
+        reason = " ".join(str(error).split())
+        raise ResolutionError(f"cannot load model {model_id}: {reason}") from None
+    if not lm.tok_encode(_TOKENIZER_PROBE):
+        raise ResolutionError(
+            f"cannot load model {model_id}: its tokenizer turns text into no tokens "
+            "(a model folder without tokenizer files gets an empty one)",
+            hint="save the model's tokenizer into the folder: tokenizer.save_pretrained(FOLDER)",
+        )
+    return lm
 
 
 def load_model(
@@ -30,35 +65,10 @@ def load_model(
     events: RunEvents,
 ) -> SteeredHFLM:
     """Build the steer plan and load the model once (steering off); record what was loaded."""
-    from safetensors import SafetensorError
-
-    from saeval.steering.lm_eval_model import SteeredHFLM
-    from saeval.steering.plan import plan_rows
-    from saeval.steering.sae_loading import row_loader
-
-    check_model_folder(model_id)
     events.note(f"loading {model_id} on {device}")
     started = time.perf_counter()
     rows = [row for file in steer for row in file.rows]
-    plan = plan_rows(rows, row_loader(rows, device="cpu", dtype="float32"))
-    try:
-        lm = SteeredHFLM(
-            pretrained=model_id,
-            plan=plan,
-            scale=None,
-            device=device,
-            dtype=config.dtype,
-            batch_size=config.batch_size,
-        )
-    except (OSError, ValueError, SafetensorError) as error:
-        reason = " ".join(str(error).split())
-        raise ResolutionError(f"cannot load model {model_id}: {reason}") from None
-    if not lm.tok_encode(_TOKENIZER_PROBE):
-        raise ResolutionError(
-            f"cannot load model {model_id}: its tokenizer turns text into no tokens "
-            "(a model folder without tokenizer files gets an empty one)",
-            hint="save the model's tokenizer into the folder: tokenizer.save_pretrained(FOLDER)",
-        )
+    lm = steered_lm(rows, model_id, device, config.dtype, config.batch_size)
     facts = model_facts(lm, model_id, device, config.batch_size)
     before = store.manifest.model.revision
     if before is not None and before != facts.revision:

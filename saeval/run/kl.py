@@ -15,6 +15,7 @@ from typing import Any
 
 from saeval.analysis.side_effects import KlSummary, summarize_kl
 from saeval.run.device import check_device
+from saeval.run.evaluation import steered_lm
 from saeval.run.steer_set import read_steer_set
 from saeval.spec.texts import read_texts
 
@@ -67,7 +68,8 @@ def measure_kl(
 
     steer = read_steer_set(steer_files, model)
     corpus = read_texts(texts)
-    lm = _load(steer.model_id, steer, check_device(device), dtype, batch_size)
+    rows = [row for file in steer.files for row in file.rows]
+    lm = steered_lm(rows, steer.model_id, check_device(device), dtype, batch_size)
     encoded = [lm.tokenizer(text)["input_ids"] for text in corpus]
     limit = int(lm.max_length)
     documents = [ids[:limit] for ids in encoded]
@@ -83,27 +85,3 @@ def measure_kl(
         measurements.append(KlMeasurement(scale, summarize_kl(per_position), seconds))
     truncated = sum(len(ids) > limit for ids in encoded)
     return KlReport(steer.model_id, len(corpus), truncated, tuple(measurements))
-
-
-def _load(model_id: str, steer: Any, device: str, dtype: str, batch_size: int) -> Any:
-    """The steered lm-eval model (steering off), with the steer set's plan."""
-    from saeval.errors import ResolutionError
-    from saeval.steering.lm_eval_model import SteeredHFLM
-    from saeval.steering.plan import plan_rows
-    from saeval.steering.sae_loading import load_sae
-
-    plan = plan_rows(
-        (row for file in steer.files for row in file.rows),
-        lambda key: load_sae(key[0], key[1], device="cpu", dtype="float32"),
-    )
-    try:
-        return SteeredHFLM(
-            pretrained=model_id,
-            plan=plan,
-            scale=None,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-        )
-    except (OSError, ValueError) as error:
-        raise ResolutionError(f"cannot load model {model_id}: {error}") from None
