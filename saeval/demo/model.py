@@ -9,7 +9,9 @@ from GGUF, so the quantiser is detached first: the weights are plain float32 by 
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -50,13 +52,31 @@ def _convert(gguf_package: ModuleType, out_dir: Path) -> None:
     gguf_dir = out_dir / "gguf"
     gguf_path = Path(gguf_package.assemble(gguf_dir / gguf_package.MODEL_NAME))
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf_dir, gguf_file=gguf_path.name, dtype=torch.float32
-    )
-    shutil.rmtree(gguf_dir)
-    _make_serializable(model)
-    model.save_pretrained(out_dir)
+    with _no_conversion_bar():
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=gguf_path.name, dtype=torch.float32
+        )
+        shutil.rmtree(gguf_dir)
+        _make_serializable(model)
+        model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+
+
+@contextlib.contextmanager
+def _no_conversion_bar() -> Iterator[None]:
+    """Hide transformers' conversion, loading and saving bars (saeval says what it does)."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging
+
+    bar, shown = gguf_utils.tqdm, logging.is_progress_bar_enabled()
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+        if shown:
+            logging.enable_progress_bar()
 
 
 def _make_serializable(model: Any) -> None:
