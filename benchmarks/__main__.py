@@ -7,7 +7,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-MODULES = ("steering", "run_vs_lmeval", "kl_cost", "experiment_workers")
+MODULES = (
+    "steering",
+    "run_vs_lmeval",
+    "kl_cost",
+    "experiment_workers",
+    "shared_prefix",
+    "positions",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,6 +1,7 @@
 """An experiment's leaderboard: per intervention x strength, the target effect and the
-capability cost against the one shared baseline, its random controls beside it, and the
-sweet spot per intervention; one Holm family over every test it reports.
+capability cost against the one shared baseline, its random controls beside it, the KL to the
+unsteered model (token-weighted over every task that measured it) and the sweet spot per
+intervention; one Holm family over every test it reports.
 
 Effects are paired deltas (steered - baseline) pooled over the documents of a family of tasks
 (the target tasks, the capability tasks), as a group pools its subtasks; ``saeval.analysis.
@@ -30,6 +31,7 @@ from saeval.analysis import stats
 from saeval.analysis.compare import NO_TEST, Comparison, ComparisonRow, Side, compare
 from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN, check_alpha, check_margin
 from saeval.analysis.results import MetricValue, ResultSet, TaskResult
+from saeval.analysis.side_effects import pooled_kl
 from saeval.errors import ResultsError, UsageError
 
 TARGET = "[target]"
@@ -91,6 +93,7 @@ class BoardRow:
     p_non_inferior_holm: float | None = None
     versus: Effect | None = None  # a control's row: the intervention minus this control
     sweet_spot: bool = False
+    kl: float | None = None  # KL(unsteered || steered) per token, over the tasks that measured it
 
     @property
     def label(self) -> str:
@@ -132,6 +135,7 @@ class Leaderboard:
             record["p_non_inferior"] = row.p_non_inferior
             record["p_non_inferior_holm"] = row.p_non_inferior_holm
             record["sweet_spot"] = row.sweet_spot
+            record["kl"] = row.kl
             records.append(record)
         return records
 
@@ -255,6 +259,7 @@ class _Families:
             non_inferior=None,
             p_non_inferior=p_ni,
             versus=versus,
+            kl=pooled_kl([task.kl for task in entry.results.tasks.values() if task.kl]),
         )
 
 

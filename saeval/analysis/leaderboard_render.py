@@ -12,7 +12,7 @@ from rich.text import Text
 
 from saeval.analysis.compare import metric_label
 from saeval.analysis.leaderboard import BoardRow, Effect, Leaderboard
-from saeval.analysis.render import MISSING, fmt_ci, fmt_number, fmt_p
+from saeval.analysis.render import KL_HEADER, MISSING, fmt_ci, fmt_number, fmt_p
 from saeval.errors import UsageError
 
 SCHEMA = "saeval.leaderboard/1"
@@ -34,6 +34,7 @@ def title(board: Leaderboard) -> str:
 def cells(board: Leaderboard) -> list[dict[str, str]]:
     """Formatted cells of every row, keyed by the column headers."""
     level = f"{1 - board.alpha:.0%} CI"
+    with_kl = any(row.kl is not None for row in board.rows)
     found = []
     for row in board.rows:
         cell = {"intervention": row.label if row.control is None else f"  {row.label}"}
@@ -48,6 +49,8 @@ def cells(board: Leaderboard) -> list[dict[str, str]]:
             cell["worst task"] = (
                 MISSING if worst is None else f"{worst.task} {fmt_number(worst.delta, signed=True)}"
             )
+        if with_kl:
+            cell[KL_HEADER] = fmt_number(row.kl)
         cell["vs intervention"] = _versus(row.versus)
         cell["sweet spot"] = SWEET_SPOT if row.sweet_spot else ""
         found.append(cell)

@@ -7,7 +7,9 @@ next to it, or, without ``--output``, into ``<run name>-plots/`` in the current 
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from saeval.analysis.plots import plot_sweep
@@ -16,7 +18,7 @@ from saeval.analysis.report import Report, build_report, sweep_of
 from saeval.analysis.results_io import load_run
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError
-from saeval.run.layout import COMPARISON
+from saeval.run.layout import COMPARISON, MANIFEST
 
 _FILES = (("md", "markdown"), ("csv", "csv"), ("json", "json"))
 PLOTS_SUFFIX = "-plots"
@@ -74,9 +76,25 @@ def write_report(path: Path, text: str) -> None:
 def write_comparison(folder: Path, margin: float) -> tuple[Report, list[Path]]:
     """comparison.{md,csv,json} of a run folder: one comparison, or a sweep with PNG plots."""
     report = build_report(load_run(folder), margin=margin)
+    report = replace(report, notes=(*report.notes, *positions_notes(folder)))
     plots = write_plots(report, folder)
     files = []
     for suffix, fmt in _FILES:
         files.append(folder / f"{COMPARISON}.{suffix}")
         write_atomic(files[-1], render(report, fmt))
     return report, files + plots
+
+
+def positions_notes(folder: Path) -> list[str]:
+    """One note per steer file of the run with a row steering only some positions: every row's
+    positions mode, in file order (none when every row steers every position)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    notes = []
+    for record in manifest.get("steer_files", []) if isinstance(manifest, dict) else []:
+        modes = record.get("positions") or []
+        if any(mode != "all" for mode in modes):
+            notes.append(f"steering positions of {record['path']}, row by row: {', '.join(modes)}")
+    return notes

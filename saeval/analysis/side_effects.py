@@ -51,6 +51,15 @@ def summarize_kl(per_document: Sequence[Sequence[float]], confidence: float = 0.
     return KlSummary(ratio, low, high, p95, int(counts.sum()), len(docs))
 
 
+def pooled_kl(summaries: Sequence[KlSummary]) -> float | None:
+    """The token-weighted mean KL over several tasks' summaries (None without any): the mean a
+    single summary of all their documents would have."""
+    tokens = sum(summary.tokens for summary in summaries)
+    if not tokens:
+        return None
+    return sum(summary.mean_kl * summary.tokens for summary in summaries) / tokens
+
+
 def _ratio_interval(
     sums: np.ndarray, counts: np.ndarray, ratio: float, confidence: float
 ) -> tuple[float | None, float | None]:

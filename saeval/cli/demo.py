@@ -49,7 +49,7 @@ def command(
     _offline()  # before anything imports huggingface_hub, which reads it once
     from saeval.cli.options import parse_scales
     from saeval.cli.progress import ProgressEvents, quiet_libraries
-    from saeval.demo.run import DEMO_STEER_FILE, demo_config
+    from saeval.demo.run import DEMO_STEER_FILE, demo_config, first_position_config
     from saeval.run.runner import run
 
     scales = parse_scales(scale)
@@ -59,7 +59,9 @@ def command(
     config = demo_config(assets, output=output, scales=scales, limit=limit, device=device)
     with ProgressEvents() as events:
         result = run(config, events)
-    _show(result, scales)
+        extra = first_position_config(config, result.folder.name)
+        first_position = None if extra is None else run(extra, events).folder
+    _show(result, scales, first_position)
 
 
 def _offline() -> None:
@@ -101,11 +103,19 @@ def _prepare() -> DemoAssets:
     return assets
 
 
-def _show(result: RunResult, scales: tuple[float, ...]) -> None:
-    """The comparison at 1x, the dose-response table, what they show and where the files are."""
+def _show(result: RunResult, scales: tuple[float, ...], first_position: Path | None) -> None:
+    """The comparison at 1x, the dose-response table, what they show (with the 2x knowledge
+    accuracy leaving the first position alone, from the ``first_position`` run folder) and
+    where the files are."""
     from saeval.analysis.render import table
     from saeval.analysis.report import sweep_of
-    from saeval.demo.run import display_sweep, findings, headline_comparison, headline_scale
+    from saeval.demo.run import (
+        display_sweep,
+        findings,
+        first_position_sentence,
+        headline_comparison,
+        headline_scale,
+    )
 
     scale = headline_scale(scales)
     comparison = headline_comparison(result.folder, scale)
@@ -113,7 +123,9 @@ def _show(result: RunResult, scales: tuple[float, ...]) -> None:
     sweep = None if result.report is None else sweep_of(result.report)
     if sweep is not None:
         out.print(table(display_sweep(sweep)))
-    for line in findings(comparison, scale, sweep):
+    lines = findings(comparison, scale, sweep)
+    sentence = None if first_position is None else first_position_sentence(sweep, first_position)
+    for line in [*lines, *([sentence] if sentence else [])]:
         out.print(f"[bold]{escape(line)}[/]", highlight=False, soft_wrap=True)
     if result.reused:
         out.print(f"baseline reused from the cache for: {', '.join(result.reused)}", soft_wrap=True)

@@ -91,17 +91,34 @@ def command(
         ),
     ] = False,
     kl_docs: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Documents per task whose prompts get a KL(unsteered || steered) pass (0: none)."
+            help="Documents per task whose prompts get a KL(unsteered || steered) pass (0: none; "
+            f"default {DEFAULT_KL_DOCS}, or an experiment file's kl_docs).",
+            show_default=False,
         ),
-    ] = DEFAULT_KL_DOCS,
+    ] = None,
     gen_kwargs: Annotated[
         str | None,
         typer.Option(
             help="Generation arguments of generate_until tasks: temperature=0,max_gen_toks=64."
         ),
     ] = None,
+    positions: Annotated[
+        str,
+        typer.Option(
+            help="Where rows with an empty positions cell steer: all, all_but_bos, prompt "
+            "(the conditioning text) or generated (what the model produces).",
+        ),
+    ] = "all",
+    no_shared_prefix: Annotated[
+        bool,
+        typer.Option(
+            "--no-shared-prefix",
+            help="Evaluate each configuration in its own passes (lm-eval's loop), not the "
+            "unsteered layers once for all (same answers; for checking).",
+        ),
+    ] = False,
     devices: DevicesOpt = None,
     executor: ExecutorOpt = None,
     slurm_partition: SlurmPartitionOpt = None,
@@ -117,6 +134,7 @@ def command(
         return run_experiment.command(given, defaults)
     tasks = _steer_run_tasks(given)
     from saeval.run.config import RunConfig
+    from saeval.run.ranks import is_main
     from saeval.run.runner import run
     from saeval.spec.tasks import split_task_names
 
@@ -139,11 +157,14 @@ def command(
         resume=resume,
         apply_chat_template=apply_chat_template,
         gen_kwargs=gen_kwargs,
-        kl_docs=kl_docs,
+        kl_docs=DEFAULT_KL_DOCS if kl_docs is None else kl_docs,
+        positions=positions,
+        shared_prefix=not no_shared_prefix,
     )
     with ProgressEvents() as events:
         result = run(config, events)
-    _show(result)
+    if is_main():  # data parallel (accelerate launch): rank 0 alone reports
+        _show(result)
 
 
 def _steer_run_tasks(given: dict[str, Any]) -> str:

@@ -2,8 +2,8 @@
 
 The options of a steer-file run that an experiment file sets itself (``--tasks``, ``--scale``,
 ``--dtype``, ...) are refused with a pointer to the key, never silently ignored; ``--model``,
-``--device``, ``--limit``, ``--output``, ``--name`` and ``--resume`` apply as they do to a
-steer-file run, and ``--devices``, ``--executor`` and ``--slurm-*`` replace the file's keys.
+``--device``, ``--limit``, ``--kl-docs``, ``--output``, ``--name`` and ``--resume`` apply as they
+do to a steer-file run, and ``--devices``, ``--executor`` and ``--slurm-*`` replace the file's keys.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ EXPERIMENT_OPTIONS = (  # options only an experiment takes
     "slurm_time",
     "slurm_jobs",
 )
-_SHARED = ("model", "device", "limit", "output", "name", "resume")  # what both kinds of run take
+_SHARED = ("model", "device", "limit", "kl_docs", "output", "name", "resume")  # both kinds take
 
 
 def command(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:

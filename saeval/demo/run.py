@@ -17,7 +17,7 @@ from saeval.demo.lm_tasks import DEMO_TASKS
 
 if TYPE_CHECKING:
     from saeval.analysis.compare import Comparison, ComparisonRow
-    from saeval.analysis.sweep import Sweep
+    from saeval.analysis.sweep import Sweep, SweepSeries
     from saeval.run.config import RunConfig
 
 DEMO_STEER_FILE = Path(__file__).resolve().parent / "demo.csv"
@@ -72,6 +72,43 @@ def demo_config(
 
 
 KL_THRESHOLD = 0.1  # nats per token: a perturbation worth naming
+FIRST_POSITION_SCALE = 2.0  # where the demo also measures leaving the first position alone
+
+
+def first_position_config(config: RunConfig, run_name: str) -> RunConfig | None:
+    """The extra run of the demo: the knowledge task at 2x with ``positions all_but_bos`` (the
+    first position, Gemma's BOS and attention sink, left alone); None without 2x in the sweep."""
+    if FIRST_POSITION_SCALE not in config.scales:
+        return None
+    return replace(
+        config,
+        tasks=(KNOWLEDGE_TASK,),
+        scales=(FIRST_POSITION_SCALE,),
+        positions="all_but_bos",
+        no_baseline=True,
+        kl_docs=0,
+        name=f"{run_name}-all_but_bos",
+    )
+
+
+def first_position_sentence(report: Sweep | None, folder: Path) -> str | None:
+    """'knowledge at 2x: 0.53 with every position steered, 0.55 leaving the first position
+    alone' from the sweep and the extra run's folder (None if either lacks the number)."""
+    from saeval.analysis.results_io import load_side
+    from saeval.run.layout import configuration_name
+
+    series = None if report is None else _acc_series(report, KNOWLEDGE_TASK)
+    points = () if series is None else series.points
+    every = next((p.value for p in points if p.scale == FIRST_POSITION_SCALE), None)
+    side = load_side(folder / configuration_name(FIRST_POSITION_SCALE, (FIRST_POSITION_SCALE,)))
+    task = side.tasks.get(KNOWLEDGE_TASK)
+    skipped = None if task is None else task.metrics.get("acc,none")
+    if every is None or skipped is None:
+        return None
+    return (
+        f"knowledge at {FIRST_POSITION_SCALE:g}x: {every:.2f} with every position steered, "
+        f"{skipped.value:.2f} leaving the first position alone (positions all_but_bos)"
+    )
 
 
 def headline_scale(scales: Sequence[float]) -> float:
@@ -125,9 +162,14 @@ def _preference_sentence(row: ComparisonRow, scale: float) -> str:
     return f"{text} ({row.test} p = {fmt_p(row.p)})"
 
 
+def _acc_series(report: Sweep, task: str) -> SweepSeries | None:
+    """The sweep's acc series of ``task``, if it has one."""
+    return next((s for s in report.series if s.task == task and s.metric == "acc"), None)
+
+
 def _curve(report: Sweep, task: str) -> str | None:
     """'0.73 (baseline), 0.72 (0.5x), 0.69 (1x), ...' for a task's acc series."""
-    series = next((s for s in report.series if s.task == task and s.metric == "acc"), None)
+    series = _acc_series(report, task)
     if series is None:
         return None
     points = [f"{point.value:.2f} ({point.scale:g}x)" for point in series.points]
@@ -137,7 +179,7 @@ def _curve(report: Sweep, task: str) -> str | None:
 def _kl_lines(report: Sweep, task: str) -> list[str]:
     """KL to the unsteered model against strength on a task's prompts, and where it first
     exceeds KL_THRESHOLD nats per token."""
-    series = next((s for s in report.series if s.task == task and s.metric == "acc"), None)
+    series = _acc_series(report, task)
     points = [p for p in series.points if p.kl is not None] if series is not None else []
     if not points:
         return []

@@ -11,6 +11,7 @@ from saeval.analysis.defaults import DEFAULT_MARGIN, check_margin
 from saeval.errors import UsageError
 from saeval.run.layout import name_problem
 from saeval.run.manifest import TaskRecord
+from saeval.spec.positions import MODES
 
 if TYPE_CHECKING:
     from saeval.analysis.report import Report
@@ -44,6 +45,8 @@ class RunConfig:
     apply_chat_template: bool = False
     gen_kwargs: str | None = None
     kl_docs: int = DEFAULT_KL_DOCS  # documents per (sub)task with a KL pass; 0: none
+    positions: str = "all"  # the positions mode of rows whose positions cell is empty
+    shared_prefix: bool = True  # one pass for a task's configurations (False: one each)
 
     @property
     def seeds(self) -> dict[str, int]:
@@ -57,6 +60,10 @@ class RunConfig:
             raise UsageError(f"--kl-docs must be 0 (no KL) or more, got {self.kl_docs}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise UsageError(f"--num-fewshot must be 0 or more, got {self.num_fewshot}")
+        if self.positions not in MODES:
+            raise UsageError(
+                f"--positions must be one of {', '.join(MODES)}, got {self.positions!r}"
+            )
         if not self.scales:
             raise UsageError("--scale needs at least one strength")
         if len(set(self.scales)) != len(self.scales):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from saeval.errors import ResolutionError, ResultsError, TaskError
 from saeval.run.config import BOOTSTRAP_ITERS, RunConfig, RunEvents
@@ -14,6 +14,8 @@ from saeval.run.lm_eval_format import TaskOutput, task_output
 from saeval.run.store import RunStore
 
 if TYPE_CHECKING:
+    from lm_eval.loggers import EvaluationTracker
+
     from saeval.spec.steer_file import SteerFile
     from saeval.spec.steer_rows import AnyRow
     from saeval.spec.tasks import TaskSet
@@ -98,14 +100,38 @@ def evaluate(lm: SteeredHFLM, task: str, config: RunConfig, tasks: TaskSet) -> T
     """One ``simple_evaluate`` call on one task, with samples logged, at the model's scale."""
     from dataclasses import asdict as fields_of
 
-    from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.utils import sanitize_model_name
 
-    collect_env_once()
     tracker = EvaluationTracker()
+    results = _simple_evaluate(lm, task, config, tasks, tracker)
+    if results is None:
+        raise TaskError(f"lm-eval returned no results for {task} (not rank 0?)")
+    general = tracker.general_config_tracker
+    general.log_end_time()
+    general.model_source = "sae_steered"
+    general.model_name = str(lm.model.name_or_path)
+    general.model_name_sanitized = sanitize_model_name(general.model_name)
+    return task_output(results, fields_of(general))
+
+
+def evaluate_share(lm: SteeredHFLM, task: str, config: RunConfig, tasks: TaskSet) -> None:
+    """A data parallel rank other than 0: its share of the documents of the ``evaluate`` call
+    rank 0 makes (lm-eval gathers the results at rank 0; this rank gets none)."""
+    from lm_eval.loggers import EvaluationTracker
+
+    _simple_evaluate(lm, task, config, tasks, EvaluationTracker())
+
+
+def _simple_evaluate(
+    lm: SteeredHFLM, task: str, config: RunConfig, tasks: TaskSet, tracker: EvaluationTracker
+) -> dict[str, Any] | None:
+    """``lm_eval.simple_evaluate`` of one task with the run's options (None off rank 0)."""
+    from lm_eval import simple_evaluate
+
+    collect_env_once()
     seeds = config.seeds
-    results = simple_evaluate(
+    results: dict[str, Any] | None = simple_evaluate(
         model=lm,
         tasks=[task],
         num_fewshot=config.num_fewshot,
@@ -123,11 +149,4 @@ def evaluate(lm: SteeredHFLM, task: str, config: RunConfig, tasks: TaskSet) -> T
         torch_random_seed=seeds["torch"],
         fewshot_random_seed=seeds["fewshot"],
     )
-    if results is None:
-        raise TaskError(f"lm-eval returned no results for {task} (not rank 0?)")
-    general = tracker.general_config_tracker
-    general.log_end_time()
-    general.model_source = "sae_steered"
-    general.model_name = str(lm.model.name_or_path)
-    general.model_name_sanitized = sanitize_model_name(general.model_name)
-    return task_output(results, fields_of(general))
+    return results

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from saeval.analysis.leaderboard import Leaderboard
-from saeval.errors import TaskError
+from saeval.errors import TaskError, UsageError
 from saeval.run.config import RunEvents, SilentEvents
 from saeval.run.device import check_device
 from saeval.run.executors import Pool, make_pool
@@ -26,6 +26,7 @@ from saeval.run.experiment_report import write_reports
 from saeval.run.experiment_spec import Prepared, open_experiment_folder, prepare
 from saeval.run.interrupts import Sigterm, interrupted
 from saeval.run.manifest import Status, now
+from saeval.run.ranks import launched_size
 from saeval.run.store import RunStore
 from saeval.run.unit_queue import claims, manifest_lock, reset_queue, shared_store
 from saeval.spec.experiment import Experiment, read_experiment, with_overrides
@@ -42,6 +43,7 @@ class ExperimentOptions:
     resume: bool = False
     model: str | None = None
     limit: int | float | None = None
+    kl_docs: int | None = None
     devices: tuple[str, ...] | None = None
     executor: str | None = None
     slurm_partition: str | None = None
@@ -70,6 +72,13 @@ def run_experiment(
     """Evaluate every unit of the experiment (only the missing ones with ``resume``), then
     write its reports."""
     events = events or SilentEvents()
+    if launched_size() > 1:
+        raise UsageError(
+            f"{path}: an experiment places its own workers, one per device; it does not run "
+            "under accelerate launch or torchrun",
+            hint="pass --devices cuda:0,cuda:1,... (accelerate launch is for one steer file: "
+            "saeval run STEER.csv --tasks ...)",
+        )
     changes = {k: v for k, v in vars(options).items() if k not in ("output", "name", "resume")}
     experiment = with_overrides(read_experiment(path), **changes)
     devices = _devices(experiment)

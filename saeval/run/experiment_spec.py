@@ -20,7 +20,7 @@ from typing import Any
 from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN
 from saeval.atomic import write_atomic
 from saeval.errors import ResolutionError, ResultsError, UsageError
-from saeval.run.config import RunConfig
+from saeval.run.config import DEFAULT_KL_DOCS, RunConfig
 from saeval.run.experiment_layout import EXPERIMENT_FILE, configurations, units
 from saeval.run.folder import open_run_folder
 from saeval.run.steer_set import SteerSet, read_steer_set
@@ -50,7 +50,10 @@ def prepare(
     experiment: Experiment, *, output: Path, name: str | None, resume: bool, device: str
 ) -> Prepared:
     """Read and resolve every steer file, agree on one model, check tasks and options."""
-    sets = {i.name: read_steer_set(i.steer, experiment.model) for i in experiment.interventions}
+    sets = {
+        i.name: read_steer_set(i.steer, experiment.model, i.positions)
+        for i in experiment.interventions
+    }
     model_id = _one_model(experiment, sets)
     options = experiment.options
     config = RunConfig(
@@ -71,6 +74,7 @@ def prepare(
         resume=resume,
         apply_chat_template=options.apply_chat_template,
         gen_kwargs=options.gen_kwargs,
+        kl_docs=_kl_docs(experiment),
     )
     config.check()
     tasks = validate_tasks(config.tasks, config.include_path)
@@ -108,12 +112,13 @@ def _definition(experiment: Experiment, sets: dict[str, SteerSet], model_id: str
         "target": list(experiment.target),
         "capability": list(experiment.capability),
         "include_path": [str(Path(p).resolve()) for p in experiment.include_path],
-        "options": asdict(experiment.options),
+        "options": asdict(experiment.options) | {"kl_docs": _kl_docs(experiment)},
         "interventions": {
             i.name: {
                 "steer": [str(f.path.resolve()) for f in sets[i.name].files],
                 "steer_sha256": [f.sha256 for f in sets[i.name].files],
                 "scales": list(i.scales),
+                **({"positions": i.positions} if i.positions != "all" else {}),
             }
             for i in experiment.interventions
         },
@@ -129,6 +134,12 @@ def _definition(experiment: Experiment, sets: dict[str, SteerSet], model_id: str
             "alpha": DEFAULT_ALPHA if experiment.alpha is None else experiment.alpha,
         },
     }
+
+
+def _kl_docs(experiment: Experiment) -> int:
+    """Documents per (sub)task with a KL pass: the file's ``kl_docs``, else saeval run's default."""
+    kl_docs = experiment.options.kl_docs
+    return DEFAULT_KL_DOCS if kl_docs is None else kl_docs
 
 
 def open_experiment_folder(prepared: Prepared, device: str) -> RunStore:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from saeval.errors import ResultsError, UsageError
 from saeval.run.environment import command_line, folder_fingerprint, software
 from saeval.run.manifest import Manifest, ModelRecord, Status, SteerFileRecord, spec_sha256
+from saeval.run.ranks import current
 from saeval.run.store import RunStore
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def open_run_folder(
         spec=spec,
         spec_sha256=digest,
         command=command_line(),
-        steer_files=[SteerFileRecord(str(f.path), f.sha256, f.dialect, f.text) for f in steer],
+        steer_files=[_steer_file_record(f) for f in steer],
         saes=saes,
         model=ModelRecord(id=model_id, dtype=config.dtype, device=device),
         tasks=list(tasks.specs),
@@ -120,7 +121,17 @@ def _spec(
         "apply_chat_template": config.apply_chat_template,
         "gen_kwargs": config.gen_kwargs,
         **({"kl_docs": config.kl_docs} if config.kl_docs else {}),
+        **({"positions": config.positions} if config.positions != "all" else {}),
+        **({"data_parallel": ranks} if (ranks := current().world_size) > 1 else {}),
     }
+
+
+def _steer_file_record(steer: SteerFile) -> SteerFileRecord:
+    """What run.json keeps of one steer file, with each row's positions mode."""
+    from saeval.spec.steer_rows import mode_of
+
+    positions = [mode_of(row) for row in steer.rows]
+    return SteerFileRecord(str(steer.path), steer.sha256, steer.dialect, steer.text, positions)
 
 
 def _sae_folders(saes: list[ResolvedSae]) -> dict[str, Any]:

@@ -10,7 +10,8 @@ Fields (``schema_version`` 1)::
     command          the command line that started (or last resumed) the run
     spec             every option that determines the numbers (a resumed run must match it)
     spec_sha256      sha256 of `spec`
-    steer_files      [{path, sha256, dialect, text}]                       SteerFileRecord
+    steer_files      [{path, sha256, dialect, text, positions}]            SteerFileRecord
+                     (positions: each row's positions mode, the run's default filled in)
     saes             the resolved SAEs (release, sae_id, hook_name, ...)   ResolvedSae
     model            {id, revision, dtype, device, device_name, batch_size} ModelRecord
     tasks            [{name, kind, version, config_sha256, yaml_path}]     TaskSpec
@@ -83,6 +84,7 @@ class SteerFileRecord:
     sha256: str
     dialect: str
     text: str
+    positions: list[str] = field(default_factory=list)  # each row's mode, in file order
 
 
 @dataclass

@@ -12,7 +12,6 @@ baseline with each strength is written next to the results.
 from __future__ import annotations
 
 import errno
-import json
 import time
 import traceback
 from collections.abc import Sequence
@@ -23,17 +22,16 @@ from typing import TYPE_CHECKING
 from saeval.analysis.report import Report
 from saeval.analysis.report_files import write_comparison
 from saeval.errors import DeviceError, ResultsError, SaevalError, SteeringError, TaskError
-from saeval.run import evaluation
+from saeval.run import evaluation, ranks
 from saeval.run.baseline_cache import BaselineCache, baseline_inputs, baseline_key
 from saeval.run.config import RunConfig, RunEvents, RunResult, SilentEvents
 from saeval.run.device import check_device
 from saeval.run.folder import open_run_folder
 from saeval.run.interrupts import Sigterm, interrupted
 from saeval.run.layout import BASELINE, MANIFEST, configuration_name
-from saeval.run.lm_eval_format import TaskOutput
 from saeval.run.manifest import Status, TaskRecord
 from saeval.run.quiet import quiet_lm_eval
-from saeval.run.side_effects import measure
+from saeval.run.side_effects import side_effect_texts
 from saeval.run.steer_set import read_steer_set
 from saeval.run.store import RunStore
 from saeval.spec.tasks import TaskSet, validate_tasks
@@ -41,6 +39,7 @@ from saeval.spec.tasks import TaskSet, validate_tasks
 if TYPE_CHECKING:
     from saeval.spec.steer_file import SteerFile
     from saeval.steering.lm_eval_model import SteeredHFLM
+    from saeval.steering.shared_prefix import SharedAnswers
 
 
 @dataclass(frozen=True)
@@ -53,11 +52,13 @@ class _Step:
 def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     """Evaluate the baseline and each steering strength on every task; save and compare."""
     events = events or SilentEvents()
-    steer_set = read_steer_set(config.steer_files, config.model)
+    steer_set = read_steer_set(config.steer_files, config.model, config.positions)
     steer, saes, model_id = steer_set.files, steer_set.saes, steer_set.model_id
     device = check_device(config.device)
     config.check()
     tasks = validate_tasks(config.tasks, config.include_path)
+    if not ranks.is_main():  # data parallel: rank 0 writes the run folder, the others follow
+        return ranks.follow(config, steer, model_id, device, tasks)
     store = open_run_folder(config, steer, saes, model_id, device, tasks)  # locked until done
     with store, Sigterm() as sigterm, quiet_lm_eval(events.requests_done):
         if config.resume:
@@ -90,13 +91,19 @@ def _run_in(
     where: tuple[str, str] | None = None
     try:
         pending = [step for step in steps if store.record(step.configuration, step.task) is None]
+        ranks.announce(store.folder, [(s.configuration, s.scale, s.task) for s in pending])
         if pending:
             lm = evaluation.load_model(store, config, steer, model_id, device, events)
+            ranks.split_documents(lm)
             store.set_status(Status.RUNNING)
+            shared = _shared_passes(pending, config.shared_prefix)
             for step in pending:
                 sigterm.check()
                 where = (step.configuration, step.task)
-                _run_step(store, lm, step, steps, config, tasks, events)
+                with lm.sharing(shared.get(step.task)):
+                    _run_step(store, lm, step, steps, config, tasks, events)
+                if step.task in shared:
+                    shared[step.task].finished(step.scale)
             where = None
         sigterm.check()
         result = _finish(store, config, steps)
@@ -126,6 +133,20 @@ def _steps(config: RunConfig, task_names: Sequence[str]) -> list[_Step]:
     ]
 
 
+def _shared_passes(pending: Sequence[_Step], shared_prefix: bool) -> dict[str, SharedAnswers]:
+    """Per task, the answers its pending configurations share (shared-prefix evaluation: the
+    first one evaluated answers every request for all of them); none with
+    ``--no-shared-prefix`` or a single configuration."""
+    from saeval.steering.shared_prefix import SharedAnswers
+
+    if not shared_prefix:
+        return {}
+    scales: dict[str, list[float | None]] = {}
+    for step in pending:
+        scales.setdefault(step.task, []).append(step.scale)
+    return {task: SharedAnswers(group) for task, group in scales.items() if len(group) > 1}
+
+
 def _run_step(
     store: RunStore,
     lm: SteeredHFLM,
@@ -138,20 +159,21 @@ def _run_step(
     """Evaluate (or take from the cache) one (configuration, task) and save it at once."""
     store.configuration_dir(step.configuration, step.scale)
     events.task_started(step.configuration, step.task, steps.index(step) + 1, len(steps))
-    key = inputs = None
+    key = inputs = reused = None
     if step.scale is None:
         spec = next(s for s in tasks.specs if s.name == step.task)
         inputs = baseline_inputs(store.manifest, config, spec)
         key = baseline_key(inputs)
         reused = _reuse_baseline(store, lm, config, step.task, key, events)
-        if reused is not None:
-            events.task_finished(reused)
-            return reused
+    ranks.share(reused is None)  # data parallel: the other ranks evaluate it too, or skip it
+    if reused is not None:
+        events.task_finished(reused)
+        return reused
     started = time.perf_counter()
     lm.set_scale(step.scale)
     output = evaluation.evaluate(lm, step.task, config, tasks)
     seconds = time.perf_counter() - started
-    effects = _side_effects(lm, output, step.scale, config.kl_docs)
+    effects = side_effect_texts(lm, output, step.scale, config.kl_docs)
     record = store.save_task(
         step.configuration, step.task, output, seconds, key, side_effects=effects
     )
@@ -159,16 +181,6 @@ def _run_step(
         BaselineCache(config.output).put(key, output, inputs, store.folder.name)
     events.task_finished(record)
     return record
-
-
-def _side_effects(
-    lm: SteeredHFLM, output: TaskOutput, scale: float | None, kl_docs: int
-) -> dict[str, str]:
-    """KL and generation-quality records of every (sub)task, as JSON texts."""
-    return {
-        task: json.dumps(measure(lm, samples, scale, kl_docs), indent=2) + "\n"
-        for task, samples in output.samples.items()
-    }
 
 
 def _reuse_baseline(
@@ -185,7 +197,7 @@ def _reuse_baseline(
     result, meta = cached
     source = meta.get("run")
     events.note(f"baseline {task}: reused from the cache ({key[:12]}, computed by run {source})")
-    effects = _side_effects(lm, result, None, config.kl_docs)
+    effects = side_effect_texts(lm, result, None, config.kl_docs)
     return store.save_task(BASELINE, task, result, 0.0, key, source, effects)
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from saeval.analysis.side_effects import distinct_2, perplexity, repetition_rate, summarize_kl
 
 if TYPE_CHECKING:
+    from saeval.run.lm_eval_format import TaskOutput
     from saeval.steering.lm_eval_model import SteeredHFLM
 
 SCHEMA = "saeval.side_effects/1"
@@ -43,6 +44,16 @@ def measure(
     if kl is not None:
         kl["seconds"] = round(kl_seconds, 3)
     return {"schema": SCHEMA, "kl": kl, "generation": generation}
+
+
+def side_effect_texts(
+    lm: SteeredHFLM, output: TaskOutput, scale: float | None, kl_docs: int
+) -> dict[str, str]:
+    """The side-effect record of every (sub)task of ``output``, as JSON texts to save."""
+    return {
+        task: json.dumps(measure(lm, samples, scale, kl_docs), indent=2) + "\n"
+        for task, samples in output.samples.items()
+    }
 
 
 def _records(samples_jsonl: str) -> Iterator[dict[str, Any]]:
@@ -83,8 +94,14 @@ def _kl(lm: SteeredHFLM, records: list[dict[str, Any]], scale: float) -> dict[st
 
     documents = _conditioning_ids(lm, records)
     pad_id = lm.tokenizer.pad_token_id or 0
+    rolling = _is_rolling(records)  # a rolling text is all generated; a context all prompt
     per_position = kl_per_position(
-        lm.model, documents, lm.plan.edits(scale), batch_size=_batch_size(lm), pad_id=pad_id
+        lm.model,
+        documents,
+        lm.plan.edits(scale),
+        batch_size=_batch_size(lm),
+        pad_id=pad_id,
+        prompt_ends=[0 if rolling else len(doc) for doc in documents],
     )
     summary = summarize_kl(per_position)
     return {

@@ -11,6 +11,7 @@ from saeval.spec.models import hf_model_id
 from saeval.spec.resolve import resolve
 from saeval.spec.sae_facts import ResolvedSae
 from saeval.spec.steer_file import SteerFile, read_steer_file
+from saeval.spec.steer_rows import with_default_positions
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,12 @@ class SteerSet:
     model_id: str
 
 
-def read_steer_set(paths: Sequence[Path], model: str | None) -> SteerSet:
-    """Read and resolve every steer file; the model is ``model`` or the one the SAEs name."""
+def read_steer_set(paths: Sequence[Path], model: str | None, positions: str = "all") -> SteerSet:
+    """Read and resolve every steer file; the model is ``model`` or the one the SAEs name; rows
+    with an empty positions cell steer at ``positions``."""
     if not paths:
         raise UsageError("no steer file given")
-    files = [read_steer_file(path) for path in paths]
+    files = [with_default_positions(read_steer_file(path), positions) for path in paths]
     resolution = resolve(files, model=model)
     if not resolution.ok:
         problems = resolution.problems

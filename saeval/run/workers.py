@@ -5,9 +5,10 @@ Workers are processes of their own (``python -m saeval.run.workers RUN WORKER DE
 submitit job, a Slurm array task); everything they need is in the run folder
 (``experiment.json`` and ``run.json``). A worker switches the steer plan of its one loaded model
 per configuration (plans are built once and kept; a control's plan is drawn from its seed,
-``saeval.steering.controls``), evaluates with ``saeval.run.evaluation.evaluate`` like
-``saeval run`` does, takes and fills the baseline cache for baseline units, and records every
-result and every failure in ``run.json`` under the manifest lock (``saeval.run.unit_queue``).
+``saeval.steering.controls``), evaluates with ``saeval.run.evaluation.evaluate`` and measures
+KL and generation quality (``saeval.run.side_effects``) like ``saeval run`` does, takes and
+fills the baseline cache for baseline units, and records every result and every failure in
+``run.json`` under the manifest lock (``saeval.run.unit_queue``).
 A failing unit is recorded and the worker goes on with the next one.
 """
 
@@ -33,9 +34,11 @@ from saeval.run.experiment_spec import read_definition
 from saeval.run.lm_eval_format import TaskOutput
 from saeval.run.manifest import Manifest, now
 from saeval.run.quiet import quiet_lm_eval
+from saeval.run.side_effects import side_effect_texts
 from saeval.run.store import RunStore
 from saeval.run.unit_queue import claim, shared_store
 from saeval.spec.steer_file import AnyRow, read_steer_file
+from saeval.spec.steer_rows import with_default_positions
 from saeval.spec.tasks import TaskSet, validate_tasks
 
 if TYPE_CHECKING:
@@ -172,9 +175,10 @@ class _Units:
         key: str | None,
         reused_from: str | None,
     ) -> None:
+        effects = side_effect_texts(self.lm, output, configuration.scale, self.config.kl_docs)
         with shared_store(self.folder) as store:
             store.configuration_dir(configuration.name, configuration.scale)
-            store.save_task(configuration.name, task, output, seconds, key, reused_from)
+            store.save_task(configuration.name, task, output, seconds, key, reused_from, effects)
 
     def _plan(self, configuration: Configuration) -> SteerPlan:
         """The plan of an intervention or of one of its controls (built once per worker)."""
@@ -229,7 +233,7 @@ def _rows(intervention: dict[str, Any]) -> list[AnyRow]:
                 f"{steer.sha256[:12]})",
                 hint="start a new run without --resume",
             )
-        rows += steer.rows
+        rows += with_default_positions(steer, intervention.get("positions", "all")).rows
     return rows
 
 

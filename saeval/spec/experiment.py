@@ -21,6 +21,7 @@ import yaml
 from saeval.spec import experiment_keys as keys
 from saeval.spec.csv_records import Invalid, Problems
 from saeval.spec.placement import parse_devices, parse_executor, slurm_minutes
+from saeval.spec.positions import MODES
 from saeval.spec.yaml_nodes import Entry, compose, entries, items, line_of, qualified
 
 EXPERIMENT_SUFFIXES = (".yaml", ".yml")
@@ -38,6 +39,7 @@ class Intervention:
     steer: tuple[Path, ...]  # resolved against the YAML's folder
     scales: tuple[float, ...]
     line: int
+    positions: str = "all"  # the positions mode of its rows with an empty positions cell
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class RunOptions:
     seed: int | None = None
     apply_chat_template: bool = False
     gen_kwargs: str | None = None
+    kl_docs: int | None = None  # None: saeval run's default (--kl-docs)
 
 
 @dataclass(frozen=True)
@@ -142,18 +145,22 @@ class _Reader:
         self.values: dict[str, Any] = {}
         self.options: dict[str, Any] = {}
         self.default_scales: tuple[float, ...] = (1.0,)
+        self.default_positions = "all"
         self.handlers: dict[str, Callable[[Entry], None]] = {
             "model": lambda e: self._set("model", self._model(keys.text(e.node))),
             "tasks": self._tasks,
             "include_path": self._include_path,
             "scales": lambda e: setattr(self, "default_scales", keys.scales(e.node)),
+            "positions": lambda e: setattr(
+                self, "default_positions", keys.choice(e.node, tuple(MODES))
+            ),
             "margin": lambda e: self._set("margin", keys.margin(e.node)),
             "alpha": lambda e: self._set("alpha", keys.alpha(e.node)),
             "metric": self._metric,
             "target_direction": lambda e: self._set(
                 "target_direction", keys.choice(e.node, DIRECTIONS)
             ),
-            "interventions": lambda e: None,  # read last: its default scales come from `scales`
+            "interventions": lambda e: None,  # read last: `scales` and `positions` are defaults
             "controls": self._controls,
             "devices": lambda e: self._set(
                 "devices", parse_devices([keys.text(item) for item in items(e.node)])
@@ -286,20 +293,24 @@ class _Reader:
         self.values["interventions"] = tuple(found)
 
     def _intervention(self, entry: Entry) -> Intervention:
-        """``name: steer.csv``, ``name: [a.csv, b.csv]`` or ``name: {steer: ..., scales: ...}``."""
+        """``name: steer.csv``, ``name: [a.csv, b.csv]`` or ``name: {steer: ..., scales: ...,
+        positions: ...}``."""
         _check_name(entry.key)
         scales, steer_node = self.default_scales, entry.node
+        positions = self.default_positions
         if isinstance(entry.node, yaml.MappingNode):
             where = f"interventions.{entry.key}"
             parts = {inner.key: inner for inner in entries(entry.node, where, self.problems)}
-            unknown = sorted(set(parts) - {"steer", "scales"})
+            unknown = sorted(set(parts) - {"steer", "scales", "positions"})
             if unknown:
-                raise Invalid(f"unknown key {unknown[0]!r}; valid: scales, steer")
+                raise Invalid(f"unknown key {unknown[0]!r}; valid: scales, steer, positions")
             if "steer" not in parts:
                 raise Invalid("needs steer: the steer file(s) of this intervention")
             steer_node = parts["steer"].node
             if "scales" in parts:
                 scales = keys.scales(parts["scales"].node)
+            if "positions" in parts:
+                positions = keys.choice(parts["positions"].node, tuple(MODES))
         paths = tuple(self._path(name) for name in keys.texts(steer_node))
         missing = [str(path) for path in paths if not path.is_file()]
         if missing:
@@ -308,7 +319,7 @@ class _Reader:
             )
         if not paths:
             raise Invalid("no steer file given")
-        return Intervention(entry.key, paths, scales, entry.line)
+        return Intervention(entry.key, paths, scales, entry.line, positions)
 
     def _model(self, name: str) -> str:
         """A local model folder (relative to the YAML, ``~`` expanded) as its path, else the
@@ -343,6 +354,7 @@ def _option_handlers(options: dict[str, Any]) -> dict[str, Callable[[Entry], Non
         "seed": lambda node: keys.whole(node, 0, keys.MAX_SEED),
         "apply_chat_template": keys.flag,
         "gen_kwargs": keys.text,
+        "kl_docs": lambda node: keys.whole(node, 0),
     }
 
     def handler(name: str) -> Callable[[Entry], None]:
@@ -354,7 +366,7 @@ def _option_handlers(options: dict[str, Any]) -> dict[str, Callable[[Entry], Non
 def with_overrides(experiment: Experiment, **changes: Any) -> Experiment:
     """The experiment with command-line options replacing its keys (None: keep the file's)."""
     given = {name: value for name, value in changes.items() if value is not None}
-    options = {name: given.pop(name) for name in ("limit",) if name in given}
+    options = {name: given.pop(name) for name in ("limit", "kl_docs") if name in given}
     slurm = {name: given.pop(name) for name in list(given) if name.startswith("slurm_")}
     updated = replace(experiment, options=replace(experiment.options, **options), **given)
     if slurm:

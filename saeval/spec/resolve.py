@@ -78,6 +78,7 @@ class ResolvedRow:
             "action": row.action.value,
             "dialect_action": row.written_action,
             "computes": semantics.formula(row),
+            "positions": row.positions,  # None: the run's default (--positions)
             "threshold": None if isinstance(row, VectorRow) else row.threshold,
             "description": row.description,
             "hook_name": self.hook_name,

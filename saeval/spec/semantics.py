@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from saeval.spec.dialects import Action
+from saeval.spec.positions import ALL, phrase
 from saeval.spec.steer_rows import AnyRow, SteerRow, VectorRow
 
 _SAE_FORMULAS = {
@@ -44,14 +45,17 @@ LM_EVAL_SHARED_HOOKPOINT = (
 
 
 def formula(row: AnyRow) -> str:
-    """What ``row`` does to ``h``, in the formula's words (``h += c·W_dec[i]``)."""
+    """What ``row`` does to ``h``, in the formula's words (``h += c·W_dec[i]``), and where
+    when its positions mode is not ``all`` (``... at generated positions``)."""
+    where = "" if row.positions in (None, ALL) else f" {phrase(row.positions)}"
     if isinstance(row, VectorRow):
         text = _VECTOR_FORMULAS[row.action]
         if row.entry is None:
             text = text.replace("(h - b)", "h")  # a vector file has no bias
-        return text if row.head_index is None else f"{text} on head {row.head_index}'s slice"
+        head = "" if row.head_index is None else f" on head {row.head_index}'s slice"
+        return f"{text}{head}{where}"
     t = "0" if row.threshold is None else f"{row.threshold:g}"
-    return _SAE_FORMULAS[row.action].format(t=t)
+    return _SAE_FORMULAS[row.action].format(t=t) + where
 
 
 def notes(rows: Sequence[AnyRow]) -> list[tuple[str, ...]]:

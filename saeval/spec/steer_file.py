@@ -33,6 +33,9 @@ lm-eval
     ``clamp`` sets the projection of ``h - b_dec`` on the unit decoder direction: project.
     ``head_index`` must be empty (lm-eval's CSV loader ignores it).
 
+Every CSV dialect also takes saeval's ``positions`` column (``saeval.spec.positions``: where
+the row steers; empty: the run's default).
+
 Tolerated everywhere: whitespace around fields, a UTF-8 BOM, CRLF line ends, ``#`` comment lines
 (a line whose first non-space character is ``#``; quote a first field starting with ``#``) and
 blank lines between rows, a trailing empty column (a comma at the end of every line). A latent
@@ -61,6 +64,7 @@ from saeval.spec.dialects import (
     Action,
     Dialect,
 )
+from saeval.spec.positions import positions_mode
 from saeval.spec.pt_steer_file import PT_SUFFIXES, read_pt_steer_file
 from saeval.spec.steer_rows import AnyRow, SteerFile, SteerRow, VectorRow
 from saeval.spec.vector_rows import vector_row
@@ -185,6 +189,7 @@ def _sae_row(
         cells_of["steering_coefficient"],
     )
     threshold = _threshold(dialect, cells_of, line, action, problems)
+    mode = problems.check(line, "positions", positions_mode, cells_of.get("positions", ""))
     release = _cell(cells_of, dialect.release)
     if not release:
         problems.add(
@@ -218,6 +223,7 @@ def _sae_row(
         threshold=threshold,
         loader=cells_of.get("loader", "sae_lens"),
         dialect_action="" if written.lower() in ("", action) else written.lower(),
+        positions=mode,
     )
 
 

@@ -6,7 +6,7 @@ steering vector from a file, no SAE), and ``SteerFile`` (the rows plus what a ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from saeval.spec.csv_records import location
@@ -32,6 +32,7 @@ class SteerRow:
     threshold: float | None = None  # clamp_active: moves only where f_i(h) > threshold (None: 0)
     loader: str = "sae_lens"  # "sae_lens", or "sparsify" (lm-eval dialect: EleutherAI's coders)
     dialect_action: str = ""  # the dialect's name for the action where it differs ("clamp")
+    positions: str | None = None  # a mode of saeval.spec.positions; None: the run's default
 
     def where(self, column: str | None = None) -> str:
         """Where this row is, for messages: ``steers/dog.csv:3 latent_idx``."""
@@ -70,6 +71,7 @@ class VectorRow:
     description: str = ""
     dialect: str = "seed"  # "seed" | "lm-eval-pt"
     dialect_action: str = ""  # the dialect's name for the action where it differs ("clamp")
+    positions: str | None = None  # a mode of saeval.spec.positions; None: the run's default
 
     def where(self, column: str | None = None) -> str:
         """``steer.csv:3 vector``, or ``steer.pt[layers.3] bias`` for an entry of a .pt file."""
@@ -91,6 +93,17 @@ class VectorRow:
 
 
 AnyRow = SteerRow | VectorRow
+
+
+def with_default_positions(steer: SteerFile, mode: str) -> SteerFile:
+    """``steer`` with ``mode`` in every row whose positions cell is empty."""
+    rows = tuple(row if row.positions else replace(row, positions=mode) for row in steer.rows)
+    return replace(steer, rows=rows)
+
+
+def mode_of(row: AnyRow) -> str:
+    """The positions mode ``row`` steers at (``all`` where neither row nor run chose one)."""
+    return row.positions or "all"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from saeval.spec import cells
 from saeval.spec.csv_records import Invalid, Problems
 from saeval.spec.dialects import SEED, VECTOR_ACTIONS, Action
+from saeval.spec.positions import positions_mode
 from saeval.spec.steer_rows import VectorRow
 
 VECTOR_SUFFIXES = (".safetensors", ".npy", ".pt", ".pth")
@@ -48,6 +49,7 @@ def vector_row(cells_of: Mapping[str, str], line: int, problems: Problems) -> Ve
         cells_of["steering_coefficient"],
     )
     head = problems.check(line, "head_index", cells.head_index, cells_of.get("head_index", ""))
+    mode = problems.check(line, "positions", positions_mode, cells_of.get("positions", ""))
     hook = cells_of.get("hook", "")
     if not hook:
         problems.add(
@@ -66,6 +68,7 @@ def vector_row(cells_of: Mapping[str, str], line: int, problems: Problems) -> Ve
         action=acting,
         head_index=head,
         description=cells_of.get("description", ""),
+        positions=mode,
     )
 
 

@@ -3,9 +3,10 @@
 A control of a steer set, drawn from one seed (numpy's PCG64, so the same seed gives the same
 control on every machine):
 
-- each hook point's summed add vector ``v`` becomes ``||v|| g / ||g||``, ``g`` a standard
-  Gaussian vector of the same width (hook points in name order): a random direction of the
-  same norm, so at every strength the control moves the activation exactly as far;
+- each hook point's summed add vector ``v`` (one per positions mode) becomes
+  ``||v|| g / ||g||``, ``g`` a standard Gaussian vector of the same width (hook points in name
+  order): a random direction of the same norm, so at every strength the control moves the
+  activation exactly as far;
 - each SAE row that sets or moves a latent (clamp, ablate, clamp_active, add_through_sae,
   project) gets a random latent of the same SAE instead (uniform over the latents the
   intervention does not steer, none picked twice), with the same coefficient, threshold and
@@ -30,6 +31,9 @@ from saeval.steering.plan import SaeKey, SteerPlan, plan_rows
 if TYPE_CHECKING:
     import numpy as np
     from sae_lens import SAE
+
+    from saeval.steering.masking import ModeEdits
+    from saeval.steering.plan import HookPointPlan
 
 
 @dataclass(frozen=True)
@@ -122,13 +126,22 @@ def _randomise_add_vectors(
 
     norms = {}
     for name in sorted(control.points):
-        point = control.points[name]
-        original = intervention.points[name].add_vector
-        if point.add_vector is None or original is None:
-            continue
-        norm = float(torch.linalg.vector_norm(original.double()))
-        gaussian = torch.from_numpy(generator.standard_normal(original.numel()))
-        direction = gaussian / torch.linalg.vector_norm(gaussian)
-        point.add_vector = (direction * norm).to(original.dtype).reshape(original.shape)
-        norms[name] = norm
+        point, source = control.points[name], intervention.points[name]
+        pairs: list[tuple[str | None, HookPointPlan | ModeEdits, HookPointPlan | ModeEdits]]
+        pairs = [(None, point, source), *_by_mode(point, source)]
+        for mode, drawn, kept in pairs:
+            original = kept.add_vector
+            if drawn.add_vector is None or original is None:
+                continue
+            norm = float(torch.linalg.vector_norm(original.double()))
+            gaussian = torch.from_numpy(generator.standard_normal(original.numel()))
+            direction = gaussian / torch.linalg.vector_norm(gaussian)
+            drawn.add_vector = (direction * norm).to(original.dtype).reshape(original.shape)
+            norms[name if mode is None else f"{name} ({mode} positions)"] = norm
     return norms
+
+
+def _by_mode(point: HookPointPlan, source: HookPointPlan) -> list[tuple[str, ModeEdits, ModeEdits]]:
+    """The control's and the intervention's rows of each positions mode other than ``all``."""
+    originals = {edits.mode: edits for edits in source.masked}
+    return [(edits.mode, edits, originals[edits.mode]) for edits in point.masked]

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from saeval.steering.hooks import Edit, attach
+from saeval.steering.positions import Positions, describing
 
 if TYPE_CHECKING:
     import torch
@@ -30,16 +31,23 @@ def kl_per_position(
     *,
     batch_size: int = 4,
     pad_id: int = 0,
+    prompt_ends: Sequence[int] | None = None,
 ) -> list[list[float]]:
-    """KL(unsteered || steered) at every position of every document, in nats (document order)."""
+    """KL(unsteered || steered) at every position of every document, in nats (document order).
+    Document ``i``'s first ``prompt_ends[i]`` tokens are conditioning text (prompt), the rest
+    generated; None: every token is generated (a rolling text). Rows steering only some
+    positions act accordingly; padding is never steered."""
     import torch
 
+    ends = [0] * len(documents) if prompt_ends is None else list(prompt_ends)
     found: list[list[float]] = []
-    for batch in _batches(documents, batch_size):
+    batches = zip(_batches(documents, batch_size), _batches(ends, batch_size), strict=True)
+    for batch, batch_ends in batches:
         ids, mask = _right_padded(batch, pad_id, _device(model))
+        layout = _layout(batch, batch_ends, ids.device)
         with torch.no_grad():
             log_p = _log_probs(model, ids, mask)
-            with attach(model, edits):
+            with attach(model, edits), describing(layout):
                 log_q = _log_probs(model, ids, mask)
             kl = torch.nn.functional.kl_div(log_q, log_p, log_target=True, reduction="none")
             per_position = kl.sum(-1)
@@ -75,6 +83,17 @@ def _batches(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     """Consecutive slices of at most ``size`` items."""
     for start in range(0, len(items), max(size, 1)):
         yield items[start : start + size]
+
+
+def _layout(
+    batch: Sequence[Sequence[int]], prompt_ends: Sequence[int], device: torch.device
+) -> Positions:
+    """The positions of a right-padded batch: real from 0, prompt up to each prompt end."""
+    import torch
+
+    lengths = torch.tensor([len(doc) for doc in batch], dtype=torch.long, device=device)
+    ends = torch.tensor(list(prompt_ends), dtype=torch.long, device=device).minimum(lengths)
+    return Positions(start=torch.zeros_like(lengths), end=lengths, prompt_end=ends)
 
 
 def _right_padded(

@@ -65,6 +65,12 @@ def locate(model: nn.Module, hook_name: str) -> HookSite:
     return HookSite(module=module, module_name=_name_of(model, module), on=side)
 
 
+def decoder_layers(model: nn.Module) -> nn.ModuleList | None:
+    """The decoder layers of a model of a known family (None for other architectures)."""
+    family = FAMILIES.get(model_type_of(model))
+    return None if family is None else _layers(model, family)
+
+
 def _layers(model: nn.Module, family: Family) -> nn.ModuleList:
     """The decoder layers of a model of a known family."""
     base = getattr(model, "base_model", model)

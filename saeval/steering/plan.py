@@ -17,6 +17,10 @@ thresholds). The add vector is applied first, then the clamps and the other inte
 (``saeval.steering.interventions``), all computed from the same (added-to) activation and summed,
 so clamped latents hold their targets also next to add rows.
 
+A row whose ``positions`` mode is not ``all`` acts only where its mode's mask is true
+(``saeval.steering.masking``): rows are grouped by hook point and mode, and the plan's own
+fields hold mode ``all``, today's arithmetic without a mask.
+
 Clamps keep a sliced encoder and their decoder rows (``saeval.steering.clamp``); projections their
 direction; vector rows and sparsify coders are read in ``saeval.steering.directions``; everything
 else of each SAE is freed once the plan is built (``add_through_sae`` keeps its whole SAE).
@@ -31,11 +35,13 @@ from typing import TYPE_CHECKING, Any
 from saeval.errors import SteeringError
 from saeval.spec.dialects import CLAMPS, Action
 from saeval.spec.steer_file import AnyRow, SteerRow
+from saeval.spec.steer_rows import mode_of
 from saeval.steering.clamp import ClampGroup, clamp_group, through_sae
 from saeval.steering.directions import direction_parts
 from saeval.steering.finite import check_finite, check_sae_rows, check_scaled_add, finite_edit
 from saeval.steering.hooks import Edit
 from saeval.steering.interventions import Intervention, Part, projection, tensor_bytes
+from saeval.steering.masking import ModeEdits, masked_edit
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -71,12 +77,17 @@ class HookPointPlan:
     add_vector: Tensor | None  # (d_in,) sum of c * W_dec[i] over add rows; None if none or zero
     clamps: tuple[ClampGroup, ...] = ()
     interventions: tuple[Intervention, ...] = ()
+    masked: tuple[ModeEdits, ...] = ()  # rows of the other positions modes, one entry per mode
     _add_cache: dict[Any, Tensor] = field(default_factory=dict, repr=False)
 
     def edit(self, h: Tensor, scale: float = 1.0) -> Tensor:
         """Return the steered activation for ``h`` (batch, pos, d_in) at strength ``scale``."""
         if self.d_in is not None and h.shape[-1] != self.d_in:
             raise SteeringError(self._width_message(h.shape[-1]))
+        if self.masked:
+            add = self._scaled_add(h, scale) if self.add_vector is not None and scale else None
+            base = (add, (*self.clamps, *self.interventions))
+            return masked_edit(self.hook_name, base, self.masked, h, scale)
         if self.add_vector is not None and scale != 0:
             h = h + self._scaled_add(h, scale)
         groups: tuple[Intervention, ...] = (*self.clamps, *self.interventions)
@@ -111,6 +122,7 @@ class HookPointPlan:
         """Bytes of the tensors this hook point keeps (add vector, encoders, decoder rows)."""
         total = 0 if self.add_vector is None else tensor_bytes(self.add_vector)
         groups: tuple[Intervention, ...] = (*self.clamps, *self.interventions)
+        total += sum(edits.nbytes() for edits in self.masked)
         return total + sum(group.nbytes() for group in groups)
 
 
@@ -129,6 +141,11 @@ class SteerPlan:
     def nbytes(self) -> int:
         """Bytes of tensors the plan keeps (before per-device copies)."""
         return sum(point.nbytes() for point in self.points.values())
+
+    def needs_positions(self) -> bool:
+        """Whether a row steers only some positions (mode not ``all``): its passes must be
+        described (``saeval.steering.positions.describing``)."""
+        return any(point.masked for point in self.points.values())
 
 
 def _bind(point: HookPointPlan, scale: float) -> Edit:
@@ -195,13 +212,14 @@ def _model_id(infos: Sequence[LoadedSae]) -> str | None:
 
 
 def _parts_of(sae: SAE, info: LoadedSae, rows: list[SteerRow]) -> list[Part]:
-    """Split one SAE's rows by hook point and extract their add vectors and clamp groups."""
-    by_hook: dict[str, list[SteerRow]] = {}
+    """Split one SAE's rows by hook point and positions mode and extract their add vectors and
+    clamp groups."""
+    by_hook: dict[tuple[str, str], list[SteerRow]] = {}
     for row in rows:
         _check_latent(row, info)
-        by_hook.setdefault(_hook_of(row, info), []).append(row)
+        by_hook.setdefault((_hook_of(row, info), mode_of(row)), []).append(row)
     check_sae_rows(sae, info, rows)
-    return [_sae_part(sae, info, hook, hook_rows) for hook, hook_rows in by_hook.items()]
+    return [_sae_part(sae, info, hook, hook_rows) for (hook, _), hook_rows in by_hook.items()]
 
 
 def _sae_part(sae: SAE, info: LoadedSae, hook_name: str, rows: list[SteerRow]) -> Part:
@@ -263,6 +281,8 @@ def _points(parts: list[Part]) -> dict[str, HookPointPlan]:
 
 
 def _merge(hook_name: str, parts: list[Part]) -> HookPointPlan:
+    """One hook point's parts: mode ``all`` in the plan's own fields, each other mode's parts
+    in one ``ModeEdits``."""
     rows = tuple(row for part in parts for row in part.rows)
     widths = {part.d_in for part in parts if part.d_in is not None}
     if len(widths) > 1:
@@ -270,15 +290,33 @@ def _merge(hook_name: str, parts: list[Part]) -> HookPointPlan:
         raise SteeringError(
             f"{where}: SAEs at {hook_name} disagree on d_in ({', '.join(map(str, sorted(widths)))})"
         )
+    by_mode: dict[str, list[Part]] = {}
+    for part in parts:
+        by_mode.setdefault(mode_of(part.rows[0]), []).append(part)
+    modes = {mode: _mode_edits(hook_name, mode, group) for mode, group in by_mode.items()}
+    base = modes.pop("all", ModeEdits("all", (), None))
+    return HookPointPlan(
+        hook_name=hook_name,
+        d_in=widths.pop() if widths else None,
+        rows=rows,
+        add_vector=base.add_vector,
+        clamps=base.clamps,
+        interventions=base.interventions,
+        masked=tuple(modes.values()),
+    )
+
+
+def _mode_edits(hook_name: str, mode: str, parts: list[Part]) -> ModeEdits:
+    """The parts of one positions mode at one hook point, their add vectors summed."""
+    rows = tuple(row for part in parts for row in part.rows)
     vectors = [part.add_vector for part in parts if part.add_vector is not None]
     add_vector = _sum(vectors) if vectors else None
     if add_vector is not None:
         check_finite(add_vector, f"summed add vector at {hook_name}", where=rows[0].where())
     if add_vector is not None and not bool(add_vector.any()):
         add_vector = None  # all coefficients zero: leave the activation untouched, bit for bit
-    return HookPointPlan(
-        hook_name=hook_name,
-        d_in=widths.pop() if widths else None,
+    return ModeEdits(
+        mode=mode,
         rows=rows,
         add_vector=add_vector,
         clamps=tuple(part.clamp for part in parts if part.clamp is not None),

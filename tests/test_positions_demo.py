@@ -1,0 +1,71 @@
+"""The demo's line comparing ``all`` and ``all_but_bos`` at 2x on the knowledge task, with the
+runner patched (the real demo is the lead's: minutes on Gemma 3 270M)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_demo_e2e import write_side
+from typer.testing import CliRunner
+
+from saeval.analysis.report_files import write_comparison
+from saeval.cli.main import app
+from saeval.demo import run as demo_run
+from saeval.run.config import RunConfig, RunEvents, RunResult
+from saeval.run.layout import configuration_name
+
+PREFERENCE, KNOWLEDGE = demo_run.PREFERENCE_TASK, demo_run.KNOWLEDGE_TASK
+# Knowledge right in 10/10 unsteered, 8/10 at 1x, 5/10 at 2x; 7/10 at 2x without the first
+# position steered. The dog option is chosen in 2/10, 4/10, 6/10.
+ANSWERS = {
+    None: {PREFERENCE: [1] * 2 + [0] * 8, KNOWLEDGE: [1] * 10},
+    1.0: {PREFERENCE: [1] * 4 + [0] * 6, KNOWLEDGE: [1] * 8 + [0] * 2},
+    2.0: {PREFERENCE: [1] * 6 + [0] * 4, KNOWLEDGE: [1] * 5 + [0] * 5},
+}
+SKIPPING_THE_FIRST = {KNOWLEDGE: [1] * 7 + [0] * 3}
+
+
+@pytest.fixture
+def configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
+    assets = demo_run.DemoAssets(tmp_path / "model", tmp_path / "sae", tmp_path / "tasks")
+    monkeypatch.setattr(demo_run, "prepare_assets", lambda: assets)
+    seen: list[RunConfig] = []
+
+    def fake_run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
+        seen.append(config)
+        folder = config.output / (config.name or "demo-run")
+        if config.positions == "all_but_bos":
+            write_side(folder / configuration_name(2.0, config.scales), SKIPPING_THE_FIRST)
+            return RunResult(folder, folder / "run.json", {}, (), None, ())
+        for scale in (None, *config.scales):
+            write_side(folder / configuration_name(scale, config.scales), ANSWERS[scale])
+        report, files = write_comparison(folder, config.margin)
+        return RunResult(folder, folder / "run.json", {}, (), report, tuple(files))
+
+    monkeypatch.setattr("saeval.run.runner.run", fake_run)
+    return seen
+
+
+def test_the_demo_compares_every_position_with_the_first_left_alone_at_2x(
+    configs: list[RunConfig], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path), "--scales", "1,2"])
+    assert result.exit_code == 0, result.output
+    main, extra = configs
+    assert (main.positions, extra.positions) == ("all", "all_but_bos")
+    assert (extra.tasks, extra.scales, extra.no_baseline) == ((KNOWLEDGE,), (2.0,), True)
+    assert extra.name == "demo-run-all_but_bos" and extra.output == main.output
+    assert (
+        "knowledge at 2x: 0.50 with every position steered, 0.70 leaving the first position "
+        "alone (positions all_but_bos)"
+    ) in result.stdout
+
+
+def test_without_2x_the_demo_runs_no_extra_configuration(
+    configs: list[RunConfig], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path), "--scales", "1"])
+    assert result.exit_code == 0, result.output
+    assert [config.positions for config in configs] == ["all"]
+    assert "leaving the first position alone" not in result.stdout
