@@ -39,7 +39,7 @@ from saeval.steering.positions import (
     describing_calls,
     prompt_positions,
 )
-from saeval.steering.scoring import Answer, Batch, Request, keeping, kept, score
+from saeval.steering.scoring import Answer, Batch, Request, keeping, score
 from saeval.steering.shared_prefix import (
     Scale,
     SharedAnswers,
@@ -248,12 +248,9 @@ class SteeredHFLM(HFLM):
 
         def logits_of(batch: Batch) -> Iterator[torch.Tensor]:
             def forward(group: Sequence[Any]) -> torch.Tensor:
-                ids, index = batch.tiled(len(group))
-                with (
-                    expanded(self.model, group, len(batch.rows)),
-                    keeping(self.model, batch.columns),
-                ):
-                    return kept(HFLM._model_call(self, ids), index)
+                ids, keep = batch.tiled(len(group))
+                with expanded(self.model, group, len(batch.rows)), keeping(self.model, keep):
+                    return HFLM._model_call(self, ids)
 
             for index, logits in halves_on_oom(configurations, forward):
                 check_logits(logits, scales[index])

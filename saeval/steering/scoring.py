@@ -7,7 +7,8 @@ attention mask, sorted longest first; the answer is ``(sum of the continuation's
 whether the argmax is the continuation at every position)``, with ``log_softmax`` in HFLM's
 ``softmax_dtype``. Requests with the same ``inp`` (and the same context end) share one row, as
 HFLM's one-token-continuation grouping does, and each row keeps only the logits of its longest
-continuation (``logits_to_keep``), so a 262k vocabulary never yields logits for the context.
+continuation (``keeping``: the output embedding sees only those positions), so a 262k
+vocabulary never yields logits for the context.
 
 Each batch is described by a ``Positions`` (``describing``) while its logits are computed, so
 position-limited steering acts exactly on the prompt or the continuation. ``logits_of`` may
@@ -48,13 +49,12 @@ class Batch:
 
     rows: Sequence[Row]
     input_ids: Tensor  # (rows, length), padded with 0 on the right
-    columns: Tensor  # (m,) sorted: every position whose logits some row keeps
-    index: Tensor  # (rows, n) each row's kept positions, as indices into ``columns``
+    keep: Tensor  # (rows, n) positions whose logits are kept (a row's short tail repeats)
     positions: Positions
 
     def tiled(self, copies: int) -> tuple[Tensor, Tensor]:
-        """``input_ids`` and ``index`` repeated ``copies`` times along the batch."""
-        return self.input_ids.repeat(copies, 1), self.index.repeat(copies, 1)
+        """``input_ids`` and ``keep`` repeated ``copies`` times along the batch."""
+        return self.input_ids.repeat(copies, 1), self.keep.repeat(copies, 1)
 
 
 LogitsOf = Callable[[Batch], Iterable["Tensor"]]  # kept logits (rows, n, vocab) per configuration
@@ -91,15 +91,13 @@ def batch_of(rows: Sequence[Row], device: torch.device | str) -> Batch:
         ids[b, : len(row.tokens)] = torch.tensor(row.tokens, dtype=torch.long)
         tail = torch.arange(len(row.tokens) - row.keep, len(row.tokens))
         keep[b] = torch.cat([tail, tail[-1:].expand(width - row.keep)])
-    columns = keep.unique(sorted=True)
-    index = torch.searchsorted(columns, keep)
     ends = torch.tensor([len(row.tokens) for row in rows], dtype=torch.long)
     positions = Positions(
         start=torch.zeros(len(rows), dtype=torch.long, device=device),
         end=ends.to(device),
         prompt_end=torch.tensor([row.prompt_end for row in rows], device=device),
     )
-    return Batch(rows, ids.to(device), columns.to(device), index.to(device), positions)
+    return Batch(rows, ids.to(device), keep.to(device), positions)
 
 
 def score(
@@ -158,24 +156,33 @@ def _answered(answer: Answer | None) -> Answer:
     return answer
 
 
-def kept(logits: Tensor, index: Tensor) -> Tensor:
-    """Each row's kept logits ``(rows, n, vocab)`` from the logits at ``Batch.columns``."""
-    return logits.take_along_dim(index[..., None], dim=1)
-
-
 @contextmanager
-def keeping(model: nn.Module, columns: Tensor) -> Iterator[None]:
-    """Calls of ``model`` inside compute logits only at ``columns`` (a 1-D ``logits_to_keep``,
-    which every transformers 5 causal LM takes; a 2-D one only from 5.24) and build no KV
-    cache."""
+def keeping(model: nn.Module, keep: Tensor) -> Iterator[None]:
+    """Calls of ``model`` inside return logits only at ``keep`` ((rows, n) positions): the
+    output embedding (``lm_head``) sees only those positions' hidden states, so whatever the
+    model does after it (Gemma's soft-capping) still applies, in every transformers version;
+    and they build no KV cache."""
+    import torch
 
-    def pre_hook(
+    head = model.get_output_embeddings()  # type: ignore[operator]
+    if not isinstance(head, torch.nn.Module):
+        raise TypeError(f"{type(model).__name__} has no output embedding to keep logits at")
+
+    def no_cache(
         module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return args, {**kwargs, "logits_to_keep": columns, "use_cache": False}
+        return args, {**kwargs, "use_cache": False}
 
-    handle = model.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    def kept_only(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        hidden = args[0]
+        return (hidden.take_along_dim(keep[..., None], dim=1), *args[1:])
+
+    handles = [
+        model.register_forward_pre_hook(no_cache, with_kwargs=True),
+        head.register_forward_pre_hook(kept_only),
+    ]
     try:
         yield
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
