@@ -38,6 +38,8 @@ def build(root: Path) -> Path:
     from sae_builders import CHOICES, MC_QUESTIONS, build_sae, save_sae, write_steer_csv
     from transformers.utils import logging
 
+    from benchmarks.gpu_check_fixtures import write_task
+
     logging.disable_progress_bar()
     bundle = root / "bundle"
     save_tiny_pretrained("gpt2", bundle / "model")
@@ -47,27 +49,13 @@ def build(root: Path) -> Path:
     )
     write_steer_files(root, bundle)
     tasks = bundle / "tasks"
-    tasks.mkdir()
     for offset, name in enumerate(TASKS):
         docs = [
             {"question": f"{MC_QUESTIONS[i % len(MC_QUESTIONS)]} ({i})", "choices": list(CHOICES),
              "answer": (i + offset) % len(CHOICES)}
             for i in range(DOCS)
         ]  # fmt: skip
-        (tasks / f"{name}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-        config = {
-            "task": name,
-            "dataset_path": "json",
-            "dataset_kwargs": {"data_files": {"test": str(tasks / f"{name}.jsonl")}},
-            "test_split": "test",
-            "output_type": "multiple_choice",
-            "doc_to_text": "{{question}} Answer:",
-            "doc_to_choice": "{{choices}}",
-            "doc_to_target": "{{answer}}",
-            "metric_list": [{"metric": "acc"}],
-            "metadata": {"version": 1.0},
-        }
-        (tasks / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        write_task(tasks, name, docs)
     experiment = {
         "model": str(bundle / "model"),
         "include_path": str(tasks),
