@@ -16,13 +16,12 @@ from saeval.analysis import stats
 from saeval.analysis.defaults import check_alpha
 from saeval.analysis.results import DocSample, ResultSet, TaskResult
 from saeval.analysis.side_effects import kl_fields
+from saeval.analysis.stats import MCNEMAR, PAIRED_T, SIGN
 from saeval.errors import ResultsError, UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-MCNEMAR = "McNemar"
-PAIRED_T = "paired t"
 UNPAIRED_Z = "unpaired z"
 NO_TEST = "none"
 
@@ -67,13 +66,14 @@ class ComparisonRow:
     se: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    interval: str = ""  # which interval: exact McNemar, t or z (unadjusted, 1 - alpha)
     p: float | None = None
     p_holm: float | None = None
     significant: bool | None = None
     right_to_wrong: int | None = None
     wrong_to_right: int | None = None
     note: str = ""
-    kl: float | None = None  # KL(a || b) per token on b's prompts, when b measured it
+    kl: float | None = None  # b's own KL(unsteered || b) per token from its run, not a vs b
     kl_ci_low: float | None = None
     kl_ci_high: float | None = None
     kl_p95: float | None = None
@@ -81,7 +81,7 @@ class ComparisonRow:
     @property
     def paired(self) -> bool:
         """Whether the delta's uncertainty comes from per-document differences."""
-        return self.test in (MCNEMAR, PAIRED_T)
+        return self.test in (MCNEMAR, PAIRED_T, SIGN)
 
 
 @dataclass(frozen=True)
@@ -325,6 +325,7 @@ def _row(
         se=test.se,
         ci_low=test.ci_low,
         ci_high=test.ci_high,
+        interval="z",
         p=test.p,
         note=reason,
     )
@@ -344,31 +345,29 @@ def _unpaired_reason(pairing: _Pairing | None, key: str) -> str:
 def _paired_row(
     base: ComparisonRow, a: list[float], b: list[float], *, confidence: float
 ) -> ComparisonRow:
-    summary = stats.paired_summary(a, b, confidence)
+    test = stats.paired_test(a, b, confidence)
+    summary = test.summary
     note = ""
     if not math.isclose(summary.mean, base.delta, rel_tol=1e-9, abs_tol=1e-9):
         note = (
             f"paired mean difference over {summary.n} documents is {summary.mean:+.4g} "
             "(the aggregates weigh documents differently)"
         )
-    row = replace(
+    elif test.test == SIGN:
+        note = f"all {summary.n} differences are equal: no t interval; exact sign test"
+    return replace(
         base,
+        test=test.test,
         n_paired=summary.n,
         se=summary.se,
-        ci_low=summary.ci_low,
-        ci_high=summary.ci_high,
+        ci_low=test.ci_low,
+        ci_high=test.ci_high,
+        interval=test.interval,
+        p=test.p,
+        right_to_wrong=test.right_to_wrong,
+        wrong_to_right=test.wrong_to_right,
         note=note,
     )
-    if stats.is_binary(a) and stats.is_binary(b):
-        test = stats.mcnemar_exact(a, b)
-        return replace(
-            row,
-            test=MCNEMAR,
-            p=test.p,
-            right_to_wrong=test.right_to_wrong,
-            wrong_to_right=test.wrong_to_right,
-        )
-    return replace(row, test=PAIRED_T, p=stats.paired_t(a, b))
 
 
 def _select(rows: list[ComparisonRow], metrics: Sequence[str] | None) -> list[ComparisonRow]:
