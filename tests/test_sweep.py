@@ -11,16 +11,10 @@ import pytest
 
 from saeval.analysis import render
 from saeval.analysis.compare import MCNEMAR, NO_TEST
+from saeval.analysis.margins import EQUIVALENCE, MarginTest
 from saeval.analysis.plots import plot_path, plot_sweep
 from saeval.analysis.results_io import DocSample, MetricValue, ResultSet, TaskResult, load_side
-from saeval.analysis.sweep import (
-    Sweep,
-    SweepPoint,
-    SweepSeries,
-    largest_safe,
-    non_inferior,
-    sweep,
-)
+from saeval.analysis.sweep import Sweep, SweepPoint, SweepSeries, largest_safe, sweep
 from saeval.errors import UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "lmeval"
@@ -28,10 +22,11 @@ GOLDEN = Path(__file__).parent / "golden" / "lmeval"
 
 @pytest.fixture(scope="module")
 def golden_sweep() -> Sweep:
-    """Scale 0.5 is the baseline again (no change), scale 1 the golden steered run."""
+    """Scale 0.5 is the baseline again (no change), scale 1 the golden steered run. With 22-24
+    documents and no flip, |delta| is bounded only by ~0.15 (exact), so the margin is 0.2."""
     baseline = load_side(GOLDEN / "baseline")
     steered = {1.0: load_side(GOLDEN / "steered"), 0.5: load_side(GOLDEN / "baseline")}
-    return sweep(baseline, steered)
+    return sweep(baseline, steered, margin=0.2)
 
 
 def _series(result: Sweep, task: str, metric: str) -> SweepSeries:
@@ -54,7 +49,7 @@ def _series(result: Sweep, task: str, metric: str) -> SweepSeries:
 def test_non_inferior(
     low: float | None, high: float | None, higher_is_better: bool | None, expected: bool | None
 ) -> None:
-    assert non_inferior(low, high, higher_is_better, 0.02) is expected
+    assert MarginTest().passes(low, high, higher_is_better, 0.02) is expected
 
 
 def _point(scale: float, ok: bool | None) -> SweepPoint:
@@ -80,14 +75,14 @@ def test_mixed_sign_sweep_reports_both_directions() -> None:
     """-1 is the golden steered run (it loses acc_norm), 1 and -0.5 the baseline again."""
     baseline = load_side(GOLDEN / "baseline")
     steered = {-1.0: load_side(GOLDEN / "steered"), -0.5: baseline, 1.0: baseline}
-    result = sweep(baseline, steered)
+    result = sweep(baseline, steered, margin=0.2)
     norm = _series(result, "tiny_group", "acc_norm")
     assert (norm.largest_safe, norm.largest_safe_negative) == (1.0, -0.5)
     markdown = render.render(result, "markdown")
-    expected = "acc_norm: largest scale within 0.02 of baseline: 1 (negative scales: -0.5)"
+    expected = "acc_norm: largest scale with no drop beyond 0.2: 1 (negative scales: -0.5)"
     assert f"tiny_group {expected}" in markdown
-    only_negative = sweep(baseline, {-1.0: baseline})
-    assert "tiny_mc acc: largest scale within 0.02 of baseline: -1\n" in render.render(
+    only_negative = sweep(baseline, {-1.0: baseline}, margin=0.2)
+    assert "tiny_mc acc: largest scale with no drop beyond 0.2: -1\n" in render.render(
         only_negative, "markdown"
     )
 
@@ -99,10 +94,10 @@ def test_golden_sweep_series(golden_sweep: Sweep) -> None:
     assert mc.points[0].delta == 0.0 and mc.points[0].test == MCNEMAR
     assert mc.largest_safe == 1.0  # an improvement is non-inferior
     norm = _series(golden_sweep, "tiny_group", "acc_norm")
-    assert [p.non_inferior for p in norm.points] == [True, False]
+    assert [p.safe for p in norm.points] == [True, False]
     assert norm.largest_safe == 0.5
     ppl = _series(golden_sweep, "tiny_ppl", "word_perplexity")
-    assert ppl.largest_safe is None and ppl.points[1].non_inferior is None
+    assert ppl.largest_safe is None and ppl.points[1].safe is None
 
 
 def test_sweep_rejects_bad_settings() -> None:
@@ -160,11 +155,93 @@ def test_plot_draws_a_group_whose_delta_lies_outside_its_pooled_ci(tmp_path: Pat
 def test_sweep_renders_in_every_format(golden_sweep: Sweep) -> None:
     markdown = render.render(golden_sweep, "markdown")
     assert "| tiny_mc | acc | baseline | 0.2500 ± 0.0903 |" in markdown
-    assert "- tiny_mc acc: largest scale within 0.02 of baseline: 1" in markdown
+    assert "- tiny_mc acc: largest scale with no drop beyond 0.2: 1" in markdown
     rows = list(csv.DictReader(io.StringIO(render.render(golden_sweep, "csv"))))
     assert len(rows) == 26 and {row["scale"] for row in rows} == {"0.5", "1.0"}
     data = json.loads(render.render(golden_sweep, "json"))
-    assert data["margin"] == 0.02 and len(data["series"]) == 13
+    assert data["margin"] == 0.2 and len(data["series"]) == 13
     assert r"\begin{tabular}" in render.render(golden_sweep, "latex")
     table = render.table(golden_sweep)
     assert table.row_count == 13 * 3
+
+
+def _task_set(columns: dict[str, list[float]], better: dict[str, bool]) -> ResultSet:
+    """One task "gen" with per-document values of each metric."""
+    n = len(next(iter(columns.values())))
+    docs = {i: DocSample(i, f"h{i}", {k: v[i] for k, v in columns.items()}) for i in range(n)}
+    metrics = {key: MetricValue(sum(v) / n, None) for key, v in columns.items()}
+    task = TaskResult("gen", metrics, n, "1", None, better, (), docs)
+    return ResultSet("x", Path("x"), (), "m", "", {"gen": task})
+
+
+def _gen_sweep(**settings: object) -> Sweep:
+    """40 documents: gen_ppl near 2000 rises by 30 (1.5%) at scale 1 and by 400 (20%) at 2;
+    acc loses 10 documents at scale 2 (right->wrong), none at 1."""
+    ppl = [2000.0 + 10 * (i % 7) for i in range(40)]
+    acc = [1.0] * 30 + [0.0] * 10
+    better = {"gen_ppl": False, "acc": True}
+    baseline = _task_set({"gen_ppl,none": ppl, "acc,none": acc}, better)
+    one = _task_set(
+        {"gen_ppl,none": [v + 30 + (i % 3) for i, v in enumerate(ppl)], "acc,none": acc}, better
+    )
+    two = _task_set(
+        {
+            "gen_ppl,none": [v + 400 + (i % 3) for i, v in enumerate(ppl)],
+            "acc,none": [0.0] * 10 + acc[10:],
+        },
+        better,
+    )
+    return sweep(baseline, {1.0: one, 2.0: two}, **settings)  # type: ignore[arg-type]
+
+
+def test_unbounded_metrics_get_a_relative_margin_and_bounded_ones_an_absolute_one() -> None:
+    result = _gen_sweep(margin=0.1)
+    ppl, acc = _series(result, "gen", "gen_ppl"), _series(result, "gen", "acc")
+    baseline_ppl = sum(2000.0 + 10 * (i % 7) for i in range(40)) / 40
+    assert ppl.margin.relative and ppl.margin.value == pytest.approx(0.05 * baseline_ppl)
+    assert not acc.margin.relative and acc.margin.value == 0.1
+    # +30 of ~2030 is inside 5% (~101): safe; +400 is not. 0.02 absolute would fail both.
+    assert [p.safe for p in ppl.points] == [True, False] and ppl.largest_safe == 1.0
+    lines = render.summary_lines(result)
+    rise = f"no rise beyond 5% of baseline ({0.05 * baseline_ppl:.4g})"
+    assert f"gen gen_ppl: largest scale with {rise}: 1" in lines
+    assert "gen acc: largest scale with no drop beyond 0.1: 1" in lines
+
+
+def test_equivalence_needs_the_whole_interval_inside_the_margin() -> None:
+    """The issue's case: a large improvement passes non-inferiority ("no drop beyond 0.02") but
+    is not "within 0.02 of the baseline"; the equivalence test says so."""
+    baseline = load_side(GOLDEN / "baseline")
+    steered = {1.0: load_side(GOLDEN / "steered")}
+    mc = _series(sweep(baseline, steered, margin=0.2), "tiny_mc", "acc")
+    point = mc.points[0]
+    assert point.delta == pytest.approx(5 / 12) and point.ci_low is not None and point.ci_low > 0
+    assert point.safe is True
+    result = sweep(baseline, steered, margin=0.2, margin_test=EQUIVALENCE)
+    assert _series(result, "tiny_mc", "acc").points[0].safe is False
+    assert "tiny_mc acc: largest scale equivalent within ±0.2: —" in render.summary_lines(result)
+    assert MarginTest(test=EQUIVALENCE).passes(-0.01, 0.01, True, 0.02) is True
+    assert MarginTest(test=EQUIVALENCE).passes(-0.01, 0.03, True, 0.02) is False
+    with pytest.raises(UsageError, match="--margin-test must be noninferiority or equivalence"):
+        MarginTest(test="both")
+
+
+def _holm_by_hand(p: list[float]) -> list[float]:
+    """Holm's adjusted p: the running max of (m - rank) * p over the sorted p, capped at 1."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    adjusted, running = [0.0] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def test_the_sweep_holm_adjusts_every_point_together(golden_sweep: Sweep) -> None:
+    points = [
+        point for series in golden_sweep.series for point in series.points if point.p is not None
+    ]
+    expected = _holm_by_hand([point.p for point in points])  # type: ignore[misc]
+    assert [point.p_holm for point in points] == pytest.approx(expected)
+    markdown = render.render(golden_sweep, "markdown")
+    assert "| p | p (Holm) |" in markdown and "unadjusted 95% CI" in markdown
+    assert f"p (Holm) adjusts all {len(points)} tests of the sweep" in markdown

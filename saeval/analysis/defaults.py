@@ -7,7 +7,8 @@ import math
 
 from saeval.errors import UsageError
 
-DEFAULT_MARGIN = 0.02  # absolute non-inferiority margin of a sweep's safe strength
+DEFAULT_MARGIN = 0.02  # absolute margin of a sweep's safe strength (metrics in [0, 1])
+DEFAULT_RELATIVE_MARGIN = 0.05  # margin of unbounded metrics: a fraction of the baseline
 DEFAULT_ALPHA = 0.05  # family-wise error rate of Holm's correction; intervals are 1 - alpha
 
 
@@ -15,6 +16,15 @@ def check_margin(margin: float) -> None:
     """UsageError unless the non-inferiority margin is a finite number >= 0."""
     if not (math.isfinite(margin) and margin >= 0):
         raise UsageError(f"--margin must be a finite number >= 0 (absolute), got {margin}")
+
+
+def check_relative_margin(fraction: float) -> None:
+    """UsageError unless the relative margin is a finite fraction >= 0."""
+    if not (math.isfinite(fraction) and fraction >= 0):
+        raise UsageError(
+            f"--relative-margin must be a finite fraction >= 0 (0.05 is 5% of the baseline), "
+            f"got {fraction}"
+        )
 
 
 def check_alpha(alpha: float) -> None:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from saeval.analysis.margins import EQUIVALENCE
 from saeval.analysis.sweep import Sweep, SweepSeries
 
 
@@ -31,7 +32,8 @@ def plot_sweep(result: Sweep, directory: Path) -> list[Path]:
     written = []
     for series in result.series:
         figure, axes = plt.subplots(figsize=(5.0, 3.5), layout="constrained")
-        _draw(axes, series, result.margin, 1.0 - result.alpha)
+        two_sided = result.margins.test == EQUIVALENCE
+        _draw(axes, series, series.margin.value, 1.0 - result.alpha, two_sided)
         path = plot_path(directory, series)
         figure.savefig(path, dpi=120)
         plt.close(figure)
@@ -67,8 +69,11 @@ def _kl_plots(result: Sweep, directory: Path, plt: Any) -> list[Path]:
     return written
 
 
-def _draw(axes: Any, series: SweepSeries, margin: float, confidence: float) -> None:
-    """Draw one series: steered values with their paired CI, baseline line and margin band."""
+def _draw(
+    axes: Any, series: SweepSeries, margin: float, confidence: float, two_sided: bool
+) -> None:
+    """Draw one series: steered values with their paired CI, baseline line and margin band
+    (below the baseline, above where lower is better, both sides for equivalence)."""
     with_ci = [
         (point, point.ci_low, point.ci_high)
         for point in series.points
@@ -76,9 +81,9 @@ def _draw(axes: Any, series: SweepSeries, margin: float, confidence: float) -> N
     ]
     without = [point for point in series.points if point.ci_low is None or point.ci_high is None]
     axes.axhline(series.baseline, color="0.3", linestyle="--", label="baseline")
-    if series.higher_is_better is not False:
+    if two_sided or series.higher_is_better is not False:
         axes.axhspan(series.baseline - margin, series.baseline, color="0.85", label="margin")
-    if series.higher_is_better is not True:
+    if two_sided or series.higher_is_better is not True:
         axes.axhspan(series.baseline, series.baseline + margin, color="0.85")
     if with_ci:
         # The CI of the delta, drawn around the baseline: a group whose aggregate is not the
@@ -92,7 +97,7 @@ def _draw(axes: Any, series: SweepSeries, margin: float, confidence: float) -> N
             fmt="none",
             capsize=3,
             ecolor="C0",
-            label=f"baseline + {confidence:.0%} CI of delta",
+            label=f"baseline + unadjusted {confidence:.0%} CI of delta",
         )
     if without:
         axes.plot([p.scale for p in without], [p.value for p in without], "x", label="steered")

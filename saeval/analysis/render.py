@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from saeval.analysis.compare import Comparison, ComparisonRow
+from saeval.analysis.margins import EQUIVALENCE
 from saeval.analysis.report import Report
 from saeval.analysis.sweep import Sweep, SweepSeries
 from saeval.errors import UsageError
@@ -20,6 +21,11 @@ from saeval.errors import UsageError
 FORMATS = ("markdown", "csv", "json", "latex")
 MISSING = "—"
 KL_HEADER = "KL (nats/token)"
+
+
+def ci_header(confidence: float) -> str:
+    """The header of a delta's interval: every one is per row, not adjusted like Holm's p."""
+    return f"unadjusted {confidence:.0%} CI"
 
 
 def fmt_number(value: float | None, *, signed: bool = False) -> str:
@@ -79,7 +85,7 @@ def comparison_cells(comparison: Comparison, *, compact: bool = False) -> list[d
     `compact` (the terminal table) shows values without their stderr and turns the note column
     into a "(k)" mark on the metric, numbered as `row_footnotes` numbers them.
     """
-    level = f"{comparison.confidence:.0%} CI"
+    level = ci_header(comparison.confidence)
     footnotes = row_footnotes(comparison)
     with_kl = any(row.kl is not None for row in comparison.rows)
     cells = []
@@ -98,8 +104,8 @@ def comparison_cells(comparison: Comparison, *, compact: bool = False) -> list[d
             "test": row.test,
             "flips r>w/w>r": _flips(row),
         }
-        if with_kl:
-            cell[KL_HEADER] = fmt_number(row.kl)
+        if with_kl:  # B's own KL against its unsteered model, from B's run: not A vs B
+            cell[f"{comparison.b.label} {KL_HEADER}"] = fmt_number(row.kl)
         if not compact:
             cell["note"] = row.note
         cells.append(cell)
@@ -129,7 +135,8 @@ def _scale_text(scale: float | None) -> str:
 
 def sweep_cells(result: Sweep) -> list[dict[str, str]]:
     """Formatted cells: per series a baseline row, then one row per strength."""
-    level = f"{1 - result.alpha:.0%} CI"
+    level = ci_header(1 - result.alpha)
+    verdict_header = "equivalent" if result.margins.test == EQUIVALENCE else "non-inferior"
     with_kl = any(point.kl is not None for s in result.series for point in s.points)
     kl = {KL_HEADER: "0"} if with_kl else {}
     cells = []
@@ -143,13 +150,14 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
                 "delta": "",
                 level: "",
                 "p": "",
+                "p (Holm)": "",
                 "test": "",
-                "within margin": "",
+                verdict_header: "",
                 **kl,
             }
         )
         for point in series.points:
-            verdict = {True: "yes", False: "no", None: MISSING}[point.non_inferior]
+            verdict = {True: "yes", False: "no", None: MISSING}[point.safe]
             cells.append(
                 {
                     "task": series.task,
@@ -159,8 +167,9 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
                     "delta": fmt_number(point.delta, signed=True),
                     level: fmt_ci(point.ci_low, point.ci_high),
                     "p": fmt_p(point.p),
+                    "p (Holm)": fmt_p(point.p_holm),
                     "test": point.test,
-                    "within margin": verdict,
+                    verdict_header: verdict,
                     **({KL_HEADER: fmt_number(point.kl)} if with_kl else {}),
                 }
             )
@@ -202,20 +211,24 @@ def _view(report: Report) -> _View:
         )
     cells = sweep_cells(report)
     safe = [
-        f"{series.task} {series.metric}: largest scale within {report.margin:g} "
-        f"of baseline: {_safe_text(series)}"
+        f"{series.task} {series.metric}: largest scale "
+        f"{report.margins.phrase(series.margin, series.higher_is_better)}: {_safe_text(series)}"
         for series in report.series
     ]
+    margins = report.margins
     return _View(
-        title=f"steering sweep vs {report.baseline.label} (margin {report.margin:g})",
+        title=f"steering sweep vs {report.baseline.label} ({margins.test}; margin "
+        f"{margins.absolute:g}, unbounded metrics {margins.relative:.0%} of baseline)",
         cells=cells,
         table_cells=cells,
         styles=[""] * len(cells),
         caption="",
-        summary=safe + list(report.notes),
+        summary=[*safe, _sweep_method(report), *report.notes],
         data={
             "baseline": asdict(report.baseline),
             "margin": report.margin,
+            "relative_margin": report.margins.relative,
+            "margin_test": report.margins.test,
             "alpha": report.alpha,
             "series": [asdict(series) for series in report.series],
             "notes": list(report.notes),
@@ -223,8 +236,19 @@ def _view(report: Report) -> _View:
     )
 
 
+def _sweep_method(report: Sweep) -> str:
+    """Which intervals, what Holm adjusts and what the verdict reads."""
+    tests = sum(point.p is not None for series in report.series for point in series.points)
+    return (
+        f"p (Holm) adjusts all {tests} tests of the sweep (alpha {report.alpha:g}); intervals are "
+        "unadjusted (exact McNemar for 0/1 metrics, t for others, z unpaired) and each verdict "
+        "reads its interval"
+    )
+
+
 def summary_lines(report: Report) -> list[str]:
-    """The report's notes; for a sweep first the largest strength within the margin per series."""
+    """The report's notes; for a sweep first the largest strength passing the margin test per
+    series and how its numbers were made."""
     return _view(report).summary
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from saeval.analysis.compare import Comparison, compare
-from saeval.analysis.defaults import DEFAULT_ALPHA
+from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_RELATIVE_MARGIN
+from saeval.analysis.margins import NONINFERIORITY
 from saeval.analysis.results import RunSides
 from saeval.analysis.sweep import Sweep, sweep
 
@@ -20,6 +21,8 @@ def build_report(
     sides: RunSides,
     *,
     margin: float,
+    relative_margin: float = DEFAULT_RELATIVE_MARGIN,
+    margin_test: str = NONINFERIORITY,
     metrics: Sequence[str] | None = None,
     alpha: float = DEFAULT_ALPHA,
     any_model: bool = False,
@@ -33,6 +36,8 @@ def build_report(
         sides.steered,
         metrics=metrics,
         margin=margin,
+        relative_margin=relative_margin,
+        margin_test=margin_test,
         alpha=alpha,
         any_model=any_model,
     )

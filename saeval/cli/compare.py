@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from saeval.analysis.defaults import DEFAULT_MARGIN
+from saeval.analysis.defaults import DEFAULT_MARGIN, DEFAULT_RELATIVE_MARGIN
 from saeval.cli.console import err, out
 from saeval.errors import UsageError
 
@@ -25,6 +25,13 @@ class Format(StrEnum):
     CSV = "csv"
     JSON = "json"
     LATEX = "latex"
+
+
+class MarginTestChoice(StrEnum):
+    """The test of a sweep's safe strength (``saeval.analysis.margins``)."""
+
+    NONINFERIORITY = "noninferiority"
+    EQUIVALENCE = "equivalence"
 
 
 SUFFIX_FORMATS = {
@@ -80,8 +87,22 @@ def command(
     ] = 0.05,
     margin: Annotated[
         float,
-        typer.Option(help="Sweeps: non-inferiority margin (absolute) for the safe strength."),
+        typer.Option(help="Sweeps: margin of the safe strength for metrics in [0, 1] (absolute)."),
     ] = DEFAULT_MARGIN,
+    relative_margin: Annotated[
+        float,
+        typer.Option(
+            help="Sweeps: margin of unbounded metrics (perplexities, gen_ppl) as a fraction of "
+            "the baseline's value."
+        ),
+    ] = DEFAULT_RELATIVE_MARGIN,
+    margin_test: Annotated[
+        MarginTestChoice,
+        typer.Option(
+            help="Sweeps: noninferiority (no loss beyond the margin, one-sided) or equivalence "
+            "(no change beyond it either way, TOST)."
+        ),
+    ] = MarginTestChoice.NONINFERIORITY,
     any_model: Annotated[
         bool,
         typer.Option(
@@ -104,7 +125,7 @@ def command(
 ) -> None:
     """Compare two evaluations per task and metric: delta, 95% CI and a paired test."""
     from saeval.analysis.compare import compare
-    from saeval.analysis.defaults import check_alpha, check_margin
+    from saeval.analysis.defaults import check_alpha, check_margin, check_relative_margin
     from saeval.analysis.report import build_report, sweep_of
     from saeval.analysis.report_files import check_report_path, compare_plots_dir, write_plots
     from saeval.analysis.results_io import load_run, load_side
@@ -112,6 +133,7 @@ def command(
 
     check_alpha(alpha)
     check_margin(margin)
+    check_relative_margin(relative_margin)
     if output is not None:  # before any work: a bad --output is one line
         check_report_path(output)
         _file_format(fmt, output)
@@ -127,7 +149,13 @@ def command(
         )
     else:
         report = build_report(
-            load_run(a), metrics=metric, margin=margin, alpha=alpha, any_model=any_model
+            load_run(a),
+            metrics=metric,
+            margin=margin,
+            relative_margin=relative_margin,
+            margin_test=margin_test.value,
+            alpha=alpha,
+            any_model=any_model,
         )
         if sweep_of(report) is not None:
             plots = write_plots(report, compare_plots_dir(a, output))
