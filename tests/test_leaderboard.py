@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,9 @@ def _entries() -> list[Entry]:
 
 
 def _board(**options: object) -> Leaderboard:
-    settings = {"target": ["tgt"], "capability": ["cap_a", "cap_b"], **options}
+    """80 capability documents: with no flip the exact test bounds a drop by ~0.065 (one-sided,
+    after Holm over 11 tests), so the margin is 0.1; 0.02 cannot be shown with 80 documents."""
+    settings = {"target": ["tgt"], "capability": ["cap_a", "cap_b"], "margin": 0.1, **options}
     return leaderboard(_results("baseline", 0), _entries(), **settings)  # type: ignore[arg-type]
 
 
@@ -98,15 +101,35 @@ def test_effects_are_paired_deltas_pooled_over_each_family() -> None:
     assert control.versus.p == pytest.approx(_mcnemar_p(20))
 
 
-def test_non_inferiority_is_a_one_sided_paired_t_against_the_margin() -> None:
+def test_non_inferiority_of_a_0_1_metric_is_an_exact_binomial_test() -> None:
+    """good@4 lost 20 of 80 capability documents, none moved up: a drop of 0.3 or more needs a
+    discordance rate of 0.3 or more, so p = P(Binomial(80, 0.3) <= 20) (scipy binomtest). Nothing
+    moved is not a certainty either: P(Binomial(80, margin) = 0) = (1 - margin)^80."""
     board = _board(margin=0.3)
     good4 = _row(board, "good", 4.0)
-    lost = [-1.0] * 20 + [0.0] * 60  # per-document capability differences
-    se = float(sps.sem(lost))
-    expected = float(sps.t.sf((-0.25 + 0.3) / se, df=79))
+    expected = sps.binomtest(20, 80, 0.3, alternative="less").pvalue
     assert good4.p_non_inferior == pytest.approx(expected)
     assert 0.1 < expected < 0.2 and good4.non_inferior is False
-    assert _row(board, "good", 1.0).p_non_inferior == 0.0  # nothing moved: inside any margin
+    assert _row(board, "good", 1.0).p_non_inferior == pytest.approx(0.7**80)
+    assert _row(_board(margin=0.02), "good", 1.0).p_non_inferior == pytest.approx(0.98**80)
+    assert _row(_board(margin=0.02), "good", 1.0).non_inferior is False  # 0.2: not shown
+
+
+def test_non_inferiority_of_a_continuous_metric_is_a_one_sided_paired_t() -> None:
+    """A metric with values outside [0, 1] gets the relative margin: 5% of the baseline."""
+    from saeval.analysis.compare import ComparisonRow
+    from saeval.analysis.margins import non_inferiority_p
+
+    a = [10.0, 12.0, 11.0, 9.0, 13.0, 10.5]
+    d = [0.2, -0.4, 0.1, -0.3, 0.0, -0.2]  # b - a, higher is better
+    ci = sps.ttest_rel([x + y for x, y in zip(a, d, strict=True)], a).confidence_interval()
+    se = float(sps.sem(d))
+    row = ComparisonRow("t", "score", "score,none", True, 6, 6, 10.9, None, 10.8, None,
+                        sum(d) / 6, "paired t", 6, se, ci.low, ci.high)  # fmt: skip
+    margin = 0.05 * 10.9
+    expected = sps.ttest_1samp(d, -margin, alternative="greater").pvalue
+    assert non_inferiority_p(row, margin) == pytest.approx(expected)
+    assert non_inferiority_p(replace(row, se=0.0), margin) is None  # no variance: no t
 
 
 def test_one_holm_family_holds_targets_non_inferiority_and_controls() -> None:
@@ -163,7 +186,7 @@ def test_the_figure_draws_every_point_with_controls_grey_and_the_margin_band(
     assert drawn["good~random1@2"].control and drawn["good@2"].sweet_spot
     axes = draw(board).axes[0]
     band = axes.patches[0].get_extents().transformed(axes.transData.inverted())
-    assert (band.y0, band.y1) == pytest.approx((-0.02, 0.0))
+    assert (band.y0, band.y1) == pytest.approx((-0.1, 0.0))
     colors = [c.lines[0].get_color() for c in axes.containers]
     assert colors.count(CONTROL_COLOR) == 3 and len(colors) == 7
     path = plot_leaderboard(board, tmp_path / "board.png")
@@ -174,7 +197,9 @@ def test_every_rendering_shows_the_rows_and_the_sweet_spots() -> None:
     board = _board()
     markdown = render_leaderboard(board, "markdown")
     assert "- sweet spot of good: scale 2" in markdown and "- sweet spot of bad: —" in markdown
-    assert "| good~random1 | 2 | +0.0000 | [+0.0000, +0.0000] | (1) |" in markdown
+    # no flip in 40 target documents: +-(1 - 0.025^(1/40)) = +-0.0881, not a certain [0, 0]
+    assert f"{1 - 0.025 ** (1 / 40):.4f}" == "0.0881"
+    assert "| good~random1 | 2 | +0.0000 | [-0.0881, +0.0881] | (1) |" in markdown
     records = list(csv.DictReader(io.StringIO(render_leaderboard(board, "csv"))))
     assert [(r["intervention"], r["control"], r["scale"]) for r in records[:3]] == [
         ("good", "", "1.0"),

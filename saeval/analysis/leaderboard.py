@@ -9,12 +9,16 @@ compare`` computes each one on a virtual group holding the family's tasks. For e
 intervention x strength the family of tests holds:
 
 - the target effect: two-sided (exact McNemar for 0/1 metrics, else paired t);
-- capability non-inferiority: one-sided paired t of H0 "capability drops by ``margin`` or more"
-  (for a metric where lower is better: rises by ``margin`` or more);
+- capability non-inferiority: one-sided test of H0 "capability drops by the margin or more"
+  (for a metric where lower is better: rises by it or more): exact for 0/1 metrics
+  (``margins.non_inferiority_p``), paired t otherwise; the margin is ``margin`` for metrics in
+  [0, 1] and the default relative margin of the baseline for unbounded ones
+  (``saeval.analysis.margins``);
 - each random control against the intervention: two-sided, paired on the same documents, on
   the target family (the capability family when there are no target tasks).
 
-Holm's step-down adjusts all of them together. The sweet spot of an intervention is its strength
+Holm's step-down adjusts all of them together; the confidence intervals are not adjusted (each
+is the unadjusted 1 - alpha interval of its row). The sweet spot of an intervention is its strength
 with the largest target effect in ``target_direction`` that is significant and whose capability
 is non-inferior (both after Holm); without target tasks, the strongest non-inferior strength.
 """
@@ -25,11 +29,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from scipy import stats as sps
-
 from saeval.analysis import stats
 from saeval.analysis.compare import NO_TEST, Comparison, ComparisonRow, Side, compare
 from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN, check_alpha, check_margin
+from saeval.analysis.margins import MarginTest, non_inferiority_p
 from saeval.analysis.results import MetricValue, ResultSet, TaskResult
 from saeval.analysis.side_effects import pooled_kl
 from saeval.errors import ResultsError, UsageError
@@ -245,7 +248,8 @@ class _Families:
             key = self.keys[CAPABILITY]
             pooled = _row_of(comparison, CAPABILITY, key)
             capability = Effect.of(pooled)
-            p_ni = non_inferiority_p(pooled, margin)
+            size = MarginTest(absolute=margin).for_metric(key, pooled.a, [pooled.b]).value
+            p_ni = non_inferiority_p(pooled, size)
             tasks = [_row_of(comparison, task, key) for task in self.tasks[CAPABILITY]]
             loss = max(tasks, key=_loss)
             worst = Effect.of(loss, task=loss.task)
@@ -312,23 +316,6 @@ def _row_of(comparison: Comparison, task: str, key: str) -> ComparisonRow:
 def _loss(row: ComparisonRow) -> float:
     """How much a row lost: -delta, or +delta where lower is better."""
     return row.delta if row.higher_is_better is False else -row.delta
-
-
-def non_inferiority_p(row: ComparisonRow, margin: float) -> float | None:
-    """One-sided p of H0 "the metric got worse by ``margin`` or more" (paired t on the
-    documents; both directions, the larger p, when the metric's direction is unknown)."""
-    if row.se is None or row.n_paired is None or row.ci_low is None or row.ci_high is None:
-        return None
-    mean = (row.ci_low + row.ci_high) / 2  # the paired mean difference
-    sides = [True, False] if row.higher_is_better is None else [row.higher_is_better]
-    found = []
-    for higher in sides:
-        distance = mean + margin if higher else margin - mean  # > 0: inside the margin
-        if row.se == 0:
-            found.append(0.0 if distance > 0 else 1.0)
-        else:
-            found.append(float(sps.t.sf(distance / row.se, df=row.n_paired - 1)))
-    return max(found)
 
 
 def _with_holm(rows: list[BoardRow], alpha: float) -> tuple[list[BoardRow], int]:

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from saeval.analysis.compare import metric_label
 from saeval.analysis.leaderboard import BoardRow, Effect, Leaderboard
-from saeval.analysis.render import KL_HEADER, MISSING, fmt_ci, fmt_number, fmt_p
+from saeval.analysis.render import KL_HEADER, MISSING, ci_header, fmt_ci, fmt_number, fmt_p
 from saeval.errors import UsageError
 
 SCHEMA = "saeval.leaderboard/1"
@@ -33,7 +33,7 @@ def title(board: Leaderboard) -> str:
 
 def cells(board: Leaderboard) -> list[dict[str, str]]:
     """Formatted cells of every row, keyed by the column headers."""
-    level = f"{1 - board.alpha:.0%} CI"
+    level = ci_header(1 - board.alpha)
     with_kl = any(row.kl is not None for row in board.rows)
     found = []
     for row in board.rows:
@@ -44,7 +44,7 @@ def cells(board: Leaderboard) -> list[dict[str, str]]:
             cell["target p"] = _target_p(row)
         if board.capability_tasks:
             cell |= _effect_cells("capability", row.capability, level)
-            cell["within margin"] = _verdict(row)
+            cell["non-inferior"] = _verdict(row)
             worst = row.worst
             cell["worst task"] = (
                 MISSING if worst is None else f"{worst.task} {fmt_number(worst.delta, signed=True)}"
@@ -95,13 +95,14 @@ def summary_lines(board: Leaderboard) -> list[str]:
     lines = [
         f"sweet spot of {name}: "
         + (MISSING if scale is None else f"scale {scale:g}")
-        + ("" if board.target_tasks else " (strongest within the capability margin)")
+        + ("" if board.target_tasks else " (strongest with capability non-inferior)")
         for name, scale in board.sweet_spots.items()
     ]
     lines.append(
         f"Holm's correction across all {board.family_size} tests of the leaderboard "
-        f"(alpha {board.alpha:g}): target p, within margin and vs intervention are adjusted; "
-        "a control's own target p (in brackets) is not in the family"
+        f"(alpha {board.alpha:g}): target p, non-inferior p and vs intervention are adjusted; "
+        "a control's own target p (in brackets) is not in the family; intervals are unadjusted "
+        "(exact McNemar for 0/1 metrics)"
     )
     return lines + list(board.notes)
 

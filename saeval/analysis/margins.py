@@ -17,6 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from scipy import stats as sps
+
+from saeval.analysis import stats
+from saeval.analysis.compare import ComparisonRow
 from saeval.analysis.defaults import (
     DEFAULT_MARGIN,
     DEFAULT_RELATIVE_MARGIN,
@@ -91,3 +95,25 @@ class MarginTest:
         if higher_is_better is None:
             return f"within ±{size} (direction unknown)"
         return f"with no {'drop' if higher_is_better else 'rise'} beyond {size}"
+
+
+def non_inferiority_p(row: ComparisonRow, margin: float) -> float | None:
+    """One-sided p of H0 "the metric got worse by ``margin`` or more": exact for 0/1 metrics
+    (``stats.mcnemar_margin_p``), else a paired t on the documents (None when every difference
+    is the same: no variance to test with); both directions, the larger p, when the metric's
+    direction is unknown."""
+    sides = [True, False] if row.higher_is_better is None else [row.higher_is_better]
+    worse, better, n = row.right_to_wrong, row.wrong_to_right, row.n_paired
+    if worse is not None and better is not None and n is not None:
+        found = [
+            stats.mcnemar_margin_p(worse, better, n, margin)
+            if higher
+            else stats.mcnemar_margin_p(better, worse, n, margin)
+            for higher in sides
+        ]
+        return max(found)
+    if not row.se or n is None or row.ci_low is None or row.ci_high is None:
+        return None
+    mean = (row.ci_low + row.ci_high) / 2  # the paired mean difference (t interval's centre)
+    distances = [mean + margin if higher else margin - mean for higher in sides]
+    return max(float(sps.t.sf(distance / row.se, df=n - 1)) for distance in distances)
