@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from saeval.analysis import render
 from saeval.analysis.compare import MCNEMAR, NO_TEST
@@ -15,6 +18,7 @@ from saeval.analysis.margins import EQUIVALENCE, MarginTest
 from saeval.analysis.plots import plot_path, plot_sweep
 from saeval.analysis.results_io import DocSample, MetricValue, ResultSet, TaskResult, load_side
 from saeval.analysis.sweep import Sweep, SweepPoint, SweepSeries, largest_safe, sweep
+from saeval.cli.main import app
 from saeval.errors import UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "lmeval"
@@ -245,3 +249,36 @@ def test_the_sweep_holm_adjusts_every_point_together(golden_sweep: Sweep) -> Non
     markdown = render.render(golden_sweep, "markdown")
     assert "| p | p (Holm) |" in markdown and "unadjusted 95% CI" in markdown
     assert f"p (Holm) adjusts all {len(points)} tests of the sweep" in markdown
+
+
+def _cli(*args: str | Path) -> tuple[int, str]:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, [*map(str, args)])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def test_the_cli_takes_the_margin_test_and_the_relative_margin(tmp_path: Path) -> None:
+    run = Path(shutil.copytree(GOLDEN, tmp_path / "run", ignore=shutil.ignore_patterns("*.md")))
+    (run / "steered").rename(run / "steered@1")
+    shutil.copytree(run / "baseline", run / "steered@0.5")
+    out = tmp_path / "sweep.json"
+    args = ("compare", run, "-m", "acc", "--margin", "0.2", "--margin-test", "equivalence")
+    code, _ = _cli(*args, "--relative-margin", "0.1", "-o", out)
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert (data["margin_test"], data["relative_margin"]) == ("equivalence", 0.1)
+    safe = {(s["task"], s["metric"]): s["largest_safe"] for s in data["series"]}
+    assert safe[("tiny_mc", "acc")] == 0.5  # +0.42 at 1 is a change beyond 0.2, not equivalent
+    code, output = _cli(*args[:-2], "--margin-test", "both")
+    assert code == 2 and "'both' is not one of 'noninferiority', 'equivalence'" in output
+    code, output = _cli(*args, "--relative-margin", "-0.5")
+    assert code == 2 and "error: --relative-margin must be a finite fraction >= 0" in output
+
+
+def test_a_run_checks_the_margin_options_before_any_model() -> None:
+    from saeval.run.config import RunConfig
+
+    with pytest.raises(UsageError, match="--margin-test must be noninferiority or equivalence"):
+        RunConfig(steer_files=(), tasks=("t",), margin_test="both").check()
+    with pytest.raises(UsageError, match="--relative-margin must be a finite fraction"):
+        RunConfig(steer_files=(), tasks=("t",), relative_margin=math.nan).check()

@@ -9,6 +9,9 @@ from saeval.errors import UsageError
 
 DEFAULT_MARGIN = 0.02  # absolute margin of a sweep's safe strength (metrics in [0, 1])
 DEFAULT_RELATIVE_MARGIN = 0.05  # margin of unbounded metrics: a fraction of the baseline
+NONINFERIORITY = "noninferiority"  # the margin tests of a sweep (saeval.analysis.margins)
+EQUIVALENCE = "equivalence"
+MARGIN_TESTS = (NONINFERIORITY, EQUIVALENCE)
 DEFAULT_ALPHA = 0.05  # family-wise error rate of Holm's correction; intervals are 1 - alpha
 
 
@@ -25,6 +28,12 @@ def check_relative_margin(fraction: float) -> None:
             f"--relative-margin must be a finite fraction >= 0 (0.05 is 5% of the baseline), "
             f"got {fraction}"
         )
+
+
+def check_margin_test(test: str) -> None:
+    """UsageError unless ``test`` names a margin test."""
+    if test not in MARGIN_TESTS:
+        raise UsageError(f"--margin-test must be {' or '.join(MARGIN_TESTS)}, got {test!r}")
 
 
 def check_alpha(alpha: float) -> None:

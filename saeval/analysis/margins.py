@@ -24,14 +24,13 @@ from saeval.analysis.compare import ComparisonRow
 from saeval.analysis.defaults import (
     DEFAULT_MARGIN,
     DEFAULT_RELATIVE_MARGIN,
+    EQUIVALENCE,
+    NONINFERIORITY,
     check_margin,
+    check_margin_test,
     check_relative_margin,
 )
-from saeval.errors import UsageError
 
-NONINFERIORITY = "noninferiority"
-EQUIVALENCE = "equivalence"
-MARGIN_TESTS = (NONINFERIORITY, EQUIVALENCE)
 UNBOUNDED = frozenset(
     {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "gen_ppl"}
 )
@@ -57,10 +56,7 @@ class MarginTest:
     def __post_init__(self) -> None:
         check_margin(self.absolute)
         check_relative_margin(self.relative)
-        if self.test not in MARGIN_TESTS:
-            raise UsageError(
-                f"--margin-test must be {' or '.join(MARGIN_TESTS)}, got {self.test!r}"
-            )
+        check_margin_test(self.test)
 
     def for_metric(self, metric: str, baseline: float, values: Iterable[float]) -> Margin:
         """Absolute for a metric whose values all lie in [0, 1], else relative to ``baseline``."""

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from saeval.analysis.compare import Comparison, compare
-from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_RELATIVE_MARGIN
-from saeval.analysis.margins import NONINFERIORITY
+from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_RELATIVE_MARGIN, NONINFERIORITY
 from saeval.analysis.results import RunSides
 from saeval.analysis.sweep import Sweep, sweep
 

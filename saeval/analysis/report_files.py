@@ -12,6 +12,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from saeval.analysis.defaults import DEFAULT_RELATIVE_MARGIN, NONINFERIORITY
 from saeval.analysis.plots import plot_sweep
 from saeval.analysis.render import render
 from saeval.analysis.report import Report, build_report, sweep_of
@@ -73,9 +74,16 @@ def write_report(path: Path, text: str) -> None:
         raise ResultsError(f"cannot write {path} ({error.strerror or error})") from None
 
 
-def write_comparison(folder: Path, margin: float) -> tuple[Report, list[Path]]:
+def write_comparison(
+    folder: Path,
+    margin: float,
+    relative_margin: float = DEFAULT_RELATIVE_MARGIN,
+    margin_test: str = NONINFERIORITY,
+) -> tuple[Report, list[Path]]:
     """comparison.{md,csv,json} of a run folder: one comparison, or a sweep with PNG plots."""
-    report = build_report(load_run(folder), margin=margin)
+    report = build_report(
+        load_run(folder), margin=margin, relative_margin=relative_margin, margin_test=margin_test
+    )
     report = replace(report, notes=(*report.notes, *positions_notes(folder)))
     plots = write_plots(report, folder)
     files = []

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from saeval.analysis.defaults import DEFAULT_MARGIN, DEFAULT_RELATIVE_MARGIN
 from saeval.cli.console import err, out
+from saeval.cli.options import MarginOpt, MarginTestChoice, MarginTestOpt, RelativeMarginOpt
 from saeval.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,13 +26,6 @@ class Format(StrEnum):
     CSV = "csv"
     JSON = "json"
     LATEX = "latex"
-
-
-class MarginTestChoice(StrEnum):
-    """The test of a sweep's safe strength (``saeval.analysis.margins``)."""
-
-    NONINFERIORITY = "noninferiority"
-    EQUIVALENCE = "equivalence"
 
 
 SUFFIX_FORMATS = {
@@ -85,24 +79,9 @@ def command(
         float,
         typer.Option(help="Family-wise error rate for Holm's correction; intervals are 1 - alpha."),
     ] = 0.05,
-    margin: Annotated[
-        float,
-        typer.Option(help="Sweeps: margin of the safe strength for metrics in [0, 1] (absolute)."),
-    ] = DEFAULT_MARGIN,
-    relative_margin: Annotated[
-        float,
-        typer.Option(
-            help="Sweeps: margin of unbounded metrics (perplexities, gen_ppl) as a fraction of "
-            "the baseline's value."
-        ),
-    ] = DEFAULT_RELATIVE_MARGIN,
-    margin_test: Annotated[
-        MarginTestChoice,
-        typer.Option(
-            help="Sweeps: noninferiority (no loss beyond the margin, one-sided) or equivalence "
-            "(no change beyond it either way, TOST)."
-        ),
-    ] = MarginTestChoice.NONINFERIORITY,
+    margin: MarginOpt = DEFAULT_MARGIN,
+    relative_margin: RelativeMarginOpt = DEFAULT_RELATIVE_MARGIN,
+    margin_test: MarginTestOpt = MarginTestChoice.NONINFERIORITY,
     any_model: Annotated[
         bool,
         typer.Option(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from saeval.analysis.defaults import EQUIVALENCE, NONINFERIORITY
 from saeval.errors import UsageError
 
 
@@ -50,6 +51,34 @@ DtypeOpt = Annotated[str, typer.Option(help="Model dtype: auto, bfloat16, float1
 ScaleOpt = Annotated[
     str,
     typer.Option(help="Steering strength(s), comma separated; each multiplies every coefficient."),
+]
+
+
+class MarginTestChoice(StrEnum):
+    """The test of a sweep's safe strength (saeval.analysis.margins)."""
+
+    NONINFERIORITY = NONINFERIORITY
+    EQUIVALENCE = EQUIVALENCE
+
+
+MarginOpt = Annotated[
+    float,
+    typer.Option(help="Sweeps: margin of the safe strength for metrics in [0, 1] (absolute)."),
+]
+RelativeMarginOpt = Annotated[
+    float,
+    typer.Option(
+        help="Sweeps: margin of unbounded metrics (perplexities, gen_ppl) as a fraction of the "
+        "baseline's value."
+    ),
+]
+MarginTestOpt = Annotated[
+    MarginTestChoice,
+    typer.Option(
+        metavar="TEST",
+        help="Sweeps: noninferiority (no loss beyond the margin, one-sided) or equivalence (no "
+        "change beyond it either way, TOST).",
+    ),
 ]
 
 

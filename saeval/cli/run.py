@@ -9,10 +9,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from saeval.analysis.defaults import DEFAULT_MARGIN
+from saeval.analysis.defaults import DEFAULT_MARGIN, DEFAULT_RELATIVE_MARGIN
 from saeval.cli import run_experiment
 from saeval.cli.console import out
-from saeval.cli.options import DeviceOpt, DtypeOpt, ModelOpt, ScaleOpt, parse_scales
+from saeval.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    MarginOpt,
+    MarginTestChoice,
+    MarginTestOpt,
+    ModelOpt,
+    RelativeMarginOpt,
+    ScaleOpt,
+    parse_scales,
+)
 from saeval.cli.progress import ProgressEvents, quiet_libraries
 from saeval.cli.run_experiment import (
     DevicesOpt,
@@ -73,10 +83,9 @@ def command(
         str | None, typer.Option(help="Run folder name (default: <steer file>-<date>-<time>).")
     ] = None,
     scale: ScaleOpt = "1",
-    margin: Annotated[
-        float,
-        typer.Option(help="Non-inferiority margin for the sweep report (absolute, e.g. 0.02)."),
-    ] = DEFAULT_MARGIN,
+    margin: MarginOpt = DEFAULT_MARGIN,
+    relative_margin: RelativeMarginOpt = DEFAULT_RELATIVE_MARGIN,
+    margin_test: MarginTestOpt = MarginTestChoice.NONINFERIORITY,
     no_baseline: Annotated[
         bool, typer.Option("--no-baseline", help="Skip the unsteered model (and the comparison).")
     ] = False,
@@ -153,6 +162,8 @@ def command(
         name=name,
         scales=parse_scales(scale),
         margin=margin,
+        relative_margin=relative_margin,
+        margin_test=margin_test.value,
         no_baseline=no_baseline,
         resume=resume,
         apply_chat_template=apply_chat_template,

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from saeval.analysis.defaults import DEFAULT_MARGIN, check_margin
+from saeval.analysis.defaults import (
+    DEFAULT_MARGIN,
+    DEFAULT_RELATIVE_MARGIN,
+    NONINFERIORITY,
+    check_margin,
+    check_margin_test,
+    check_relative_margin,
+)
 from saeval.errors import UsageError
 from saeval.run.layout import name_problem
 from saeval.run.manifest import TaskRecord
@@ -39,7 +46,9 @@ class RunConfig:
     output: Path = Path("results")
     name: str | None = None
     scales: tuple[float, ...] = (1.0,)
-    margin: float = DEFAULT_MARGIN
+    margin: float = DEFAULT_MARGIN  # a sweep's margin for metrics in [0, 1]
+    relative_margin: float = DEFAULT_RELATIVE_MARGIN  # for unbounded metrics, of the baseline
+    margin_test: str = NONINFERIORITY
     no_baseline: bool = False
     resume: bool = False
     apply_chat_template: bool = False
@@ -91,6 +100,8 @@ class RunConfig:
         if bad:
             raise UsageError(f"--scale takes finite numbers, got {bad[0]}")
         check_margin(self.margin)
+        check_relative_margin(self.relative_margin)
+        check_margin_test(self.margin_test)
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
             raise UsageError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
 

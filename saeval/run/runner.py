@@ -206,7 +206,9 @@ def _finish(store: RunStore, config: RunConfig, steps: Sequence[_Step]) -> RunRe
     report: Report | None = None
     files: list[Path] = []
     if not config.no_baseline:
-        report, files = write_comparison(store.folder, config.margin)
+        report, files = write_comparison(
+            store.folder, config.margin, config.relative_margin, config.margin_test
+        )
         store.manifest.comparison = {"files": [path.name for path in files]}
     reused = [r.task for r in store.manifest.completed if r.reused_from is not None]
     return RunResult(
