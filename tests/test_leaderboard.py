@@ -213,3 +213,31 @@ def test_every_rendering_shows_the_rows_and_the_sweet_spots() -> None:
     assert data["sweet_spots"] == {"good": 2.0, "bad": None}
     assert "Holm's correction across all 11 tests" in summary_lines(board)[2]
     assert table(board).row_count == 7
+
+
+def _ppl_results(label: str, shift: float) -> ResultSet:
+    """One capability task whose gen_ppl (lower is better) is near 2000, shifted by ``shift``."""
+    values = [2000.0 + 10 * (i % 7) + shift + (i % 3) * (shift > 0) for i in range(N)]
+    docs = {i: DocSample(i, f"p-{i}", {"gen_ppl,none": v}) for i, v in enumerate(values)}
+    metric = MetricValue(sum(values) / N, float(sps.sem(values)))
+    task = TaskResult("cap", {"gen_ppl,none": metric}, N, "1", "h", {"gen_ppl": False},
+                      samples=docs)  # fmt: skip
+    return ResultSet(label, Path(label), (), "tiny", "", {"cap": task})
+
+
+def test_an_unbounded_capability_metric_gets_the_relative_margin() -> None:
+    """+30 on a gen_ppl near 2030 is inside 5% of the baseline (101.5), not inside 0.02."""
+    entries = [
+        Entry("x", 1.0, _ppl_results("x@1", 30.0)),
+        Entry("x", 2.0, _ppl_results("x@2", 400.0)),
+    ]
+    board = leaderboard(_ppl_results("baseline", 0.0), entries, capability=["cap"],
+                        capability_metric="gen_ppl")  # fmt: skip
+    baseline = sum(2000.0 + 10 * (i % 7) for i in range(N)) / N
+    assert board.capability_margin == pytest.approx(0.05 * baseline) and board.margin == 0.02
+    one = _row(board, "x", 1.0)
+    d = [30.0 + (i % 3) for i in range(N)]  # steered - baseline; H0: a rise of the margin or more
+    expected = sps.ttest_1samp(d, 0.05 * baseline, alternative="less").pvalue
+    assert one.p_non_inferior == pytest.approx(expected) and one.non_inferior is True
+    assert _row(board, "x", 2.0).non_inferior is False
+    assert f"margin {0.05 * baseline:.4g})" in render_leaderboard(board, "markdown")

@@ -117,6 +117,7 @@ class Leaderboard:
     capability_metric: str
     target_direction: str
     margin: float
+    capability_margin: float  # the margin the tests used: ``margin``, or relative (unbounded)
     alpha: float
     family_size: int
     notes: tuple[str, ...] = ()
@@ -166,6 +167,10 @@ def leaderboard(
         baseline, tuple(target), tuple(capability), target_metric, capability_metric
     )
     base = families.add_to(baseline)
+    size = margin
+    if capability:
+        value = base.tasks[CAPABILITY].metrics[families.keys[CAPABILITY]].value
+        size = MarginTest(absolute=margin).for_metric(families.keys[CAPABILITY], value, []).value
     sets = {(e.intervention, e.control, e.scale): families.add_to(e.results) for e in entries}
     rows, notes = [], []
     for entry in entries:
@@ -178,14 +183,14 @@ def leaderboard(
             if mine is None:
                 raise ResultsError(f"{entry.label}@{entry.scale:g} has no intervention to compare")
             versus = families.primary(compare(sets[key], mine, alpha=alpha))
-        rows.append(families.row(entry, comparison, versus, margin))
+        rows.append(families.row(entry, comparison, versus, size))
     order = {
         name: index for index, name in enumerate(dict.fromkeys(e.intervention for e in entries))
     }
     rows.sort(
         key=lambda r: (order[r.intervention], r.scale, -1 if r.control is None else r.control)
     )
-    rows, size = _with_holm(rows, alpha)
+    rows, family_size = _with_holm(rows, alpha)
     rows, spots = _sweet_spots(rows, alpha, target_direction, bool(target))
     return Leaderboard(
         baseline=Side(baseline.label, str(baseline.source), baseline.model_name),
@@ -197,8 +202,9 @@ def leaderboard(
         capability_metric=families.keys[CAPABILITY] if capability else capability_metric,
         target_direction=target_direction,
         margin=margin,
+        capability_margin=size,
         alpha=alpha,
-        family_size=size,
+        family_size=family_size,
         notes=tuple(dict.fromkeys(notes)),
     )
 
@@ -248,8 +254,7 @@ class _Families:
             key = self.keys[CAPABILITY]
             pooled = _row_of(comparison, CAPABILITY, key)
             capability = Effect.of(pooled)
-            size = MarginTest(absolute=margin).for_metric(key, pooled.a, [pooled.b]).value
-            p_ni = non_inferiority_p(pooled, size)
+            p_ni = non_inferiority_p(pooled, margin)
             tasks = [_row_of(comparison, task, key) for task in self.tasks[CAPABILITY]]
             loss = max(tasks, key=_loss)
             worst = Effect.of(loss, task=loss.task)

@@ -76,7 +76,8 @@ def draw(board: Leaderboard) -> Figure:
 
     figure = Figure(figsize=(6.0, 4.5), layout="constrained")
     axes = figure.add_subplot()
-    axes.axhspan(-board.margin, 0.0, color="0.9", label=f"capability margin ({board.margin:g})")
+    size = board.capability_margin
+    axes.axhspan(-size, 0.0, color="0.9", label=f"capability margin ({size:.4g})")
     axes.axhline(0.0, color="0.3", linewidth=0.8)
     if board.target_tasks:
         axes.axvline(0.0, color="0.3", linewidth=0.8)

@@ -27,7 +27,8 @@ def title(board: Leaderboard) -> str:
     return (
         f"leaderboard vs {board.baseline.label}: target {target} "
         f"({metric_label(board.target_metric)}, goal: {board.target_direction}); capability "
-        f"{capability} ({metric_label(board.capability_metric)}, margin {board.margin:g})"
+        f"{capability} ({metric_label(board.capability_metric)}, "
+        f"margin {board.capability_margin:.4g})"
     )
 
 
@@ -148,6 +149,7 @@ def to_data(board: Leaderboard) -> dict[str, Any]:
         "capability_metric": board.capability_metric,
         "target_direction": board.target_direction,
         "margin": board.margin,
+        "capability_margin": board.capability_margin,
         "alpha": board.alpha,
         "family_size": board.family_size,
         "sweet_spots": dict(board.sweet_spots),
