@@ -211,14 +211,14 @@ def test_the_margin_test_is_the_dual_of_the_interval(
     if m > margin * n and wrong_to_right > 0:
         pi0 = (1 - margin * n / m) / 2
         assert p == pytest.approx(sps.binomtest(wrong_to_right, m, pi0, "greater").pvalue)
-    else:  # the discordance rate: delta <= -margin needs a rate of at least margin
-        assert p == pytest.approx(sps.binomtest(m, n, margin, "less").pvalue)
+    else:  # the right->wrong rate: delta <= -margin needs a rate of at least margin
+        assert p == pytest.approx(sps.binomtest(right_to_wrong, n, margin, "less").pvalue)
     for alpha in (0.025, 0.05):
         low, _ = stats.mcnemar_interval(right_to_wrong, wrong_to_right, n, 1 - 2 * alpha)
         if m > margin * n or wrong_to_right == 0:
             assert (p < alpha) == (low > -margin)
         else:  # too few flips for the conditional limit to reach the margin: the rate decides
-            assert low > -margin
+            assert low > -margin and p >= sps.binom.pmf(0, n, margin)
 
 
 def test_twelve_documents_all_moved_up_are_not_a_certainty() -> None:

@@ -143,14 +143,14 @@ def mcnemar_margin_p(right_to_wrong: int, wrong_to_right: int, n: int, margin: f
     Conditional on the m discordant documents this is the binomial test of
     pi <= (1 - margin n / m) / 2 (the dual of ``mcnemar_interval``'s lower limit). When the
     flips cannot reach the margin (m <= margin n) or none went the good way, the conditional
-    test has nothing to say, so the test is of the discordance rate: P(Binomial(n, margin) <= m),
-    since delta <= -margin needs a discordance rate of at least margin.
+    test has nothing to say, so the test is of the right->wrong rate: delta <= -margin needs a
+    rate of at least margin, so p = P(Binomial(n, margin) <= right_to_wrong).
     """
     m = right_to_wrong + wrong_to_right
     if margin <= 0:
         return 1.0
     if m <= margin * n or wrong_to_right == 0:
-        return float(stats.binom.cdf(m, n, min(margin, 1.0)))
+        return float(stats.binom.cdf(right_to_wrong, n, min(margin, 1.0)))
     pi0 = (1 - margin * n / m) / 2
     return float(stats.binom.sf(wrong_to_right - 1, m, pi0))
 
