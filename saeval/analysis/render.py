@@ -24,11 +24,12 @@ from saeval.errors import UsageError
 FORMATS = ("markdown", "csv", "json", "latex")
 MISSING = "—"
 KL_HEADER = "KL (nats/token)"
+KL_SHORT, KL_UNIT = "KL", "KL in nats per token"  # the terminal table's header, and a caption
 FLIPS_HEADER = "flips r>w/w>r"
 TEXT_COLUMNS = ("task", "metric", "test", "note")
 # What a narrow terminal gives up, in order: the test's name, the flip counts, full task names,
-# the outer border, the unadjusted p (Holm's stays).
-NARROW_STEPS = ("test", FLIPS_HEADER, SHORT_LABELS, COMPACT, "p")
+# the outer border, the unadjusted p (Holm's stays), the document count.
+NARROW_STEPS = ("test", FLIPS_HEADER, SHORT_LABELS, COMPACT, "p", "n")
 
 
 def fmt_number(value: float | None, *, signed: bool = False) -> str:
@@ -251,20 +252,23 @@ def table(report: Report) -> FitTable:
     strength. Narrow consoles drop the test and flips columns, then show short task names."""
     view = _view(report)
     headers = list(view.table_cells[0]) if view.table_cells else ["task", "metric"]
-    columns = [
-        FitColumn(header, justify="left" if header in TEXT_COLUMNS else "right")
+    columns = [  # "KL", its unit in the caption
+        FitColumn(KL_SHORT if header == KL_HEADER else header, "right")
+        if header not in TEXT_COLUMNS
+        else FitColumn(header)
         for header in headers
     ]
+    caption = "\n".join([view.caption, *([KL_UNIT] if KL_HEADER in headers else [])])
     # a metric's filter on its own line: "exact_match," then "strict-match"
     rows = [cell | {"metric": cell["metric"].replace(",", ",\n")} for cell in view.table_cells]
     short = shortest_unique_suffixes([cell["task"] for cell in rows])
-    legend = ", ".join(f"{label} = {task}" for task, label in short.items() if label != task)
+    legend = ", ".join(f"{label}={task}" for task, label in short.items() if label != task)
     return FitTable(
         title=view.title,
         columns=columns,
         rows=[list(cell.values()) for cell in rows],
         styles=view.styles,
-        caption=view.caption,
+        caption=caption.strip(),
         steps=_narrow_steps(headers),
         short_rows=[list((cell | {"task": short[cell["task"]]}).values()) for cell in rows],
         legend=[f"tasks: {legend}"] if legend else [],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,10 +46,11 @@ class FitTable:
     ``steps`` are column headers to drop, ``SHORT_LABELS`` and ``COMPACT``, in the order they
     are taken;
     ``short_rows`` (same shape as ``rows``) and ``legend`` are what ``SHORT_LABELS`` switches
-    to and the lines that explain the short labels.
+    to and the lines that explain the short labels; ``hidden_lines`` are lines shown below the
+    table in place of a column that is left out (a link per row, say).
     """
 
-    title: str
+    title: str | Text
     columns: Sequence[FitColumn]
     rows: Sequence[Sequence[str | Text]]
     styles: Sequence[str] = ()
@@ -57,7 +58,7 @@ class FitTable:
     steps: Sequence[str] = ()
     short_rows: Sequence[Sequence[str | Text]] = ()
     legend: Sequence[str] = ()
-    notes: Sequence[str] = field(default_factory=tuple)  # lines shown below, always
+    hidden_lines: Mapping[str, Sequence[str]] = field(default_factory=dict)  # per column header
 
     @property
     def row_count(self) -> int:
@@ -113,9 +114,12 @@ class FitTable:
         yield table
         lines = list(self.legend) if short else []
         hidden = [c.header for i, c in enumerate(self.columns) if i not in shown]
-        if hidden:
-            lines.append(f"not shown at {width} columns: {', '.join(hidden)}")
-        for line in [*lines, *self.notes]:
+        for header in hidden:
+            lines += self.hidden_lines.get(header, ())
+        unlisted = [header for header in hidden if header not in self.hidden_lines]
+        if unlisted:
+            lines.append(f"not shown at {width} columns: {', '.join(unlisted)}")
+        for line in lines:
             yield Text(line, style="dim")
 
 
