@@ -255,4 +255,6 @@ def test_every_problem_of_every_file_is_printed() -> None:
     for where in ("rows.csv:2 latent_idx", "rows.csv:3 latent_idx", "cat.csv:2 latent_idx"):
         assert where in err
     assert "cat.csv:3 sae_release" in err
-    assert "error: 4 problems in the steer files" in err
+    # a row whose cells are bad still has its SAE looked up, in the same round
+    assert "rows.csv:2 sae_release" in err and "rows.csv:3 sae_release" in err
+    assert "error: 6 problems in the steer files" in err

@@ -7,17 +7,19 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from rich.table import Table
-from rich.text import Text
-
 from saeval.analysis.compare import metric_label
 from saeval.analysis.leaderboard import BoardRow, Effect, Leaderboard
 from saeval.analysis.render import KL_HEADER, MISSING, ci_header, fmt_ci, fmt_number, fmt_p
+from saeval.analysis.table_fit import COMPACT, FitColumn, FitTable
 from saeval.errors import UsageError
 
 SCHEMA = "saeval.leaderboard/1"
 LEADERBOARD_FORMATS = ("markdown", "csv", "json")
 SWEET_SPOT = "*"
+WORST_TASK = "worst task"
+# What a narrow terminal gives up, in order: the worst capability task, the outer border, then
+# the confidence intervals (their p-values stay).
+NARROW_STEPS = (WORST_TASK, COMPACT)
 
 
 def title(board: Leaderboard) -> str:
@@ -47,7 +49,7 @@ def cells(board: Leaderboard) -> list[dict[str, str]]:
             cell |= _effect_cells("capability", row.capability, level)
             cell["non-inferior"] = _verdict(row)
             worst = row.worst
-            cell["worst task"] = (
+            cell[WORST_TASK] = (
                 MISSING if worst is None else f"{worst.task} {fmt_number(worst.delta, signed=True)}"
             )
         if with_kl:
@@ -108,17 +110,28 @@ def summary_lines(board: Leaderboard) -> list[str]:
     return lines + list(board.notes)
 
 
-def table(board: Leaderboard) -> Table:
-    """A Rich table: sweet spots bold green, controls dim."""
+def table(board: Leaderboard) -> FitTable:
+    """A table that fits the console: sweet spots bold green, controls dim; a narrow console
+    drops the worst-task column first."""
     found = cells(board)
-    rich = Table(title=title(board), title_justify="left", header_style="bold")
-    for header in found[0] if found else ["intervention", "scale"]:
-        left = header in ("intervention", "worst task")
-        rich.add_column(header, justify="left" if left else "right")
-    for row, cell in zip(board.rows, found, strict=True):
-        style = "bold green" if row.sweet_spot else ("dim" if row.control is not None else "")
-        rich.add_row(*(Text(value) for value in cell.values()), style=style)
-    return rich
+    headers = list(found[0]) if found else ["intervention", "scale"]
+    columns = [
+        FitColumn(header, justify="left" if header in ("intervention", WORST_TASK) else "right")
+        for header in headers
+    ]
+    return FitTable(
+        title=title(board),
+        columns=columns,
+        rows=[list(cell.values()) for cell in found],
+        styles=[
+            "bold green" if row.sweet_spot else ("dim" if row.control is not None else "")
+            for row in board.rows
+        ],
+        steps=[
+            *(step for step in NARROW_STEPS if step in (*headers, COMPACT)),
+            *(header for header in headers if header.endswith(" CI")),
+        ],
+    )
 
 
 def to_markdown(board: Leaderboard) -> str:

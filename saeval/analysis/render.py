@@ -9,18 +9,28 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rich.table import Table
-from rich.text import Text
-
 from saeval.analysis.compare import Comparison, ComparisonRow
 from saeval.analysis.margins import EQUIVALENCE
 from saeval.analysis.report import Report
 from saeval.analysis.sweep import Sweep, SweepSeries
+from saeval.analysis.table_fit import (
+    COMPACT,
+    SHORT_LABELS,
+    FitColumn,
+    FitTable,
+    shortest_unique_suffixes,
+)
 from saeval.errors import UsageError
 
 FORMATS = ("markdown", "csv", "json", "latex")
 MISSING = "—"
 KL_HEADER = "KL (nats/token)"
+KL_SHORT, KL_UNIT = "KL", "KL in nats per token"  # the terminal table's header, and a caption
+FLIPS_HEADER = "flips r>w/w>r"
+TEXT_COLUMNS = ("task", "metric", "test", "note")
+# What a narrow terminal gives up, in order: the test's name, the flip counts, full task names,
+# the outer border, the unadjusted p (Holm's stays), the document count.
+NARROW_STEPS = ("test", FLIPS_HEADER, SHORT_LABELS, COMPACT, "p", "n")
 
 
 def ci_header(confidence: float) -> str:
@@ -102,7 +112,7 @@ def comparison_cells(comparison: Comparison, *, compact: bool = False) -> list[d
             "p": fmt_p(row.p),
             "p (Holm)": fmt_p(row.p_holm),
             "test": row.test,
-            "flips r>w/w>r": _flips(row),
+            FLIPS_HEADER: _flips(row),
         }
         if with_kl:  # B's own KL against its unsteered model, from B's run: not A vs B
             cell[f"{comparison.b.label} {KL_HEADER}"] = fmt_number(row.kl)
@@ -260,27 +270,39 @@ def _style(row: ComparisonRow) -> str:
     return "bold green" if better else "bold red"
 
 
-def table(report: Report) -> Table:
-    """A Rich table of a report: a comparison's significant rows green (improvement) or red
-    (loss); a sweep's rows per (task, metric) the baseline, then each strength."""
+def table(report: Report) -> FitTable:
+    """A table of a report that fits the console: a comparison's significant rows green
+    (improvement) or red (loss); a sweep's rows per (task, metric) the baseline, then each
+    strength. Narrow consoles drop the test and flips columns, then show short task names."""
     view = _view(report)
-    return _rich_table(view.title, view.table_cells, view.styles, view.caption)
-
-
-def _rich_table(title: str, cells: list[dict[str, str]], styles: list[str], caption: str) -> Table:
-    table = Table(
-        title=title,
-        title_justify="left",
-        caption=caption or None,
-        caption_justify="left",
-        header_style="bold",
+    headers = list(view.table_cells[0]) if view.table_cells else ["task", "metric"]
+    columns = [  # "KL", its unit in the caption
+        FitColumn(KL_SHORT if header == KL_HEADER else header, "right")
+        if header not in TEXT_COLUMNS
+        else FitColumn(header)
+        for header in headers
+    ]
+    caption = "\n".join([view.caption, *([KL_UNIT] if KL_HEADER in headers else [])])
+    # a metric's filter on its own line: "exact_match," then "strict-match"
+    rows = [cell | {"metric": cell["metric"].replace(",", ",\n")} for cell in view.table_cells]
+    short = shortest_unique_suffixes([cell["task"] for cell in rows])
+    legend = ", ".join(f"{label}={task}" for task, label in short.items() if label != task)
+    return FitTable(
+        title=view.title,
+        columns=columns,
+        rows=[list(cell.values()) for cell in rows],
+        styles=view.styles,
+        caption=caption.strip(),
+        steps=_narrow_steps(headers),
+        short_rows=[list((cell | {"task": short[cell["task"]]}).values()) for cell in rows],
+        legend=[f"tasks: {legend}"] if legend else [],
     )
-    for header in cells[0] if cells else ["task", "metric"]:
-        numeric = header not in ("task", "metric", "test", "note")
-        table.add_column(header, justify="right" if numeric else "left")
-    for row, style in zip(cells, styles, strict=True):
-        table.add_row(*(Text(value) for value in row.values()), style=style)
-    return table
+
+
+def _narrow_steps(headers: Sequence[str]) -> list[str]:
+    """NARROW_STEPS that apply to a table with these columns (a sweep keeps its only p)."""
+    kept = [*headers, SHORT_LABELS, COMPACT]
+    return [s for s in NARROW_STEPS if s in kept and (s != "p" or "p (Holm)" in headers)]
 
 
 def render(report: Report, fmt: str) -> str:

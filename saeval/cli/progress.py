@@ -1,7 +1,9 @@
 """How long-running commands report progress: a Rich display on stderr, quiet libraries.
 
 The display is the only progress a run shows: lm-eval's own tqdm bars are replaced during the
-run (``saeval.run.quiet``) and their request counts arrive here as ``requests_done``.
+run (``saeval.run.quiet``) and their request counts arrive here as ``requests_done``; the KL
+pass and the generation measures count their documents through ``measured``. When stderr is not
+a terminal (a log file) the same events are written as plain lines (``saeval.cli.progress_log``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.progress import (
 )
 
 from saeval.cli.console import err
+from saeval.cli.progress_log import DEFAULT_INTERVAL_S, LogLines
 
 if TYPE_CHECKING:
     from saeval.run.store import TaskRecord
@@ -46,13 +49,14 @@ def quiet_libraries() -> None:
 
 class ProgressEvents:
     """RunEvents drawn as a Rich progress display on stderr: one line per (configuration, task),
-    with the running task's requests done/total as lm-eval answers them.
+    with the running task's requests (then KL and generation documents) done/total.
 
     The display starts with the first task, so errors found before any model is loaded print
-    as plain lines.
+    as plain lines. ``live=False`` (the default where stderr is not a terminal) keeps the same
+    state but writes plain progress lines instead of drawing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, live: bool | None = None, interval: float = DEFAULT_INTERVAL_S) -> None:
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -63,7 +67,10 @@ class ProgressEvents:
             transient=False,
         )
         self.current: dict[tuple[str, str], TaskID] = {}
+        self.steps: dict[TaskID, tuple[int, int]] = {}
         self.running: TaskID | None = None
+        is_live = err.is_terminal if live is None else live
+        self.log = None if is_live else LogLines(self._line, interval)
 
     def __enter__(self) -> ProgressEvents:
         return self
@@ -76,26 +83,43 @@ class ProgressEvents:
         """Print a status line (above the progress display once it shows)."""
         err.print(f"[dim]{escape(message)}[/]", highlight=False, soft_wrap=True)
 
+    def _line(self, message: str) -> None:
+        """One plain progress line (log mode)."""
+        err.print(escape(message), highlight=False, soft_wrap=True)
+
     def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """Add a spinning line for the (configuration, task) (the display starts with the first)."""
-        self.progress.start()
+        if self.log is None:
+            self.progress.start()
+        else:
+            self.log.started(configuration, task, step, steps)
         handle = self.progress.add_task(
             f"[{step}/{steps}] {configuration} {task}", total=None, requests=""
         )
         self.current[(configuration, task)] = handle
+        self.steps[handle] = (step, steps)
         self.running = handle
 
     def requests_done(self, done: int, total: int) -> None:
         """Advance the running task's line: a bar and ``done/total requests``."""
-        if self.running is not None:
-            self.progress.update(
-                self.running, completed=done, total=total, requests=f"{done}/{total} requests"
-            )
+        self.measured("requests", done, total)
+
+    def measured(self, what: str, done: int, total: int) -> None:
+        """Advance the running task's line: a bar and ``done/total <what>``."""
+        if self.running is None:
+            return
+        self.progress.update(
+            self.running, completed=done, total=total, requests=f"{done}/{total} {what}"
+        )
+        if self.log is not None:
+            self.log.counted(what, done, total)
 
     def task_finished(self, record: TaskRecord) -> None:
         """Mark the line done (with 'cached' when the baseline was reused)."""
         handle = self.current.pop((record.configuration, record.task))
         self.running = None
+        if self.log is not None:
+            self.log.finished(*self.steps[handle], cached=record.reused_from is not None)
         task = self.progress.tasks[handle]
         suffix = " [green](cached)[/]" if record.reused_from else ""
         total = task.total or 1

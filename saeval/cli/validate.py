@@ -35,8 +35,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
+from saeval.analysis.table_fit import COMPACT, SHORT_LABELS, FitColumn, FitTable
 from saeval.cli.console import err, out
 from saeval.cli.options import FormatOpt, ModelOpt, OnlineOpt, OutputFormat
 from saeval.errors import ResolutionError
@@ -46,6 +47,11 @@ from saeval.spec.semantics import formula
 from saeval.spec.steer_file import SteerRow
 
 _STYLES = {Status.OK: "green", Status.ERROR: "bold red", Status.UNCHECKED: "yellow"}
+_NEURONPEDIA = "Neuronpedia"
+_COLUMNS = ("line", "latent", "action", "computes", "SAE", "hook", "width", "model", "status",
+            _NEURONPEDIA)  # fmt: skip
+_SAE = _COLUMNS.index("SAE")
+_WRAPPED = ("computes",)  # the others never wrap: names, numbers, links
 
 
 def command(
@@ -92,22 +98,31 @@ def show(resolution: Resolution) -> None:
         out.print(f"[yellow]{escape(note)}[/]", highlight=False, soft_wrap=True)
 
 
-def _table(file: str, rows: list[ResolvedRow]) -> Table:
-    """One file's rows."""
-    table = Table(title=escape(file), title_justify="left")
-    names = ("line", "latent", "action", "computes", "SAE", "hook", "width", "model", "status")
-    for name in names:
-        table.add_column(name, overflow="fold")
-    table.add_column("Neuronpedia", no_wrap=True)
-    for resolved in rows:
-        row, status = resolved.row, resolved.status
-        table.add_row(
-            str(row.line) if row.line else escape(row.hook or ""),
+def _table(file: str, rows: list[ResolvedRow]) -> FitTable:
+    """One file's rows, fitted to the console: a narrow one gets the Neuronpedia links as lines
+    below the table, then no border, then the model as a line below, then keys the SAEs (S1,
+    ...) with a legend, then leaves out the formula."""
+    cells: list[list[str | Text]] = [
+        [
+            str(resolved.row.line) if resolved.row.line else resolved.row.hook or "",
             *_source(resolved),
-            f"[{_STYLES[status]}]{status}[/]",
+            Text(str(resolved.status), style=_STYLES[resolved.status]),
             resolved.neuronpedia_url or "",
-        )
-    return table
+        ]
+        for resolved in rows
+    ]
+    keys = {sae: f"S{n}" for n, sae in enumerate(dict.fromkeys(str(c[_SAE]) for c in cells), 1)}
+    links = [f"line {c[0]}: {c[-1]}" for c in cells if c[-1]]
+    models = ", ".join(dict.fromkeys(str(c[_COLUMNS.index("model")]) for c in cells))
+    return FitTable(
+        title=Text(file),
+        columns=[FitColumn(name, wrap=name in _WRAPPED) for name in _COLUMNS],
+        rows=cells,
+        steps=[_NEURONPEDIA, COMPACT, "model", SHORT_LABELS, "computes"],
+        short_rows=[[*c[:_SAE], keys[str(c[_SAE])], *c[_SAE + 1 :]] for c in cells],
+        legend=[f"{key} = {sae}".replace("\n", " ") for sae, key in keys.items()],
+        hidden_lines={_NEURONPEDIA: links, "model": [f"model: {models}"]},
+    )
 
 
 def _source(resolved: ResolvedRow) -> tuple[str, ...]:
@@ -116,13 +131,13 @@ def _source(resolved: ResolvedRow) -> tuple[str, ...]:
     action = row.action.value if row.action == "ablate" else f"{row.action} {row.coefficient:g}"
     if row.written_action != row.action.value:
         action += f"\n({row.dialect}: {row.written_action})"
-    hook = escape(resolved.hook_name or "?")
+    hook = resolved.hook_name or "?"
     if isinstance(row, SteerRow):
         width = str(sae.d_sae) if sae and sae.d_sae else "?"
-        model = escape(sae.model or "?") if sae else "?"
-        where = escape(f"{row.sae_release}\n{row.sae_id}".strip())
-        return str(row.latent_idx), action, escape(formula(row)), where, hook, width, model
+        model = (sae.model or "?") if sae else "?"
+        where = f"{row.sae_release}\n{row.sae_id}".strip()
+        return str(row.latent_idx), action, formula(row), where, hook, width, model
     facts = resolved.vector
     width = str(facts.width) if facts else "?"
     norm = f"\n|v| = {facts.norm:.4g}" if facts else ""
-    return "vector", action, escape(formula(row)), escape(row.vector) + norm, hook, width, "?"
+    return "vector", action, formula(row), row.vector + norm, hook, width, "?"

@@ -130,6 +130,10 @@ class RunEvents(Protocol):
     def requests_done(self, done: int, total: int) -> None:
         """lm-eval answered ``done`` of ``total`` requests (of one kind) of the running task."""
 
+    def measured(self, what: str, done: int, total: int) -> None:
+        """A side-effect measure of the running task (``what``: "KL documents", ...) is
+        ``done`` of ``total`` through."""
+
     def task_finished(self, record: TaskRecord) -> None:
         """A (configuration, task) was saved (evaluated, or reused from the baseline cache)."""
 
@@ -144,6 +148,9 @@ class SilentEvents:
         """Ignore the start."""
 
     def requests_done(self, done: int, total: int) -> None:
+        """Ignore the progress."""
+
+    def measured(self, what: str, done: int, total: int) -> None:
         """Ignore the progress."""
 
     def task_finished(self, record: TaskRecord) -> None:

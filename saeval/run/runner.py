@@ -173,7 +173,7 @@ def _run_step(
     lm.set_scale(step.scale)
     output = evaluation.evaluate(lm, step.task, config, tasks)
     seconds = time.perf_counter() - started
-    effects = side_effect_texts(lm, output, step.scale, config.kl_docs)
+    effects = side_effect_texts(lm, output, step.scale, config.kl_docs, events.measured)
     record = store.save_task(
         step.configuration, step.task, output, seconds, key, side_effects=effects
     )
@@ -197,7 +197,7 @@ def _reuse_baseline(
     result, meta = cached
     source = meta.get("run")
     events.note(f"baseline {task}: reused from the cache ({key[:12]}, computed by run {source})")
-    effects = side_effect_texts(lm, result, None, config.kl_docs)
+    effects = side_effect_texts(lm, result, None, config.kl_docs, events.measured)
     return store.save_task(BASELINE, task, result, 0.0, key, source, effects)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from saeval.analysis.side_effects import distinct_2, perplexity, repetition_rate, summarize_kl
@@ -29,31 +29,63 @@ if TYPE_CHECKING:
 SCHEMA = "saeval.side_effects/1"
 KL_POSITIONS = "every position of the conditioning text (first request of each document)"
 
+Counted = Callable[[str, int, int], None]  # (what, done, total): a measure's progress
+
+
+def _ignore(what: str, done: int, total: int) -> None:
+    """No progress wanted."""
+
 
 def measure(
-    lm: SteeredHFLM, samples_jsonl: str, scale: float | None, kl_docs: int
+    lm: SteeredHFLM,
+    samples_jsonl: str,
+    scale: float | None,
+    kl_docs: int,
+    counted: Counted = _ignore,
+    task: str = "",
 ) -> dict[str, Any]:
-    """The side-effect record of one (sub)task from its samples JSONL (lm-eval's format)."""
+    """The side-effect record of one (sub)task from its samples JSONL (lm-eval's format);
+    ``counted`` hears each pass's documents done (named after ``task``)."""
     records = sorted(_records(samples_jsonl), key=lambda record: int(record["doc_id"]))
     started = time.perf_counter()
+    of = f" of {task}" if task else ""
     kl = None
     if scale is not None and kl_docs > 0 and records:
-        kl = _kl(lm, records[:kl_docs], scale)
+        kl = _kl(lm, records[:kl_docs], scale, _counter(counted, f"KL documents{of}"))
     kl_seconds = time.perf_counter() - started
-    generation = _generation(lm, records) if _is_generation(records) else None
+    generation = None
+    if _is_generation(records):
+        generation = _generation(lm, records, _counter(counted, f"generations scored{of}"))
     if kl is not None:
         kl["seconds"] = round(kl_seconds, 3)
     return {"schema": SCHEMA, "kl": kl, "generation": generation}
 
 
 def side_effect_texts(
-    lm: SteeredHFLM, output: TaskOutput, scale: float | None, kl_docs: int
+    lm: SteeredHFLM,
+    output: TaskOutput,
+    scale: float | None,
+    kl_docs: int,
+    counted: Counted = _ignore,
 ) -> dict[str, str]:
     """The side-effect record of every (sub)task of ``output``, as JSON texts to save."""
     return {
-        task: json.dumps(measure(lm, samples, scale, kl_docs), indent=2) + "\n"
+        task: json.dumps(measure(lm, samples, scale, kl_docs, counted, task), indent=2) + "\n"
         for task, samples in output.samples.items()
     }
+
+
+Start = Callable[[int], Callable[[int], None]]  # a pass's total -> its done-so-far callback
+
+
+def _counter(counted: Counted, what: str) -> Start:
+    """Start a pass's progress: its total reported as 0 done at once, then each count."""
+
+    def start(total: int) -> Callable[[int], None]:
+        counted(what, 0, total)
+        return lambda done: counted(what, done, total)
+
+    return start
 
 
 def _records(samples_jsonl: str) -> Iterator[dict[str, Any]]:
@@ -88,7 +120,9 @@ def _conditioning_ids(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[li
     return [ids[-limit:] for ids in encoded if ids]
 
 
-def _kl(lm: SteeredHFLM, records: list[dict[str, Any]], scale: float) -> dict[str, Any]:
+def _kl(
+    lm: SteeredHFLM, records: list[dict[str, Any]], scale: float, start: Start
+) -> dict[str, Any]:
     """Per-document KL sums and counts, and the summary."""
     from saeval.steering.divergence import kl_per_position
 
@@ -102,6 +136,7 @@ def _kl(lm: SteeredHFLM, records: list[dict[str, Any]], scale: float) -> dict[st
         batch_size=_batch_size(lm),
         pad_id=pad_id,
         prompt_ends=[0 if rolling else len(doc) for doc in documents],
+        done=start(len(documents)),
     )
     summary = summarize_kl(per_position)
     return {
@@ -118,7 +153,9 @@ def _kl(lm: SteeredHFLM, records: list[dict[str, Any]], scale: float) -> dict[st
     }
 
 
-def _generation(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _generation(
+    lm: SteeredHFLM, records: list[dict[str, Any]], start: Start
+) -> list[dict[str, Any]]:
     """Per document: perplexity of the generation under the unsteered model, distinct-2,
     repetition rate and its token count."""
     from saeval.steering.divergence import continuation_nll
@@ -132,7 +169,10 @@ def _generation(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[dict[str
     ]
     pad_id = lm.tokenizer.pad_token_id or 0
     scored = [(p, g) for p, g in zip(prompts, generated, strict=True) if g]
-    nll = iter(continuation_nll(lm.model, scored, batch_size=_batch_size(lm), pad_id=pad_id))
+    done = start(len(scored))
+    nll = iter(
+        continuation_nll(lm.model, scored, batch_size=_batch_size(lm), pad_id=pad_id, done=done)
+    )
     rows = []
     for record, tokens in zip(records, generated, strict=True):
         total, count = next(nll) if tokens else (0.0, 0)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from saeval.errors import ResolutionError, SteerFileError
+from saeval.errors import ResolutionError
 from saeval.spec import catalog, semantics
 from saeval.spec.catalog import UnknownSaeId
 from saeval.spec.checks import (
@@ -30,7 +30,7 @@ from saeval.spec.checks import (
 from saeval.spec.models import ModelInfo, model_info
 from saeval.spec.sae_facts import SAE_CFG_FILE, ResolvedSae, SaeRef, resolved_sae, sae_facts
 from saeval.spec.sparsify_facts import sparsify_sae
-from saeval.spec.steer_file import AnyRow, SteerFile, SteerRow, VectorRow, read_steer_file
+from saeval.spec.steer_file import AnyRow, SteerFile, SteerRow, VectorRow, read_steer_rows
 from saeval.spec.vector_files import VectorFacts, vector_facts
 
 SCHEMA = "saeval.resolution/1"
@@ -136,9 +136,14 @@ class Resolution:
     def summary(self, file: str) -> str:
         """One line: `steers/dog.csv: 1 row valid; 2 checks unchecked (offline)`."""
         unreadable = sum(problem.startswith(f"{file}:") for problem in self.read_problems)
-        if unreadable:
-            return f"{file}: not readable: {_count(unreadable, 'problem')}"
         rows = self.rows_of(file)
+        if unreadable and not rows:
+            return f"{file}: not readable: {_count(unreadable, 'problem')}"
+        unshown = f"{_count(unreadable, 'problem')} in rows not shown; " if unreadable else ""
+        return f"{file}: {unshown}{self._verdict(rows)}"
+
+    def _verdict(self, rows: list[ResolvedRow]) -> str:
+        """How the rows that were read fared: `1 row valid; 2 checks unchecked (offline)`."""
         checks = [check for resolved in rows for check in resolved.checks]
         errors = sum(check.status is Status.ERROR for check in checks)
         unchecked = sum(check.status is Status.UNCHECKED for check in checks)
@@ -151,7 +156,7 @@ class Resolution:
         if unchecked:
             offline = "" if self.online else " (offline)"
             verdict += f"; {_count(unchecked, 'check')} unchecked{offline}"
-        return f"{file}: {verdict}"
+        return verdict
 
     def to_dict(self) -> dict[str, Any]:
         """The resolution as JSON-able data (schema `saeval.resolution/1`)."""
@@ -188,17 +193,36 @@ def _count(n: int, noun: str) -> str:
 def validate(
     paths: Sequence[str | Path], *, model: str | None = None, online: bool = False
 ) -> Resolution:
-    """Read every steer file (collecting all reader problems) and resolve the readable ones."""
+    """Read every steer file (collecting all reader problems), resolve the rows that read, and
+    look up the SAEs of rows that did not: every problem of a row in one round."""
     files: list[SteerFile] = []
     read_problems: list[str] = []
+    probes: list[SteerRow] = []
     for path in paths:
-        try:
-            files.append(read_steer_file(path))
-        except SteerFileError as error:
-            read_problems.extend(error.problems)
+        found = read_steer_rows(path)
+        read_problems.extend(found.problems)
+        probes.extend(found.probes)
+        if found.file is not None and found.file.rows:
+            files.append(found.file)
     resolution = resolve(files, model=model, online=online)
+    read_problems.extend(_probe_problems(probes, online))
     shown = tuple(str(path) for path in paths)
     return replace(resolution, files=shown, read_problems=tuple(read_problems))
+
+
+def _probe_problems(probes: Sequence[SteerRow], online: bool) -> list[str]:
+    """The SAE, latent range and hook errors of rows whose other cells have problems."""
+    resolver = _Resolver(online)
+    found = []
+    for row in probes:
+        sae, sae_check = resolver.locate(row)
+        checks = [sae_check]
+        if sae is not None:
+            checks.append(hook_check(row, sae, resolver.model(sae.model) if sae.model else None))
+            if row.latent_idx >= 0:
+                checks.append(latent_check(row, sae, online))
+        found += [str(c) for c in checks if c.status is Status.ERROR]
+    return found
 
 
 def resolve(

@@ -50,8 +50,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from saeval.errors import SteerFileError
 from saeval.spec import cells
 from saeval.spec.csv_records import Problems, decode, read_bytes, read_records
 from saeval.spec.dialects import (
@@ -69,7 +71,16 @@ from saeval.spec.pt_steer_file import PT_SUFFIXES, read_pt_steer_file
 from saeval.spec.steer_rows import AnyRow, SteerFile, SteerRow, VectorRow
 from saeval.spec.vector_rows import vector_row
 
-__all__ = ["Action", "AnyRow", "SteerFile", "SteerRow", "VectorRow", "read_steer_file"]
+__all__ = [
+    "Action",
+    "AnyRow",
+    "SteerFile",
+    "SteerRead",
+    "SteerRow",
+    "VectorRow",
+    "read_steer_file",
+    "read_steer_rows",
+]
 
 _FOREIGN_DELIMITERS = ((";", "';'"), ("\t", "tab"), ("|", "'|'"))
 _EXAMPLE_HEADER = "latent_idx,steering_coefficient,sae_release,sae_id,description"
@@ -79,9 +90,41 @@ def read_steer_file(path: str | Path) -> SteerFile:
     """Read and check a steer file of any dialect; raise SteerFileError listing every problem."""
     if Path(path).suffix.lower() in PT_SUFFIXES and not Path(path).is_dir():
         return read_pt_steer_file(Path(path))
-    shown = str(path)
-    problems = Problems(shown)
-    data = read_bytes(Path(path), problems)
+    problems = Problems(str(path))
+    steer, _ = _read(Path(path), problems)
+    problems.raise_if_any()
+    return steer
+
+
+@dataclass(frozen=True)
+class SteerRead:
+    """A CSV steer file read as far as it goes: its good rows (None where the file or its header
+    cannot be read), rows whose cells have problems but whose SAE can still be looked up
+    (``probes``: a bad latent index reads as -1 there), and every problem found reading."""
+
+    file: SteerFile | None
+    probes: tuple[SteerRow, ...]
+    problems: tuple[str, ...]
+
+
+def read_steer_rows(path: str | Path) -> SteerRead:
+    """Read a steer file without stopping at its first bad row (``saeval validate``)."""
+    if Path(path).suffix.lower() in PT_SUFFIXES and not Path(path).is_dir():
+        try:
+            return SteerRead(read_pt_steer_file(Path(path)), (), ())
+        except SteerFileError as error:
+            return SteerRead(None, (), tuple(error.problems))
+    problems = Problems(str(path))
+    try:
+        steer, probes = _read(Path(path), problems)
+    except SteerFileError:
+        return SteerRead(None, (), tuple(problems.items))
+    return SteerRead(steer, probes, tuple(problems.items))
+
+
+def _read(path: Path, problems: Problems) -> tuple[SteerFile, tuple[SteerRow, ...]]:
+    """The file's good rows and probes; problems recorded (a file or header problem raises)."""
+    data = read_bytes(path, problems)
     text = decode(data, problems)
     records = read_records(text, problems)
     if not records:
@@ -99,16 +142,24 @@ def read_steer_file(path: str | Path) -> SteerFile:
     problems.raise_if_any()
     if not body:
         problems.fatal(header_line, None, "no rows under the header; add one row per latent")
-    rows = [r for line, fields in body if (r := _row(dialect, columns, line, fields, problems))]
+    rows: list[AnyRow] = []
+    probes: list[SteerRow] = []
+    for line, fields in body:
+        before = len(problems.items)
+        row = _row(dialect, columns, line, fields, problems)
+        if len(problems.items) == before and row is not None:
+            rows.append(row)
+        elif isinstance(row, SteerRow):
+            probes.append(row)
     _check_duplicates(rows, dialect, problems)
-    problems.raise_if_any()
-    return SteerFile(
-        path=Path(path),
+    steer = SteerFile(
+        path=path,
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
         dialect=dialect.name,
         rows=tuple(rows),
     )
+    return steer, tuple(probes)
 
 
 def _columns(header: list[str], line: int, problems: Problems) -> list[str]:
@@ -207,7 +258,12 @@ def _sae_row(
             "applies to a vector row only (one head's d_head slice);"
             " an SAE's W_dec row spans its whole d_in: leave it empty",
         )
-    if len(problems.items) > before or action is None or latent_idx is None or coefficient is None:
+    if len(problems.items) > before:  # a probe: its SAE, model and hook can still be checked
+        if not release:
+            return None
+        action, coefficient = action or Action.ADD, coefficient or 0.0
+        latent_idx = -1 if latent_idx is None else latent_idx  # -1: not known
+    if action is None or latent_idx is None or coefficient is None:
         return None
     return SteerRow(
         file=problems.file,

@@ -11,7 +11,7 @@ a time, in float32, so only one batch of logits ever lives in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from saeval.steering.hooks import Edit, attach
@@ -32,11 +32,13 @@ def kl_per_position(
     batch_size: int = 4,
     pad_id: int = 0,
     prompt_ends: Sequence[int] | None = None,
+    done: Callable[[int], None] | None = None,
 ) -> list[list[float]]:
     """KL(unsteered || steered) at every position of every document, in nats (document order).
     Document ``i``'s first ``prompt_ends[i]`` tokens are conditioning text (prompt), the rest
     generated; None: every token is generated (a rolling text). Rows steering only some
-    positions act accordingly; padding is never steered."""
+    positions act accordingly; padding is never steered. ``done`` hears the documents done
+    after each batch."""
     import torch
 
     ends = [0] * len(documents) if prompt_ends is None else list(prompt_ends)
@@ -52,6 +54,8 @@ def kl_per_position(
             kl = torch.nn.functional.kl_div(log_q, log_p, log_target=True, reduction="none")
             per_position = kl.sum(-1)
         found.extend(per_position[row, : len(doc)].tolist() for row, doc in enumerate(batch))
+        if done is not None:
+            done(len(found))
     return found
 
 
@@ -61,9 +65,10 @@ def continuation_nll(
     *,
     batch_size: int = 4,
     pad_id: int = 0,
+    done: Callable[[int], None] | None = None,
 ) -> list[tuple[float, int]]:
     """(negative log-likelihood sum, token count) of each continuation given its prompt, under
-    ``model`` as it is (no steering edits)."""
+    ``model`` as it is (no steering edits); ``done`` hears the pairs done after each batch."""
     import torch
 
     found: list[tuple[float, int]] = []
@@ -76,6 +81,8 @@ def continuation_nll(
             start = len(prompt) - 1  # position predicting the first continuation token
             picked = log_p[row, start : start + len(continuation)].gather(-1, targets[:, None])
             found.append((-float(picked.sum()), len(continuation)))
+        if done is not None:
+            done(len(found))
     return found
 
 

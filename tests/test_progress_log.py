@@ -1,0 +1,100 @@
+"""Progress in log files: `saeval run` with stdout/stderr redirected to a file writes its
+progress lines (with counts) as the work happens, not after the run ends; results files get the
+permissions the umask gives a plain write."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from sae_builders import GEN_TASK, MC_TASK
+
+from saeval.cli.progress import ProgressEvents
+from saeval.cli.progress_log import LogLines, clock, eta
+from saeval.run.manifest import TaskRecord
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_run_into_a_log_file_writes_counted_progress_before_it_ends(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "run.log"
+    args = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
+    args += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path / "out")]
+    args += ["--device", "cpu", "--tasks", f"{MC_TASK},{GEN_TASK}", "--name", "r"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"}
+    with log.open("w") as stream:
+        done = subprocess.run(
+            [sys.executable, "-m", "saeval", *args],
+            stdout=stream,
+            stderr=stream,
+            env=env,
+            cwd=tmp_path,
+            preexec_fn=lambda: os.umask(0o022),
+            check=False,
+        )
+    lines = log.read_text().splitlines()
+    assert done.returncode == 0, "\n".join(lines)
+    end = next(i for i, line in enumerate(lines) if line.startswith("comparison written to"))
+    before = "\n".join(lines[:end])
+    units = [("baseline", MC_TASK), ("baseline", GEN_TASK), ("steered", MC_TASK)]
+    for step, (configuration, task) in enumerate([*units, ("steered", GEN_TASK)], start=1):
+        unit = re.escape(f"[{step}/4] {configuration} {task}")
+        assert re.search(rf"^{unit}: started$", before, re.M)
+        assert re.search(rf"^{unit}: done in \d+:\d\d:\d\d; {step}/4 done", before, re.M)
+    counted = [  # (unit, what): its first count (0/total) and its last (total/total)
+        ("[1/4] baseline tiny_mc", "requests"),  # 8 documents x 4 choices
+        ("[2/4] baseline tiny_gen", "generations scored of tiny_gen"),
+        ("[3/4] steered tiny_mc", "KL documents of tiny_mc"),
+        ("[4/4] steered tiny_gen", "KL documents of tiny_gen"),
+    ]
+    for unit, what in counted:
+        first = re.search(rf"^{re.escape(unit)}: 0/(\d+) {what}, ETA \?$", before, re.M)
+        assert first is not None, (unit, what)
+        assert f"{unit}: {first[1]}/{first[1]} {what}\n" in before + "\n"
+    assert "[1/4] baseline tiny_mc: 32/32 requests" in before
+    files = [path for path in (tmp_path / "out" / "r").rglob("*") if path.is_file()]
+    assert files and {oct(path.stat().st_mode & 0o777) for path in files} == {"0o644"}
+
+
+def test_log_lines_throttle_counts_to_the_interval_and_estimate_the_rest() -> None:
+    written: list[str] = []
+    now = [0.0]
+    lines = LogLines(written.append, interval=30.0, now=lambda: now[0])
+    lines.started("steered@2", "mmlu", 3, 4)
+    for done, at in [(0, 0.0), (10, 10.0), (20, 31.0), (30, 40.0), (40, 62.0), (100, 150.0)]:
+        now[0] = at
+        lines.counted("requests", done, 100)
+    now[0] = 160.0
+    lines.finished(3, 4, cached=False)
+    assert written == [
+        "[3/4] steered@2 mmlu: started",
+        "[3/4] steered@2 mmlu: 0/100 requests, ETA ?",
+        # 20 done in 31 s: 80 more at 1.55 s each
+        "[3/4] steered@2 mmlu: 20/100 requests, ETA 0:02:04",
+        "[3/4] steered@2 mmlu: 40/100 requests, ETA 0:01:33",
+        "[3/4] steered@2 mmlu: 100/100 requests",
+        # one unit evaluated in 160 s, one left
+        "[3/4] steered@2 mmlu: done in 0:02:40; 3/4 done, ETA 0:02:40",
+    ]
+
+
+def test_clock_and_eta_by_hand() -> None:
+    assert clock(3725.4) == "1:02:05"
+    assert eta(30.0, 3, 12) == "ETA 0:01:30"
+    assert eta(5.0, 0, 12) == "ETA ?"
+
+
+def test_a_cached_unit_says_so_and_does_not_count_toward_the_eta() -> None:
+    written: list[str] = []
+    with ProgressEvents(live=False) as events:
+        events.log = LogLines(written.append, now=lambda: 0.0)
+        events.task_started("baseline", MC_TASK, 1, 2)
+        events.task_finished(
+            TaskRecord("baseline", MC_TASK, 0.0, "now", "r.json", [], reused_from="run-1")
+        )
+    assert written[-1] == f"[1/2] baseline {MC_TASK}: reused from the cache; 1/2 done"

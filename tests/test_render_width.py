@@ -1,0 +1,154 @@
+"""Every table stays readable at 80 columns: each number and each row label is shown whole
+(a number is never cut or folded; a task name is whole, or its short form with a legend), and
+only low-value columns, named below the table, are left out."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from test_leaderboard import _board
+from test_sweep import golden_sweep as _golden_sweep
+
+from saeval.analysis import leaderboard_render, render
+from saeval.analysis.compare import Comparison, compare
+from saeval.analysis.leaderboard_render import cells as board_cells
+from saeval.analysis.results_io import load_side
+from saeval.analysis.table_fit import shortest_unique_suffixes
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden" / "lmeval"
+WIDTH = 80
+
+
+def shown(renderable: object, width: int = WIDTH) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None).print(renderable)
+    return buffer.getvalue()
+
+
+def tokens(text: str) -> Counter[str]:
+    """Whitespace-separated words, counted (box characters are separators too)."""
+    return Counter(re.split(r"[\s│┃]+", text.replace("━", " ").replace("─", " ")))
+
+
+def hidden_columns(text: str, width: int = WIDTH) -> list[str]:
+    found = re.search(rf"^not shown at {width} columns: (.*)$", text, re.M)
+    return [] if found is None else [name.strip() for name in found[1].split(", ")]
+
+
+def assert_cells_whole(text: str, cells: Sequence[dict[str, str]], labels: Sequence[str]) -> None:
+    """Every word of every shown cell appears whole, as often as the cells have it; each label
+    (task) column shows the full name or its shortest unique suffix, spelled out in a legend."""
+    assert "…" not in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= WIDTH
+    hidden = hidden_columns(text)
+    wanted: Counter[str] = Counter()
+    for label in labels:
+        names = [cell[label] for cell in cells]
+        short = shortest_unique_suffixes(names)
+        full = all(re.search(rf"(?<!\S){re.escape(name)}(?!\S)", text) for name in names)
+        for name in names:
+            wanted[name if full else short[name]] += 1
+            if not full and short[name] != name:
+                entry = re.escape(f"{short[name]}={name}")  # the legend wraps between entries
+                assert re.search(rf"(?<!\S){entry}(,|$)", text, re.M), (entry, text)
+    for cell in cells:
+        for header, value in cell.items():
+            if header not in hidden and header not in labels:
+                wanted.update(value.split())
+    seen = tokens(text)
+    missing = {word: count for word, count in wanted.items() if seen[word] < count}
+    assert not missing, text
+
+
+def golden_comparison() -> Comparison:
+    return compare(load_side(GOLDEN / "baseline"), load_side(GOLDEN / "steered"))
+
+
+def with_kl_and_long_names(comparison: Comparison) -> Comparison:
+    """The demo's shape: long task names sharing a prefix, and a KL column."""
+    rows = [
+        replace(row, task=f"saeval_demo_{row.task}", kl=0.0123 * (i + 1))
+        for i, row in enumerate(comparison.rows)
+    ]
+    return replace(comparison, rows=tuple(rows))
+
+
+@pytest.mark.parametrize(
+    "build", [golden_comparison, lambda: with_kl_and_long_names(golden_comparison())]
+)
+def test_a_comparison_at_80_columns_keeps_every_number_and_task(build: object) -> None:
+    comparison = build()  # type: ignore[operator]
+    text = shown(render.table(comparison))
+    cells = render.comparison_cells(comparison, compact=True)
+    for cell in cells:  # a metric's filter goes on its own line; KL's unit in the caption
+        cell["metric"] = cell["metric"].replace(",", ", ")
+        if render.KL_HEADER in cell:
+            cell["KL"] = cell.pop(render.KL_HEADER)
+            assert "KL in nats per token" in text
+    assert_cells_whole(text, cells, ["task"])
+    assert set(hidden_columns(text)) <= {"test", "flips r>w/w>r", "p", "n"}
+
+
+def test_a_sweep_at_80_columns_keeps_every_number_and_task() -> None:
+    sweep = _golden_sweep.__wrapped__()  # type: ignore[attr-defined]
+    text = shown(render.table(sweep))
+    cells = render.sweep_cells(sweep)
+    for cell in cells:
+        cell["metric"] = cell["metric"].replace(",", ", ")
+    assert_cells_whole(text, cells, ["task"])
+    assert set(hidden_columns(text)) <= {"test"}
+
+
+def test_a_leaderboard_at_80_columns_keeps_every_number_and_intervention() -> None:
+    board = _board()
+    text = shown(leaderboard_render.table(board))
+    assert_cells_whole(text, board_cells(board), [])
+    assert set(hidden_columns(text)) <= {"worst task", "target 95% CI", "capability 95% CI"}
+
+
+@pytest.mark.parametrize("width", [100, 120, 160])
+def test_wider_consoles_show_more_and_still_cut_nothing(width: int) -> None:
+    comparison = with_kl_and_long_names(golden_comparison())
+    text = shown(render.table(comparison), width)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+    assert len(hidden_columns(text, width)) <= len(hidden_columns(shown(render.table(comparison))))
+
+
+def test_a_table_wide_enough_drops_nothing() -> None:
+    text = shown(render.table(golden_comparison()), 250)
+    assert "not shown" not in text and "flips r>w/w>r" in text and "tiny_sub_a" in text
+    assert "tasks:" not in text
+
+
+def validate_at_80(*files: str) -> str:
+    env = {**os.environ, "COLUMNS": str(WIDTH), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "saeval", "validate", *files],
+        capture_output=True, text=True, env=env, cwd=ROOT, check=False,
+    )  # fmt: skip
+    return done.stdout
+
+
+def test_validate_at_80_columns_shows_the_row_the_sae_and_the_link() -> None:
+    text = validate_at_80("steers/dog.csv")
+    assert max(len(line) for line in text.splitlines()) <= WIDTH and "…" not in text
+    row = next(line for line in text.splitlines() if line.startswith("2 "))
+    assert row.split()[:4] == ["2", "12082", "add", "240"]
+    assert "16384" in row.split() and "blocks.20.hook_resid_post" in row.split()
+    key = row.split()[row.split().index("240") + 1 :][0]
+    if key != "gemma-scope-2b-pt-res-canonical":  # the SAE by key, spelled out below
+        assert f"{key} = gemma-scope-2b-pt-res-canonical layer_20/width_16k/canonical" in text
+    assert "model: google/gemma-2-2b" in text
+    link = "https://www.neuronpedia.org/gemma-2-2b/20-gemmascope-res-16k/12082"
+    assert f"line 2: {link}" in text
