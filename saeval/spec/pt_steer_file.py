@@ -47,14 +47,14 @@ def load_pt(path: Path, shown: str) -> Any:
     except FileNotFoundError:
         raise SteerFileError(f"{shown}: file not found") from None
     except pickle.UnpicklingError as error:
-        raise _unpickling_error(shown, error) from None
+        raise unpickling_error(shown, error) from None
     except (RuntimeError, EOFError, ValueError, OSError) as error:
         raise SteerFileError(
             f"{shown}: not a file torch.load can read ({_first_line(error)})"
         ) from None
 
 
-def _unpickling_error(shown: str, error: pickle.UnpicklingError) -> SteerFileError:
+def unpickling_error(shown: str, error: pickle.UnpicklingError) -> SteerFileError:
     """A pickle that names a Python global (``GLOBAL posix.system``) could run code: refused.
     Anything else the weights-only unpickler stops at is a damaged or foreign file."""
     named = re.search(r"GLOBAL ([\w.]+)", str(error))
