@@ -93,10 +93,10 @@ def check_local_folder(folder: Path, cfg: Mapping[str, Any], source: str) -> Non
     header = read_header(weights)
     if "W_dec" not in header:
         raise ResolutionError(f"{weights}: no W_dec tensor (it holds {', '.join(header)})")
-    for name, entry in header.items():
-        if entry.dtype not in FLOAT_TENSORS:
+    for name, tensor in header.items():
+        if tensor.dtype not in FLOAT_TENSORS:
             raise ResolutionError(
-                f"{weights}: {name} holds {entry.dtype} values; SAE weights are floating "
+                f"{weights}: {name} holds {tensor.dtype} values; SAE weights are floating "
                 f"({', '.join(FLOAT_TENSORS)})",
                 hint="the file was not written by sae_lens; save the SAE again",
             )
