@@ -80,6 +80,33 @@ def test_scales_must_be_finite(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("1,,2", "--scale has an empty strength in '1,,2'"),
+        ("1,2,", "--scale has an empty strength in '1,2,'"),
+        ("1e-400", "'1e-400' is too small for a float64 and would become 0"),
+        ("1_000", "'1_000' is not a number; expected a plain decimal"),
+        ("\u0661\u0662", "is not a number; expected a plain decimal"),  # Arabic-Indic digits
+        ("0x10", "'0x10' is not a number; expected a plain decimal"),
+    ],
+)
+def test_scales_are_plain_decimal_numbers(text: str, needle: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_scales(text)
+    assert needle in caught.value.message
+    assert parse_scales("0, .5,+1.,2e0,0e-500") == (0.0, 0.5, 1.0, 2.0, 0.0)
+
+
+@pytest.mark.parametrize("text", ["1_000", "\u0661\u0662", "1e-400", "infinity"])
+def test_steer_file_coefficients_are_plain_decimal_numbers(tmp_path: Path, text: str) -> None:
+    sae = save_sae(build_sae("standard", seed=1), tmp_path / "sae")
+    steer = write_steer_csv(tmp_path / "steer.csv", [(3, text, sae, "")])
+    result = CliRunner().invoke(app, ["validate", str(steer)])
+    assert result.exit_code == 1, result.output
+    assert f"{steer}:2 steering_coefficient: {text!r} is " in result.stderr.replace("\n", "")
+
+
+@pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["--scale", "nan"], "--scale takes finite numbers, got nan"),
@@ -190,6 +217,36 @@ def test_a_clamp_checks_the_encoder_parts_it_uses(
         plan_from_saes([row(4, 1.5, "clamp")], {(RELEASE, ""): sae})
     assert caught.value.message.startswith(f"steer.csv:2 latent_idx: non-finite {part} of SAE")
     plan_from_saes([row(4, 1.5, "add")], {(RELEASE, ""): sae})  # an add uses W_dec[4] only
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "index", "action"),
+    [
+        ("jumprelu", "threshold", 4, "add_through_sae"),  # x > NaN: latent 4 would never fire
+        ("standard", "W_enc", (0, 100), "add_through_sae"),
+        ("standard", "W_dec", 100, "add_through_sae"),  # the SAE decodes every latent
+        ("topk", "b_enc", 100, "clamp"),  # TopK latents compete: all are encoded
+    ],
+)
+def test_a_row_that_runs_the_whole_sae_checks_every_parameter(
+    kind: str, name: str, index: Any, action: str
+) -> None:
+    sae = poisoned(kind, name, index)
+    with pytest.raises(SteeringError) as caught:
+        plan_from_saes([row(3, 1.5), row(3, 1.5, action, line=3)], {(RELEASE, ""): sae})
+    assert caught.value.message.startswith(f"steer.csv:3 latent_idx: non-finite {name} of SAE")
+    assert caught.value.hint is not None and "damaged" in caught.value.hint
+    plan_from_saes([row(3, 1.5)], {(RELEASE, ""): sae})  # an add uses W_dec[3] only
+
+
+def test_each_whole_sae_parameter_is_checked_once_and_named_by_its_first_row() -> None:
+    sae = poisoned("jumprelu", "threshold", 4)
+    rows = [row(3, 1.5, "add_through_sae", line=5), row(7, 2.0, "add_through_sae", line=6)]
+    with pytest.raises(SteeringError) as caught:
+        plan_from_saes(rows, {(RELEASE, ""): sae})
+    assert caught.value.message == (
+        f"steer.csv:5 latent_idx: non-finite threshold of SAE {RELEASE} (1 NaN of 128 values)"
+    )
 
 
 def test_an_add_vector_that_overflows_is_refused_when_the_plan_is_built() -> None:

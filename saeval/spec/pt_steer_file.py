@@ -47,16 +47,34 @@ def load_pt(path: Path, shown: str) -> Any:
     except FileNotFoundError:
         raise SteerFileError(f"{shown}: file not found") from None
     except pickle.UnpicklingError as error:
-        named = re.search(r"GLOBAL ([\w.]+)", str(error))
-        what = f" ({named.group(1)})" if named else ""
-        raise SteerFileError(
-            f"{shown}: refused: unpickling it needs a Python object{what} that could run code; "
-            "saeval reads .pt files with torch.load(weights_only=True), which never runs any",
-            hint=_SAFE_HINT,
-        ) from None
+        raise unpickling_error(shown, error) from None
     except (RuntimeError, EOFError, ValueError, OSError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SteerFileError(f"{shown}: not a file torch.load can read ({first})") from None
+        raise SteerFileError(
+            f"{shown}: not a file torch.load can read ({_first_line(error)})"
+        ) from None
+
+
+def unpickling_error(shown: str, error: pickle.UnpicklingError) -> SteerFileError:
+    """A pickle that names a Python global (``GLOBAL posix.system``) could run code: refused.
+    Anything else the weights-only unpickler stops at is a damaged or foreign file."""
+    named = re.search(r"GLOBAL ([\w.]+)", str(error))
+    if named is None:
+        reason = _first_line(error.__context__ or error)
+        return SteerFileError(
+            f"{shown}: not a file torch.load can read ({reason}); expected a file written by "
+            "torch.save"
+        )
+    return SteerFileError(
+        f"{shown}: refused: unpickling it needs a Python object ({named.group(1)}) that could "
+        "run code; saeval reads .pt files with torch.load(weights_only=True), which never runs any",
+        hint=_SAFE_HINT,
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception's first non-empty line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else "it ends before its data does"
 
 
 def read_pt_steer_file(path: Path) -> SteerFile:

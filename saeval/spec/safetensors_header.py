@@ -3,7 +3,9 @@
 The format: 8 bytes giving the header length ``N`` (little-endian), ``N`` bytes of JSON
 (``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``), then the
 tensors' data, whose offsets count from the end of the header. A file shorter than its header
-says was cut off; no weights are read, so this takes a millisecond for any file size.
+says was cut off; then the safetensors library checks the header by its own rules (offsets
+that disagree with a tensor's shape, gaps). No weights are read, so this takes a millisecond
+for any file size.
 """
 
 from __future__ import annotations
@@ -58,7 +60,21 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
     needed = _LENGTH_BYTES + length + max((entry.end for entry in entries.values()), default=0)
     if size < needed:
         _damaged(path, f"truncated: {size} bytes, but its header describes {needed}")
+    _library_check(path)
     return entries
+
+
+def _library_check(path: Path) -> None:
+    """The safetensors library's own checks of the header (each tensor's offsets agree with its
+    dtype and shape, the tensors cover the data without gaps); it reads no weights."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy"):
+            pass
+    except (SafetensorError, OSError) as error:
+        reason = str(error).rsplit(": ", 1)[-1]
+        _damaged(path, f"not a valid safetensors file (the safetensors library says: {reason})")
 
 
 def _entry(path: Path, name: str, value: Any) -> TensorEntry:

@@ -1,8 +1,10 @@
 """What ``saeval validate`` shows of a steering vector without a model: its width and norm.
 
-- ``.safetensors`` (exactly one tensor): the header (``saeval.spec.safetensors_header``) gives
-  dtype and shape; the norm is computed from the raw bytes with numpy, without torch;
-- ``.npy``: ``numpy.load(allow_pickle=False)``;
+- ``.safetensors`` (exactly one tensor): the safetensors library checks the header and reads the
+  data (``saeval.spec.safetensors_header``, ``safetensors.deserialize``); the norm is computed
+  with numpy, without torch;
+- ``.npy``: ``numpy.load(allow_pickle=False, mmap_mode="r")``, which checks the file's size
+  against its header before allocating;
 - ``.pt``/``.pth``: ``torch.load(weights_only=True)`` (``saeval.spec.pt_steer_file.load_pt``); a
   vector file holds one tensor, an lm-eval steer file one ``steering_vector`` per hookpoint.
 
@@ -76,8 +78,11 @@ def _facts(path: Path, values: np.ndarray, dtype: str) -> VectorFacts:
 
 
 def _safetensors(path: Path) -> tuple[np.ndarray, str]:
-    """The one tensor of a safetensors file, as float numbers, and its dtype name."""
+    """The one tensor of a safetensors file, as float numbers, and its dtype name: the header is
+    checked by ``read_header`` (the safetensors library's own rules), the data read by the
+    library's ``deserialize``, which checks each tensor's offsets against its shape again."""
     import numpy as np
+    from safetensors import SafetensorError, deserialize
 
     header = read_header(path)
     if len(header) != 1:
@@ -89,27 +94,34 @@ def _safetensors(path: Path) -> tuple[np.ndarray, str]:
     raw_dtype = "<u2" if tensor.dtype == "BF16" else _NUMPY_DTYPES.get(tensor.dtype)
     if raw_dtype is None:
         raise ResolutionError(f"{path}: tensor {name!r} is {tensor.dtype}; expected a float")
-    count = 1
-    for size in tensor.shape:
-        count *= size
-    start = tensor.end - count * np.dtype(raw_dtype).itemsize
-    with path.open("rb") as stream:
-        header_length = int.from_bytes(stream.read(8), "little")
-        stream.seek(8 + header_length + start)
-        data = np.frombuffer(stream.read(tensor.end - start), dtype=raw_dtype)
+    if len(tensor.shape) != 1:
+        raise ResolutionError(f"{path}: shape {tensor.shape}; a steering vector is 1-D")
+    try:
+        ((_, stored),) = deserialize(path.read_bytes())
+    except (SafetensorError, OSError) as error:
+        raise ResolutionError(
+            f"{path}: not a safetensors file the library can read ({error})"
+        ) from None
+    data = np.frombuffer(stored["data"], dtype=raw_dtype)
     if tensor.dtype == "BF16":
         data = (data.astype("<u4") << 16).view("<f4")
     return data.reshape(tensor.shape), _DTYPE_NAMES[tensor.dtype]
 
 
 def _npy(path: Path) -> tuple[np.ndarray, str]:
-    """A .npy file's array (never unpickled) and its dtype name."""
+    """A .npy file's array (never unpickled) and its dtype name. The file is memory-mapped
+    first, so numpy checks that it holds as many bytes as its header's shape says before any
+    memory is allocated for them."""
     import numpy as np
 
     try:
-        values = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise ResolutionError(f"{path}: not a numeric .npy file numpy can read ({error})") from None
+        mapped = np.load(path, allow_pickle=False, mmap_mode="r")
+        values = np.array(mapped)
+    except (ValueError, OSError, EOFError, MemoryError) as error:
+        reason = str(error).strip() or "it ends before its data does"
+        raise ResolutionError(
+            f"{path}: not a numeric .npy file numpy can read ({reason})"
+        ) from None
     if not np.issubdtype(values.dtype, np.floating):
         raise ResolutionError(f"{path}: holds {values.dtype} values; expected floats")
     return values, str(values.dtype)

@@ -1,9 +1,9 @@
 """NaN and infinity stop the configuration that meets them: no score is computed from them.
 
-- When a plan is built: each row's decoder row ``W_dec[i]``; for clamp and ablate rows also the
-  encoder's parameters of latent ``i`` and ``b_dec`` (the whole encoder for TopK-style SAEs,
-  whose latents compete); each hook point's summed add vector (``check_sae_rows``,
-  ``check_finite``).
+- When a plan is built: every SAE parameter a row's arithmetic reads (``parameters_read``: an
+  add row's ``W_dec[i]``; a clamp's encoder parameters of latent ``i`` and ``b_dec``; the whole
+  SAE for ``add_through_sae`` and for TopK-style clamps, whose latents compete); each hook
+  point's summed add vector (``check_sae_rows``, ``check_finite``).
 - When a strength is first used: ``scale * add vector`` in the activation's dtype.
 - At every steered hook call: the edited activation (``finite_edit``), one reduction per call.
 - At every model call of the lm-eval model: the logits, steered or not (``check_logits``).
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from saeval.errors import SteeringError
-from saeval.spec.dialects import Action
+from saeval.spec.dialects import CLAMPS, Action
 from saeval.spec.steer_rows import VectorRow
 
 if TYPE_CHECKING:
@@ -48,24 +48,40 @@ def check_finite(tensor: Tensor, what: str, *, where: str = "", hint: str | None
 
 
 def check_sae_rows(sae: SAE, info: LoadedSae, rows: Sequence[SteerRow]) -> None:
-    """Every weight that ``rows`` steer with is finite (see the module docstring)."""
-    from saeval.steering.clamp import COMPETING
-
+    """Every SAE parameter that ``rows``' arithmetic reads is finite (``parameters_read``); each
+    is checked once, and an error names the first row that reads it."""
     state = sae.state_dict()
     label = info.release if not info.sae_id else f"{info.release} {info.sae_id!r}"
-    encoder_unchecked = True  # a competing SAE's whole encoder: once for all its clamp rows
+    checked: set[str] = set()
     for row in rows:
         where = row.where(row.column("latent_idx"))
-        i = row.latent_idx
-        parts = {f"W_dec[{i}]": state["W_dec"][i]}
-        if row.action != Action.ADD:
-            if info.architecture not in COMPETING:
-                parts.update(_latent_parameters(state, i, int(info.d_sae)))
-            elif encoder_unchecked:
-                parts.update((name, t) for name, t in state.items() if name != "W_dec")
-                encoder_unchecked = False
-        for name, tensor in parts.items():
-            check_finite(tensor, f"{name} of SAE {label}", where=where, hint=_WEIGHTS_HINT)
+        for name, tensor in parameters_read(state, row, info.architecture).items():
+            if name not in checked:
+                checked.add(name)
+                check_finite(tensor, f"{name} of SAE {label}", where=where, hint=_WEIGHTS_HINT)
+
+
+def parameters_read(
+    state: dict[str, Tensor], row: SteerRow, architecture: str
+) -> dict[str, Tensor]:
+    """The SAE parameters ``row``'s arithmetic reads, by name (``W_dec[3]``, ``b_dec``):
+
+    - ``add``: ``W_dec[i]``; ``project``: ``W_dec[i]`` and ``b_dec``;
+    - a clamp of a sliceable SAE: ``W_dec[i]``, latent ``i``'s encoder parameters and ``b_dec``;
+    - ``add_through_sae``, and a clamp of a TopK-style SAE (its latents compete): every
+      parameter, since the whole SAE encodes (and, through the SAE, decodes) every latent.
+    """
+    from saeval.steering.clamp import COMPETING
+
+    i = row.latent_idx
+    if row.action is Action.ADD_THROUGH_SAE or (row.action in CLAMPS and architecture in COMPETING):
+        return dict(state)
+    parts = {f"W_dec[{i}]": state["W_dec"][i]}
+    if row.action is Action.PROJECT and "b_dec" in state:
+        parts["b_dec"] = state["b_dec"]
+    elif row.action in CLAMPS:
+        parts.update(_latent_parameters(state, i, int(state["W_dec"].shape[0])))
+    return parts
 
 
 def _latent_parameters(state: dict[str, Tensor], i: int, d_sae: int) -> dict[str, Tensor]:
