@@ -81,11 +81,11 @@ def check_not_an_input(path: Path, inputs: list[Path]) -> None:
             root = root.parent
             inside = target.is_relative_to(root)
         if inside:
+            wrote = " (saeval run wrote comparison.md there)" if (root / MANIFEST).is_file() else ""
             raise ResultsError(
                 f"--output {path} is inside {given}, which compare reads; compare never "
                 "writes into its inputs",
-                hint=f"write the report elsewhere, e.g. --output {root.name}-comparison.md "
-                "(saeval run already wrote comparison.md into its run folder)",
+                hint=f"write the report elsewhere, e.g. --output {root.name}-comparison.md{wrote}",
             )
 
 
