@@ -299,6 +299,90 @@ def test_fewer_documents_on_one_side_is_a_labelled_partial_comparison(run: Path)
     assert any("tiny_mc: partial comparison: paired on 20" in note for note in comparison.notes)
 
 
+def _limit_side(side: Path, task: str, keep: int) -> list[dict[str, Any]]:
+    """Rewrite ``side`` as a run with --limit ``keep`` on ``task`` had written it: the first
+    ``keep`` samples, and the results file's aggregates recomputed from them by hand."""
+    samples = _file(side, f"samples_{task}_")
+    records = [json.loads(line) for line in samples.read_text().splitlines()[:keep]]
+    samples.write_text("".join(json.dumps(record) + "\n" for record in records))
+    results = _file(side, "results_")
+    data = json.loads(results.read_text())
+    for metric in ("acc", "acc_norm"):
+        values = [record[metric] for record in records]
+        mean = sum(values) / keep
+        data["results"][task][f"{metric},none"] = mean
+        variance = sum((value - mean) ** 2 for value in values) / (keep - 1)
+        data["results"][task][f"{metric}_stderr,none"] = math.sqrt(variance / keep)
+    data["n-samples"][task]["effective"] = keep
+    results.write_text(json.dumps(data))
+    return records
+
+
+def test_a_partial_comparison_describes_the_paired_documents_in_every_column(run: Path) -> None:
+    """A --limit 10 baseline against a 24-document steered run: a, b, delta, n, CI and flips
+    are all over the 10 documents both logged; the steered run's 24-document aggregate is
+    kept apart, labelled, and not subtracted from anything."""
+    baseline = _limit_side(run / "baseline", "tiny_mc", 10)
+    steered = [json.loads(line) for line in _file(run / "steered", "samples_tiny_mc_").open()]
+    comparison = compare(load_side(run / "baseline"), load_side(run / "steered"))
+    row = _row(comparison, "tiny_mc", "acc")
+    a = [record["acc"] for record in baseline]
+    b = [record["acc"] for record in steered if record["doc_id"] < 10]
+    assert (row.n_a, row.n_b, row.n_paired) == (10, 10, 10)
+    assert row.a == pytest.approx(sum(a) / 10) and row.b == pytest.approx(sum(b) / 10)
+    assert row.delta == pytest.approx((sum(b) - sum(a)) / 10)
+    assert (row.ci_low + row.ci_high) / 2 == pytest.approx(row.delta)  # type: ignore[operator]
+    assert row.b_stderr == pytest.approx(sps.sem(b))
+    flips = (
+        sum(x > y for x, y in zip(a, b, strict=True)),
+        sum(x < y for x, y in zip(a, b, strict=True)),
+    )
+    assert (row.right_to_wrong, row.wrong_to_right) == flips
+    assert (row.b_reported, row.n_b_reported) == (pytest.approx(16 / 24), 24)
+    assert "over the 10 documents both sides logged" in row.note
+    assert "steered 0.6667 over 24 documents" in row.note and "weigh" not in row.note
+    cells = render.render(comparison, "csv")
+    assert "a_reported" in cells.splitlines()[0]
+
+
+def test_a_partial_comparison_skips_a_corpus_metric_it_cannot_restrict(run: Path) -> None:
+    samples = _file(run / "steered", "samples_tiny_ppl_")
+    samples.write_text("".join(samples.read_text().splitlines(keepends=True)[:3]))
+    comparison = compare(load_side(run / "baseline"), load_side(run / "steered"))
+    assert all(row.task != "tiny_ppl" for row in comparison.rows)
+    assert any(
+        note.startswith("tiny_ppl: word_perplexity skipped: partial comparison")
+        for note in comparison.notes
+    )
+
+
+def test_a_document_twice_in_a_samples_file_names_the_line_and_doc_id(run: Path) -> None:
+    samples = _file(run / "steered", "samples_tiny_mc_")
+    lines = samples.read_text().splitlines(keepends=True)
+    again = json.loads(lines[4])
+    again["acc"] = 1.0 - again["acc"]  # the same document with the other answer
+    samples.write_text("".join(lines) + json.dumps(again) + "\n")
+    with pytest.raises(ResultsError, match=rf"{samples.name}:25: doc_id 4 appears again") as e:
+        load_side(run / "steered")
+    assert "first at line 5" in e.value.message
+    result = CliRunner().invoke(app, ["compare", str(run / "baseline"), str(run / "steered")])
+    assert_one_line_error(result, f"{samples}:25: doc_id 4 appears again")
+
+
+def test_an_aggregate_that_is_not_the_mean_of_its_samples_is_noted(run: Path) -> None:
+    assert not any("disagree" in note for note in _golden().notes)  # ppl, groups: not checked
+    results = _file(run / "steered", "results_")
+    data = json.loads(results.read_text())
+    data["results"]["tiny_mc"]["acc,none"] = 0.5  # the samples' mean is 16/24
+    results.write_text(json.dumps(data))
+    comparison = compare(load_side(run / "baseline"), load_side(run / "steered"))
+    assert any(
+        f"{results}: tiny_mc acc,none is 0.5, but the mean over the 24 documents of its "
+        "samples file is 0.666667" in note
+        for note in comparison.notes
+    )
+
+
 def test_tasks_on_one_side_and_changed_versions_are_noted(run: Path) -> None:
     results = _file(run / "steered", "results_")
     data = json.loads(results.read_text())

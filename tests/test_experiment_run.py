@@ -8,6 +8,7 @@ completes the run with the same numbers; SIGTERM to the parent stops every worke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -245,3 +246,14 @@ def test_options_an_experiment_file_sets_are_refused(setup: tuple[Path, Path]) -
     assert result.exit_code == 2 and "--devices is an option of experiment files" in result.stderr
     result = saeval("run", steer)
     assert result.exit_code == 2 and "--tasks is required with steer files" in result.stderr
+
+
+def test_every_file_the_workers_wrote_has_its_sha256_in_run_json(first: Path) -> None:
+    """Workers save through the run's store, so experiments' files are verified like a run's."""
+    recorded = manifest(first)["file_sha256"]
+    written = {
+        f"{path.parent.name}/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest()
+        for configuration in CONFIGURATIONS
+        for path in (first / configuration).iterdir()
+    }
+    assert recorded == written and len(written) >= 3 * len(CONFIGURATIONS)

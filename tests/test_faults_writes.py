@@ -219,6 +219,63 @@ def test_compare_output_under_a_file_is_one_line(finished: Path, tmp_path: Path)
     assert blocker.read_text() == "keep me"
 
 
+@pytest.mark.parametrize(
+    ("sides", "target"),
+    [
+        ([""], "comparison.md"),
+        (["baseline", "steered@1"], "baseline/report.md"),
+        (["baseline", "steered@1"], "comparison.md"),
+    ],
+)
+def test_compare_output_inside_the_run_it_reads_is_one_line(
+    finished: Path, sides: list[str], target: str
+) -> None:
+    """README: compare never writes into its inputs (RUN/comparison.md was overwritten)."""
+    before = snapshot(finished)
+    output = finished / target
+    args = ["compare", *(str(finished / side) for side in sides), "--output", str(output)]
+    result = CliRunner().invoke(app, args)
+    assert_one_line_error(result, f"--output {output} is inside", "compare never writes into")
+    assert snapshot(finished) == before
+
+
+def test_compare_output_beside_loose_results_files_is_allowed(tmp_path: Path) -> None:
+    golden = REPO / "tests" / "golden" / "lmeval"
+    side = Path(shutil.copytree(golden / "baseline" / "tiny-gpt2", tmp_path / "side"))
+    (results,) = side.glob("results_*.json")
+    report = side / "report.md"
+    result = CliRunner().invoke(app, ["compare", str(results), str(results), "-o", str(report)])
+    assert result.exit_code == 0, result.output
+    clobber = CliRunner().invoke(app, ["compare", str(side), str(results), "-o", str(results)])
+    assert_one_line_error(clobber, f"--output {results} is inside")
+
+
+def test_resume_recomputes_a_cut_samples_file_and_compare_refuses_it_before(
+    tiny_bundle: Path, finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A samples file cut to half its documents: compare refuses it (before, it reported a
+    "partial" comparison with no word of damage); --resume runs that task again, says so,
+    and writes the same bytes the first run wrote."""
+    run = Path(shutil.copytree(finished, tmp_path / "copy"))
+    monkeypatch.chdir(tmp_path)  # compare writes the sweep's plots into ./copy-plots
+    (samples,) = (run / "steered@1").glob(f"samples_{MC_TASK}_*.jsonl")
+    whole = samples.read_bytes()
+    lines = whole.decode().splitlines(keepends=True)
+    samples.write_text("".join(lines[: len(lines) // 2]))
+    refused = CliRunner().invoke(app, ["compare", str(run), "--format", "json"])
+    assert_one_line_error(refused, f"{samples} does not match the sha256")
+    args = ["--tasks", MC_TASK, "--scale", "0,1", "--name", "copy", "--resume"]
+    resumed = saeval(tiny_bundle, tmp_path, *args)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"files damaged, running again: steered@1/{MC_TASK} ({samples.name} does not" in (
+        resumed.stderr.replace("\n", " ")
+    )
+    assert samples.read_bytes() == whole
+    assert manifest(run)["status"] == "complete"
+    compared = CliRunner().invoke(app, ["compare", str(run), "--format", "json"])
+    assert compared.exit_code == 0 and "unverified" not in compared.output
+
+
 def test_run_output_that_is_a_file_is_one_line(
     tiny_bundle: Path, tmp_path: Path, no_model: None
 ) -> None:

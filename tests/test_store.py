@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -223,3 +224,83 @@ def test_baseline_key_changes_with_every_input(inputs: dict[str, int], changed: 
     other = {**inputs, changed: inputs.get(changed, 0) + 1}
     assert baseline_key(inputs) != baseline_key(other)
     assert baseline_key(dict(reversed(list(inputs.items())))) == baseline_key(inputs)
+
+
+def _two_tasks(folder: Path) -> RunStore:
+    """A run folder whose baseline finished tasks a (two documents) and b."""
+    run = RunStore.create(folder, _manifest())
+    run.configuration_dir("baseline", None)
+    for task in ("a", "b"):
+        samples = [_sample(0, True), _sample(1, False)]
+        run.save_task(
+            "baseline", task, task_output(_results(task, 0.5, samples), TRACKER_FIELDS), 1
+        )
+    return run
+
+
+def test_every_written_file_has_its_sha256_in_run_json(tmp_path: Path) -> None:
+    run = _two_tasks(tmp_path / "run")
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["file_sha256"]
+    on_disk = {
+        f"baseline/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in (tmp_path / "run" / "baseline").iterdir()
+    }
+    assert recorded == on_disk and len(on_disk) == 3  # results (rewritten by b) + 2 samples
+    run.close()
+
+
+def test_resume_forgets_a_cut_samples_file_and_a_damaged_results_file(tmp_path: Path) -> None:
+    _two_tasks(tmp_path / "run").close()
+    (samples,) = (tmp_path / "run" / "baseline").glob("samples_a_*.jsonl")
+    samples.write_text(samples.read_text().splitlines(keepends=True)[0])  # 1 of 2 documents
+    store = RunStore.open(tmp_path / "run", lock=True)
+    notes = store.forget_damaged()
+    assert notes == [
+        f"files damaged, running again: baseline/a ({samples.name} does not match the sha256 "
+        "run.json recorded when it was written)"
+    ]
+    assert [r.task for r in store.manifest.completed] == ["b"]
+    assert [r.task for r in RunStore.open(tmp_path / "run").manifest.completed] == ["b"]
+
+    (results,) = (tmp_path / "run" / "baseline").glob("results_*.json")
+    results.write_text(results.read_text().replace("0.5", "0.9"))
+    assert store.forget_damaged() == [
+        f"files damaged, running again: baseline/b ({results.name} does not match the sha256 "
+        "run.json recorded when it was written)"
+    ]
+    assert store.manifest.completed == [] and not results.exists()  # b starts it anew
+    store.close()
+
+
+def test_resume_says_which_files_are_missing(tmp_path: Path) -> None:
+    _two_tasks(tmp_path / "run").close()
+    next((tmp_path / "run" / "baseline").glob("samples_b_*.jsonl")).unlink()
+    with RunStore.open(tmp_path / "run", lock=True) as store:
+        assert store.forget_damaged() == ["files missing, running again: baseline/b"]
+
+
+def test_a_run_json_without_checksums_still_reads_and_compare_says_unverified(
+    tmp_path: Path,
+) -> None:
+    _two_tasks(tmp_path / "run").close()
+    data = json.loads((tmp_path / "run" / "run.json").read_text())
+    del data["file_sha256"]  # as an older saeval wrote it
+    (tmp_path / "run" / "run.json").write_text(json.dumps(data))
+    with RunStore.open(tmp_path / "run", lock=True) as store:
+        assert store.manifest.file_sha256 == {} and store.forget_damaged() == []
+    side = load_side(tmp_path / "run" / "baseline")
+    assert side.tasks["a"].metrics["acc,none"].value == 0.5
+    assert any("files unverified" in note and "older saeval" in note for note in side.notes)
+
+
+def test_compare_refuses_a_run_file_that_fails_its_checksum(tmp_path: Path) -> None:
+    _two_tasks(tmp_path / "run").close()
+    assert load_side(tmp_path / "run" / "baseline").notes == ()  # every file verified
+    (samples,) = (tmp_path / "run" / "baseline").glob("samples_b_*.jsonl")
+    samples.write_text(samples.read_text().splitlines(keepends=True)[1])
+    with pytest.raises(ResultsError, match=f"{samples.name} does not match the sha256") as caught:
+        load_side(tmp_path / "run" / "baseline")
+    assert caught.value.hint is not None and "--resume" in caught.value.hint
+    samples.unlink()
+    with pytest.raises(ResultsError, match=f"{samples.name} is missing"):
+        load_side(tmp_path / "run" / "baseline")

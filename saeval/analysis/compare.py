@@ -8,13 +8,14 @@ errors, labelled as such. Groups pool their subtasks' documents. Holm adjusts ac
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from saeval.analysis import stats
 from saeval.analysis.defaults import check_alpha
-from saeval.analysis.results import DocSample, ResultSet, TaskResult
+from saeval.analysis.pairing import OnPaired, Pairing, on_paired, pair_documents, paired_values
+from saeval.analysis.results import ResultSet, TaskResult
 from saeval.analysis.side_effects import kl_fields
 from saeval.analysis.stats import MCNEMAR, PAIRED_T, SIGN
 from saeval.errors import ResultsError, UsageError
@@ -22,15 +23,20 @@ from saeval.errors import ResultsError, UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
+_NOT_ON_PAIRED = (
+    "partial comparison, and this metric has no per-document values on documents both sides "
+    "logged (its aggregates are over different documents)"
+)
 UNPAIRED_Z = "unpaired z"
 NO_TEST = "none"
 
-DocKey = tuple[str, int]
 _NULLABLE_DTYPES = {
     "higher_is_better": "boolean",
     "n_a": "Int64",
     "n_b": "Int64",
     "n_paired": "Int64",
+    "n_a_reported": "Int64",
+    "n_b_reported": "Int64",
     "significant": "boolean",
     "right_to_wrong": "Int64",
     "wrong_to_right": "Int64",
@@ -77,6 +83,12 @@ class ComparisonRow:
     kl_ci_low: float | None = None
     kl_ci_high: float | None = None
     kl_p95: float | None = None
+    # a partial comparison: a, b, n and delta are over the paired documents, and these are the
+    # aggregates each side reported over all of its documents (not compared with each other)
+    a_reported: float | None = None
+    n_a_reported: int | None = None
+    b_reported: float | None = None
+    n_b_reported: int | None = None
 
     @property
     def paired(self) -> bool:
@@ -112,16 +124,6 @@ class Comparison:
         return frame.astype(_NULLABLE_DTYPES)
 
 
-@dataclass(frozen=True)
-class _Pairing:
-    """Documents both sides logged for one task (pooled over a group's subtasks)."""
-
-    a: Mapping[DocKey, DocSample]
-    b: Mapping[DocKey, DocSample]
-    keys: tuple[DocKey, ...]
-    note: str
-
-
 def metric_label(key: str) -> str:
     """ "acc,none" -> "acc"; a real filter stays visible: "exact_match,strict-match"."""
     metric, _, filter_name = key.partition(",")
@@ -147,12 +149,15 @@ def compare(
     for name in _task_order(a, b):
         task_a, task_b = a.tasks[name], b.tasks[name]
         notes.extend(_metadata_notes(name, task_a, task_b))
-        pairing = _pairing(name, a, b)
+        pairing = pair_documents(name, a, b)
         if pairing is not None and pairing.note:
             notes.append(f"{name}: {pairing.note}")
         for key in task_a.metrics:
             if key not in task_b.metrics:
                 notes.append(f"{name}: {metric_label(key)} only in {a.label}; skipped")
+                continue
+            if pairing is not None and pairing.partial and not _on_same_documents(pairing, key):
+                notes.append(f"{name}: {metric_label(key)} skipped: {_NOT_ON_PAIRED}")
                 continue
             row = _row(name, key, task_a, task_b, pairing, 1.0 - alpha)
             rows.append(replace(row, **kl_fields(task_b.kl)))
@@ -233,66 +238,12 @@ def _metadata_notes(name: str, task_a: TaskResult, task_b: TaskResult) -> list[s
     return notes
 
 
-def _leaves(results: ResultSet, name: str) -> list[str]:
-    """The leaf tasks under a task or (nested) group."""
-    task = results.tasks.get(name)
-    if task is None or not task.subtasks:
-        return [name]
-    return [leaf for child in task.subtasks for leaf in _leaves(results, child)]
-
-
-def _docs(results: ResultSet, name: str) -> dict[DocKey, DocSample] | None:
-    """Per-document samples of a task, pooled over a group's leaves; None if any is missing."""
-    pooled: dict[DocKey, DocSample] = {}
-    for leaf in _leaves(results, name):
-        task = results.tasks.get(leaf)
-        if task is None or task.samples is None:
-            return None
-        pooled.update({(leaf, doc_id): doc for doc_id, doc in task.samples.items()})
-    return pooled
-
-
-def _pairing(name: str, a: ResultSet, b: ResultSet) -> _Pairing | None:
-    """Match documents on (task, doc_id) and check doc_hash; None without samples on a side."""
-    docs_a, docs_b = _docs(a, name), _docs(b, name)
-    if docs_a is None or docs_b is None:
-        return None
-    keys = tuple(key for key in docs_a if key in docs_b)
-    for key in keys:
-        if docs_a[key].doc_hash != docs_b[key].doc_hash:
-            raise ResultsError(
-                f"{key[0]}: document {key[1]} differs between {a.label} and {b.label} "
-                f"(doc_hash {docs_a[key].doc_hash[:12]} vs {docs_b[key].doc_hash[:12]})",
-                hint="the two runs evaluated different data; compare runs of the same "
-                "task version and dataset",
-            )
-    note = ""
-    if len(keys) < max(len(docs_a), len(docs_b)):
-        note = (
-            f"partial comparison: paired on {len(keys)} common documents "
-            f"({a.label} has {len(docs_a)}, {b.label} has {len(docs_b)})"
-        )
-    return _Pairing(a=docs_a, b=docs_b, keys=keys, note=note)
-
-
-def _paired_values(pairing: _Pairing, key: str) -> tuple[list[float], list[float]] | None:
-    """Both sides' per-document values of one metric, or None if some document lacks it."""
-    values_a, values_b = [], []
-    for doc in pairing.keys:
-        x, y = pairing.a[doc].values.get(key), pairing.b[doc].values.get(key)
-        if x is None or y is None:
-            return None
-        values_a.append(x)
-        values_b.append(y)
-    return values_a, values_b
-
-
 def _row(
     name: str,
     key: str,
     task_a: TaskResult,
     task_b: TaskResult,
-    pairing: _Pairing | None,
+    pairing: Pairing | None,
     confidence: float,
 ) -> ComparisonRow:
     metric_a, metric_b = task_a.metrics[key], task_b.metrics[key]
@@ -310,9 +261,12 @@ def _row(
         delta=metric_b.value - metric_a.value,
         test=NO_TEST,
     )
-    paired = _paired_values(pairing, key) if pairing is not None and pairing.keys else None
-    if paired is not None:
-        return _paired_row(base, *paired, confidence=confidence)
+    paired = paired_values(pairing, key) if pairing is not None and pairing.keys else None
+    if pairing is not None and paired is not None:
+        if not pairing.partial:
+            return _paired_row(base, *paired, confidence=confidence)
+        row = _paired_row(_on_paired(base, on_paired(*paired)), *paired, confidence=confidence)
+        return replace(row, note="; ".join(filter(None, [_partial_note(row, pairing), row.note])))
     reason = _unpaired_reason(pairing, key)
     if metric_a.stderr is None or metric_b.stderr is None:
         return replace(base, note=f"{reason}; no standard error reported, so no test")
@@ -331,7 +285,48 @@ def _row(
     )
 
 
-def _unpaired_reason(pairing: _Pairing | None, key: str) -> str:
+def _on_same_documents(pairing: Pairing, key: str) -> bool:
+    """Whether a metric has per-document values on documents both sides logged."""
+    return bool(pairing.keys) and paired_values(pairing, key) is not None
+
+
+def _on_paired(base: ComparisonRow, values: OnPaired) -> ComparisonRow:
+    """``base`` with a, b, their standard errors, n and delta over the paired documents, and
+    each side's reported aggregate kept apart."""
+    return replace(
+        base,
+        a=values.a,
+        a_stderr=values.a_stderr,
+        b=values.b,
+        b_stderr=values.b_stderr,
+        n_a=values.n,
+        n_b=values.n,
+        delta=values.b - values.a,
+        a_reported=base.a,
+        n_a_reported=base.n_a,
+        b_reported=base.b,
+        n_b_reported=base.n_b,
+    )
+
+
+def _partial_note(row: ComparisonRow, pairing: Pairing) -> str:
+    """What a row of a partial comparison is over, and the aggregates it does not compare."""
+    label_a, label_b = pairing.labels
+    reported = [
+        f"{label} {value:.4g} over {'?' if n is None else n} documents"
+        for label, value, n in (
+            (label_a, row.a_reported, row.n_a_reported),
+            (label_b, row.b_reported, row.n_b_reported),
+        )
+        if value is not None
+    ]
+    return (
+        f"over the {row.n_paired} documents both sides logged; reported over all documents "
+        f"(not compared): {', '.join(reported)}"
+    )
+
+
+def _unpaired_reason(pairing: Pairing | None, key: str) -> str:
     """Why a row could not be paired."""
     if pairing is None:
         return "no per-document samples on both sides"

@@ -23,6 +23,7 @@ from saeval.run.layout import COMPARISON, MANIFEST
 
 _FILES = (("md", "markdown"), ("csv", "csv"), ("json", "json"))
 PLOTS_SUFFIX = "-plots"
+_READ_PREFIXES = ("results", "samples_", "side_effects_")  # what compare reads beside a file
 
 
 def write_plots(report: Report, directory: Path) -> list[Path]:
@@ -64,6 +65,29 @@ def check_report_path(path: Path) -> None:
         raise ResultsError(
             f"--output {path}: {path.parent} is not writable (read-only or no permission)"
         )
+
+
+def check_not_an_input(path: Path, inputs: list[Path]) -> None:
+    """ResultsError when the report at ``path`` would land in what compare reads: inside a run
+    folder (given whole, or one of its configurations or their files), inside a folder given
+    as a side, or on a results/samples file beside a results file given as a side."""
+    target = path.resolve()
+    for given in inputs:
+        root = given.resolve()
+        inside = target.is_relative_to(root)
+        if root.is_file():
+            root = root.parent
+            inside = target.parent == root and target.name.startswith(_READ_PREFIXES)
+        if (root.parent / MANIFEST).is_file():  # a configuration folder: its run is an input
+            root = root.parent
+            inside = target.is_relative_to(root)
+        if inside:
+            wrote = " (saeval run wrote comparison.md there)" if (root / MANIFEST).is_file() else ""
+            raise ResultsError(
+                f"--output {path} is inside {given}, which compare reads; compare never "
+                "writes into its inputs",
+                hint=f"write the report elsewhere, e.g. --output {root.name}-comparison.md{wrote}",
+            )
 
 
 def write_report(path: Path, text: str) -> None:

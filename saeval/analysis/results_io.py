@@ -10,12 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from saeval.analysis.checksums import verify_configuration
 from saeval.analysis.results import DocSample, MetricValue, ResultSet, RunSides, TaskResult
+from saeval.analysis.samples_io import (
+    NON_FINITE_HINT,
+    aggregate_notes,
+    parse_json,
+    read_samples,
+    read_text,
+)
 from saeval.analysis.side_effects_io import (
     GENERATION_METRICS,
     generation_means,
@@ -33,9 +41,6 @@ from saeval.run.layout import (
 
 _RESULTS_GLOB = "results*.json"
 _SKIP_KEYS = frozenset({"name", "alias", "sample_len", "sample_count", "samples"})
-_MEAN_AGGREGATIONS = frozenset({"mean", "nanmean"})
-_NAN_MEAN = "nanmean"  # its per-document NaNs are documents without a value, not errors
-_NON_FINITE_HINT = "the evaluation that wrote it met NaN or infinity; its numbers mean nothing"
 # lm-eval's default aggregation of its built-in metrics that are not a mean of per-document
 # values; a loglikelihood task's per-document "perplexity" is the log-likelihood, for instance.
 _DEFAULT_AGGREGATIONS = {
@@ -87,7 +92,8 @@ def load_side(path: Path, label: str | None = None) -> ResultSet:
             f"or give the run folder alone to compare baseline with steered",
         )
     files = [path] if path.is_file() else _results_files(path)
-    return _load_files(files, source=path, label=label or path.name)
+    checked = verify_configuration(files[0].parent)  # a run folder's files against run.json
+    return _load_files(files, source=path, label=label or path.name, notes=checked)
 
 
 def _results_files(folder: Path) -> list[Path]:
@@ -111,7 +117,7 @@ def _results_files(folder: Path) -> list[Path]:
     return files
 
 
-def _load_files(files: list[Path], *, source: Path, label: str) -> ResultSet:
+def _load_files(files: list[Path], *, source: Path, label: str, notes: list[str]) -> ResultSet:
     """Merge results files of one model: for each task, the newest file that has it."""
     ordered = sorted(files, key=lambda file: (file_stamp(file), file.stat().st_mtime))
     loaded = [(file, read_json(file)) for file in ordered]
@@ -124,10 +130,10 @@ def _load_files(files: list[Path], *, source: Path, label: str) -> ResultSet:
     tasks: dict[str, TaskResult] = {}
     used: dict[str, Path] = {}
     for file, data in loaded:
-        for name, task in _tasks_of(file, data).items():
+        for name, task in _tasks_of(file, data, notes).items():
             tasks[name] = task
             used[name] = file
-    notes = _superseded_notes(ordered, used)
+    notes += _superseded_notes(ordered, used)
     newest = loaded[-1][1]
     return ResultSet(
         label=label,
@@ -152,28 +158,10 @@ def _superseded_notes(ordered: list[Path], used: Mapping[str, Path]) -> list[str
 
 def read_json(file: Path) -> dict[str, Any]:
     """Read an lm-eval results JSON; ResultsError names the file and line of any problem."""
-    data = _parse_json(_read_text(file), file, None, "file")
+    data = parse_json(read_text(file), file, None, "file")
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise ResultsError(f"{file}: not an lm-eval results file (no 'results' object)")
     return data
-
-
-def _parse_json(text: str, file: Path, line: int | None, what: str) -> Any:
-    """``json.loads``; ResultsError naming the file and line (``line`` for one JSONL record)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ResultsError(
-            f"{file}:{line or error.lineno}: invalid JSON ({error.msg}, column {error.colno})",
-            hint=f"the {what} is corrupt or truncated; rerun the evaluation that wrote it",
-        ) from None
-
-
-def _read_text(file: Path) -> str:
-    try:
-        return file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ResultsError(f"{file}: cannot read ({error})") from None
 
 
 def _model_name(data: Mapping[str, Any]) -> str | None:
@@ -195,8 +183,9 @@ def _model_args(data: Mapping[str, Any]) -> str:
     return str(args) if args else ""
 
 
-def _tasks_of(file: Path, data: Mapping[str, Any]) -> dict[str, TaskResult]:
-    """Every task and group of one results file, with samples where their JSONL is present."""
+def _tasks_of(file: Path, data: Mapping[str, Any], notes: list[str]) -> dict[str, TaskResult]:
+    """Every task and group of one results file, with samples where their JSONL is present;
+    ``notes`` gets each aggregate that is not the mean of its samples."""
     subtasks = data.get("group_subtasks") or {}
     configs = data.get("configs") or {}
     versions = data.get("versions") or {}
@@ -221,6 +210,8 @@ def _tasks_of(file: Path, data: Mapping[str, Any]) -> dict[str, TaskResult]:
             samples=samples,
             samples_file=samples_file,
         )
+        if samples:
+            notes += aggregate_notes(file, name, task.metrics, samples, aggregations)
         effects = file.parent / side_effects_file(name, stamp)
         tasks[name] = _with_side_effects(task, effects) if effects.is_file() else task
     return tasks
@@ -284,7 +275,7 @@ def _number(file: Path, task: str, key: str, value: Any) -> float | None:
     if not math.isfinite(value):
         raise ResultsError(
             f"{file}: task {task!r} {key} is {value}, not a finite number",
-            hint=_NON_FINITE_HINT,
+            hint=NON_FINITE_HINT,
         )
     return float(value)
 
@@ -303,62 +294,3 @@ def _config_hash(config: Any) -> str | None:
     relevant = {key: value for key, value in config.items() if key != "metadata"}
     text = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def read_samples(file: Path, aggregations: Mapping[str, str] | None = None) -> dict[int, DocSample]:
-    """Read an lm-eval samples JSONL into per-document values ("acc,none" -> 1.0), leaving out
-    the metrics whose ``aggregations`` entry is not a mean of these values (corpus-level ones).
-
-    A NaN or infinite value is a ResultsError naming the line and document, except a NaN of a
-    ``nanmean`` metric, which lm-eval leaves out of the aggregate: that document has no value.
-    """
-    aggregations = aggregations or {}
-    docs: dict[int, DocSample] = {}
-    for line_number, record in _jsonl_records(file):
-        doc_id, doc_hash, values = _sample_values(file, line_number, record, aggregations)
-        previous = docs.get(doc_id)
-        if previous is not None and previous.doc_hash != doc_hash:
-            raise ResultsError(
-                f"{file}:{line_number}: document {doc_id} appears with two different doc_hash"
-            )
-        merged = {**previous.values, **values} if previous else values
-        docs[doc_id] = DocSample(doc_id=doc_id, doc_hash=doc_hash, values=merged)
-    return docs
-
-
-def _jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for line_number, line in enumerate(_read_text(file).splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = _parse_json(line, file, line_number, "samples file")
-        if not isinstance(record, dict):
-            raise ResultsError(f"{file}:{line_number}: a sample must be a JSON object")
-        yield line_number, record
-
-
-def _sample_values(
-    file: Path, line_number: int, record: Mapping[str, Any], aggregations: Mapping[str, str]
-) -> tuple[int, str, dict[str, float]]:
-    doc_id, doc_hash = record.get("doc_id"), record.get("doc_hash")
-    names = record.get("metrics")
-    if not isinstance(doc_id, int) or not isinstance(doc_hash, str) or not isinstance(names, list):
-        raise ResultsError(
-            f"{file}:{line_number}: not an lm-eval sample (needs doc_id, doc_hash and metrics)"
-        )
-    filter_name = str(record.get("filter", "none"))
-    values: dict[str, float] = {}
-    for name in names:
-        value = record.get(name)
-        aggregation = aggregations.get(name, "mean")
-        if aggregation not in _MEAN_AGGREGATIONS or not isinstance(value, bool | int | float):
-            continue
-        if not math.isfinite(value):
-            if math.isnan(value) and aggregation == _NAN_MEAN:
-                continue  # nanmean leaves it out of the aggregate: the document has no value
-            raise ResultsError(
-                f"{file}:{line_number}: {name} of document {doc_id} is {value}, "
-                "not a finite number",
-                hint=_NON_FINITE_HINT,
-            )
-        values[f"{name},{filter_name}"] = float(value)
-    return doc_id, doc_hash, values

@@ -106,7 +106,12 @@ def command(
     from saeval.analysis.compare import compare
     from saeval.analysis.defaults import check_alpha, check_margin, check_relative_margin
     from saeval.analysis.report import build_report, sweep_of
-    from saeval.analysis.report_files import check_report_path, compare_plots_dir, write_plots
+    from saeval.analysis.report_files import (
+        check_not_an_input,
+        check_report_path,
+        compare_plots_dir,
+        write_plots,
+    )
     from saeval.analysis.results_io import load_run, load_side
     from saeval.run.layout import is_run_folder
 
@@ -115,6 +120,7 @@ def command(
     check_relative_margin(relative_margin)
     if output is not None:  # before any work: a bad --output is one line
         check_report_path(output)
+        check_not_an_input(output, [a] if b is None else [a, b])
         _file_format(fmt, output)
     report: Report
     if b is not None:

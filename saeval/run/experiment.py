@@ -92,10 +92,10 @@ def run_experiment(
     store = open_experiment_folder(prepared, devices[0])  # locked until done
     with store, Sigterm() as sigterm:
         if options.resume:
-            missing = store.forget_missing()
+            notes = store.forget_damaged()
             events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
-            if missing:
-                events.note(f"files missing, running again: {len(missing)} results")
+            for note in notes:
+                events.note(note)
         return _run_in(store, prepared, devices, events, sigterm)
 
 

@@ -24,6 +24,9 @@ Fields (``schema_version`` 1)::
     packages         versions of saeval, lm_eval, sae_lens, transformers, torch
     python, platform, git_revision (of the working directory, if it is a git checkout)
     errors           [{time, configuration, task, type, message, traceback}]  ErrorRecord
+    file_sha256      {"<configuration>/<file name>": sha256} of every results, samples and
+                     side-effects file, recorded when it is written (``saeval.analysis.checksums``;
+                     absent in run folders of older saevals: their files are unverified)
     comparison       {files: [...]} file names, once written
 """
 
@@ -150,6 +153,7 @@ class Manifest:
     timings: dict[str, float] = field(default_factory=dict)
     errors: list[ErrorRecord] = field(default_factory=list)
     comparison: dict[str, Any] | None = None
+    file_sha256: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON-able data, head fields first."""

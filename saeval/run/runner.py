@@ -68,11 +68,10 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
 
 def _note_resume(store: RunStore, events: RunEvents) -> None:
     """Say what a resumed run keeps, and which finished tasks lost files and will run again."""
-    missing = store.forget_missing()
+    notes = store.forget_damaged()
     events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
-    if missing:
-        rerun = ", ".join(f"{r.configuration}/{r.task}" for r in missing)
-        events.note(f"files missing, running again: {rerun}")
+    for note in notes:
+        events.note(note)
 
 
 def _run_in(

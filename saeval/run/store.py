@@ -4,7 +4,9 @@ Every file is written to a temporary file in the same folder and moved into plac
 ``os.replace`` (``saeval.atomic``). A (configuration, task) counts as finished once its record
 is in ``run.json``; files of an unfinished task are overwritten when ``--resume`` reruns it.
 Names of folders and files come from ``saeval.run.layout``, formats from
-``saeval.run.lm_eval_format`` and the manifest schema from ``saeval.run.manifest``.
+``saeval.run.lm_eval_format`` and the manifest schema from ``saeval.run.manifest``. Each
+results, samples and side-effects file's sha256 goes into run.json as it is written
+(``saeval.analysis.checksums``); ``--resume`` reruns what no longer matches it.
 
 A store that writes holds the folder's lock (``saeval.run.lock``) until ``close``. Every name
 ``run.json`` gives (configuration folders, their time stamps, results and samples files) must be
@@ -18,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from saeval.analysis.checksums import MISSING, file_problem, relative_name, sha256_of
 from saeval.analysis.results_io import read_json
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError
@@ -143,19 +146,57 @@ class RunStore:
                 return record
         return None
 
-    def forget_missing(self) -> list[TaskRecord]:
-        """Drop the records whose results or samples files are gone, so a resume reruns them."""
-        missing = [record for record in self.manifest.completed if not self._on_disk(record)]
-        if missing:
-            self.manifest.completed = [r for r in self.manifest.completed if r not in missing]
+    def forget_damaged(self) -> list[str]:
+        """Drop the records whose files are missing or fail their sha256, so a resume reruns
+        them; returns what to tell the user (``files missing, running again: steered/mmlu``).
+        A damaged results file is removed with every record of its configuration (it holds
+        all of that configuration's tasks)."""
+        dropped: dict[int, str] = {}  # index in completed -> the problem
+        for index, record in enumerate(self.manifest.completed):
+            problem = None if index in dropped else self._damage(record)
+            if problem is None:
+                continue
+            dropped[index] = problem
+            if problem.startswith(record.results):
+                self._drop_results(record.configuration, record.results)
+                for other, kept in enumerate(self.manifest.completed):
+                    if kept.configuration == record.configuration and other not in dropped:
+                        dropped[other] = problem
+        records = self.manifest.completed
+        if dropped:
+            self.manifest.completed = [r for i, r in enumerate(records) if i not in dropped]
             self.save()
-        return missing
+        missing = [i for i, problem in dropped.items() if problem.endswith(MISSING)]
+        notes = []
+        if missing:
+            rerun = ", ".join(f"{records[i].configuration}/{records[i].task}" for i in missing)
+            notes.append(f"files missing, running again: {rerun}")
+        damaged = [
+            f"{records[i].configuration}/{records[i].task} ({problem})"
+            for i, problem in dropped.items()
+            if i not in missing
+        ]
+        if damaged:
+            notes.append(f"files damaged, running again: {'; '.join(damaged)}")
+        return notes
 
-    def _on_disk(self, record: TaskRecord) -> bool:
-        """Whether every file of a finished (configuration, task) is still there."""
+    def _damage(self, record: TaskRecord) -> str | None:
+        """Why a finished (configuration, task) cannot be kept: its results file first."""
         folder = self.folder / record.configuration
-        names = [record.results, *record.samples, *record.side_effects]
-        return all((folder / name).is_file() for name in names)
+        for name in [record.results, *record.samples, *record.side_effects]:
+            expected = self.manifest.file_sha256.get(relative_name(record.configuration, name))
+            if expected is not None:
+                problem = file_problem(folder / name, expected)
+            else:  # recorded by an older saeval: only its presence can be checked
+                problem = None if (folder / name).is_file() else MISSING
+            if problem is not None:
+                return f"{name} {problem}"
+        return None
+
+    def _drop_results(self, configuration: str, name: str) -> None:
+        """Remove a damaged results file, so the configuration's tasks start it anew."""
+        (self.folder / configuration / name).unlink(missing_ok=True)
+        self.manifest.file_sha256.pop(relative_name(configuration, name), None)
 
     def configuration_dir(self, configuration: str, scale: float | None) -> Path:
         """The configuration's folder (made, and registered in the manifest, on first use)."""
@@ -180,17 +221,14 @@ class RunStore:
         merge its results, then record it in run.json."""
         folder = self.folder / configuration
         when = self.manifest.configurations[configuration].stamp
-        names = []
-        for subtask, text in output.samples.items():
-            names.append(samples_file(subtask, when))
-            write_atomic(folder / names[-1], text)
-        extra = []
-        for subtask, text in (side_effects or {}).items():
-            extra.append(side_effects_file(subtask, when))
-            write_atomic(folder / extra[-1], text)
+        names = [samples_file(subtask, when) for subtask in output.samples]
+        extra = [side_effects_file(subtask, when) for subtask in side_effects or {}]
+        texts = [*output.samples.values(), *(side_effects or {}).values()]
+        for name, text in zip([*names, *extra], texts, strict=True):
+            self._write(configuration, name, text)
         results_name = results_file(when)
         merged = merge_results(self._results(folder / results_name), output.results)
-        write_atomic(folder / results_name, dump_json(merged))
+        self._write(configuration, results_name, dump_json(merged))
         record = TaskRecord(
             configuration,
             task,
@@ -205,6 +243,12 @@ class RunStore:
         self.manifest.completed.append(record)
         self.save()
         return record
+
+    def _write(self, configuration: str, name: str, text: str) -> None:
+        """Write one file of a configuration atomically and note its sha256 for run.json."""
+        data = text.encode("utf-8")
+        write_atomic(self.folder / configuration / name, data)
+        self.manifest.file_sha256[relative_name(configuration, name)] = sha256_of(data)
 
     @staticmethod
     def _results(path: Path) -> dict[str, Any]:
