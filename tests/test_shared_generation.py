@@ -127,3 +127,112 @@ def test_shared_generations_equal_separate_generations(
         assert scale == expected_scale and torch.equal(got, expected)  # token for token
     assert rows == [3 * rows for rows in separate_rows[:3]]  # one generation, three copies
     assert len({tuple(texts) for texts in shared.values()}) == 3  # each strength its own
+
+
+def test_the_prefill_shares_layers_and_the_decoding_steps_run_every_copy(
+    bundle: Path,
+) -> None:
+    """Layer 0 (below the first hook) sees one copy of the prompts in the prefill and every
+    copy in each decoding step; layer 1 (steered) sees every copy always."""
+    lm = _lm(bundle, "llama")
+    seen: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
+    handles = [
+        lm.model.model.layers[j].self_attn.q_proj.register_forward_pre_hook(
+            lambda module, args, j=j: seen[j].append(tuple(args[0].shape[:2]))
+        )
+        for j in seen
+    ]
+    requests = [Instance("generate_until", {}, (p, dict(LONG)), idx=0) for p, _ in PROMPTS[:2]]
+    lm.set_scale(None)
+    with lm.sharing(SharedAnswers(list(SCALES))):
+        lm.generate_until(requests, disable_tqdm=True)
+    for handle in handles:
+        handle.remove()
+    prefill = len(lm.tok_encode(PROMPTS[0][0]))  # the longer prompt, the other left-padded
+    decoding = [(6, 1)] * (LONG["max_gen_toks"] - 1)  # type: ignore[operator]
+    assert seen == {0: [(2, prefill), *decoding], 1: [(6, prefill), *decoding]}
+
+
+def test_own_width_is_where_a_separate_generation_stops(bundle: Path) -> None:
+    """Hand-built outputs of two rows after a two-token prompt (eos 2, pad 3)."""
+    tokenizer = _lm(bundle, "gpt2").tokenizer
+    a, b, e, x = (tokenizer.encode(text, add_special_tokens=False)[0] for text in "abex")
+    prompt = [1, 1]
+
+    def width(rows: list[list[int]], stop: list[str], max_length: int = 20) -> int:
+        output = torch.tensor([prompt + row for row in rows])
+        return own_width(output, len(prompt), stop, tokenizer, [2], max_length)
+
+    assert width([[a, 2, 3, 3, 3], [a, b, 2, 3, 3]], ["\n"]) == 2 + 3  # both rows ended by eos
+    assert width([[e, a, a, a, a], [a, b, e, a, a]], ["e"]) == 2 + 3  # both met the stop
+    assert width([[x, a, a, a, a], [a, b, 2, 3, 3]], ["x"]) == 2 + 5  # one each: no end
+    assert width([[e, a, a, a, a], [a, b, 2, 3, 3]], ["e"]) == 2 + 3  # "<eos>" holds an e
+    assert width([[e, a, a, a, a], [a, b, a, a, a]], ["e"], max_length=5) == 5  # the limit
+    assert width([[a, b, a, a, a], [b, a, a, a, a]], ["x", "b"]) == 2 + 2  # one of two stops
+
+
+def test_out_of_memory_splits_the_configurations_of_a_generation(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lm = _lm(bundle, "gemma2")
+    separate = _separate(lm)
+    real = HFLM._model_generate
+    rows: list[int] = []
+
+    def small_device(self: HFLM, context: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        rows.append(int(context.shape[0]))
+        if context.shape[0] > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, context, *args, **kwargs)
+
+    monkeypatch.setattr(HFLM, "_model_generate", small_device)
+    assert _shared(lm) == separate
+    # batches of 3, 3 and 1 prompts: three copies, then one, then two, then one and one
+    assert rows == [9, 3, 6, 3, 3] * 2 + [3]
+
+
+def test_a_steering_error_in_a_shared_generation_falls_back_to_each_configuration_alone(
+    bundle: Path,
+) -> None:
+    from saeval.errors import SteeringError
+
+    lm = _lm(bundle, "gpt2")
+    lm.set_scale(None)
+    expected = lm.generate_until(_requests(), disable_tqdm=True)
+    shared = SharedAnswers([None, float("nan")])
+    with lm.sharing(shared):
+        got = lm.generate_until(_requests(), disable_tqdm=True)
+    assert shared.broken and not shared.generations and got == expected
+    shared.finished(None)
+    lm.set_scale(float("nan"))
+    with lm.sharing(shared), pytest.raises(SteeringError, match="non-finite"):
+        lm.generate_until(_requests(), disable_tqdm=True)
+
+
+@pytest.mark.parametrize("mode", ["prompt", "generated"])
+def test_position_limited_rows_generate_the_same_in_a_shared_generation(
+    bundle: Path, mode: str
+) -> None:
+    """``prompt`` rows steer the prefill only, ``generated`` rows the decoding steps only:
+    each copy of a shared generation is described as its configuration's own generation."""
+    from saeval.spec.steer_file import SteerRow
+    from saeval.steering.plan import plan_from_saes
+
+    rows = [
+        SteerRow(
+            file="t.csv",
+            line=2 + i,
+            latent_idx=3 + i,
+            coefficient=coefficient,
+            sae_release="tiny",
+            sae_id="",
+            hook=hook,
+            positions=mode,
+        )
+        for i, (hook, coefficient) in enumerate(zip(HOOKS, (1.5, -1.0), strict=True))
+    ]
+    plan = plan_from_saes(rows, {("tiny", ""): build_sae(seed=1)})
+    lm = SteeredHFLM(pretrained=str(bundle / "gemma3_text"), plan=plan, device="cpu", batch_size=3)
+    separate = _separate(lm)
+    assert _shared(lm) == separate
+    assert separate[2.0] != separate[None]
