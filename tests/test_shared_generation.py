@@ -236,3 +236,73 @@ def test_position_limited_rows_generate_the_same_in_a_shared_generation(
     separate = _separate(lm)
     assert _shared(lm) == separate
     assert separate[2.0] != separate[None]
+
+
+# ---- saeval run --------------------------------------------------------------------------
+
+LONG_GEN_TASK = "tiny_gen_long"
+
+
+def _write_long_generation_task(folder: Path) -> None:
+    """A generation task of eight tokens at most, ending at a newline or a full stop."""
+    import json
+
+    import yaml
+    from sae_builders import MC_QUESTIONS
+
+    docs = [{"question": question, "answer": "dog"} for question in MC_QUESTIONS[:5]]
+    data = folder / f"{LONG_GEN_TASK}.jsonl"
+    data.write_text("".join(json.dumps(doc) + "\n" for doc in docs), encoding="utf-8")
+    config = {
+        "task": LONG_GEN_TASK,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test",
+        "output_type": "generate_until",
+        "doc_to_text": "{{question}} Answer:",
+        "doc_to_target": " {{answer}}",
+        "generation_kwargs": {"until": ["\n", "."], "max_gen_toks": 8, "do_sample": False},
+        "metric_list": [{"metric": "exact_match"}],
+        "metadata": {"version": 1.0},
+    }
+    (folder / f"{LONG_GEN_TASK}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
+def _run(tiny_bundle: Path, tasks: Path, output: Path, *args: str) -> Path:
+    from typer.testing import CliRunner
+
+    from saeval.cli.main import app
+
+    command = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
+    command += ["--include-path", str(tasks), "--output", str(output), "--device", "cpu"]
+    command += ["--tasks", LONG_GEN_TASK, "--kl-docs", "0", "--scale", "0.5,2", "--name", "r"]
+    result = CliRunner().invoke(app, [*command, *args])
+    assert result.exit_code == 0, result.output
+    return output / "r"
+
+
+def _responses(run: Path) -> dict[str, list[tuple[int, Any]]]:
+    import json
+
+    found = {}
+    for path in sorted(run.glob("*/samples_*.jsonl")):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        found[path.parent.name] = [(r["doc_id"], r["resps"]) for r in records]
+    return found
+
+
+def test_saeval_run_generates_once_and_no_shared_prefix_generates_per_configuration(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    _write_long_generation_task(tasks)
+    rows = _hf_generate_rows(monkeypatch)
+    separate = _run(tiny_bundle, tasks, tmp_path / "separate", "--no-shared-prefix")
+    separate_rows, rows[:] = list(rows), []
+    shared = _run(tiny_bundle, tasks, tmp_path / "shared")
+    assert sum(separate_rows) == 3 * 5 and sum(rows) == 3 * 5  # five prompts, three copies
+    assert len(rows) == len(separate_rows) // 3  # one generation for every configuration
+    ours, theirs = _responses(shared), _responses(separate)
+    assert sorted(ours) == ["baseline", "steered@0.5", "steered@2"] and ours == theirs
+    assert ours["baseline"] != ours["steered@2"]
