@@ -59,8 +59,7 @@ def _lm(bundle: Path, arch: str, **kwargs: Any) -> SteeredHFLM:
 
 def _requests() -> list[Instance]:
     return [
-        Instance("generate_until", {}, (prompt, dict(kwargs)), idx=0)
-        for prompt, kwargs in PROMPTS
+        Instance("generate_until", {}, (prompt, dict(kwargs)), idx=0) for prompt, kwargs in PROMPTS
     ]
 
 
