@@ -13,6 +13,7 @@ MODULES = (
     "kl_cost",
     "experiment_workers",
     "shared_prefix",
+    "shared_generation",
     "positions",
 )
 

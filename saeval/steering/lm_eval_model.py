@@ -40,7 +40,14 @@ from saeval.steering.positions import (
     prompt_positions,
 )
 from saeval.steering.scoring import Answer, Batch, Request, keeping, score
+from saeval.steering.shared_generation import (
+    batch_key,
+    describing_generation,
+    generate_shared,
+    own_width,
+)
 from saeval.steering.shared_prefix import (
+    Configuration,
     Scale,
     SharedAnswers,
     expanded,
@@ -137,8 +144,14 @@ class SteeredHFLM(HFLM):
     def _model_generate(
         self, context: torch.Tensor, max_length: int, stop: list[str], **kwargs: Any
     ) -> torch.Tensor:
-        """HFLM's generation, steered; rows of modes other than ``all`` see the prefill as the
-        prompt and each later forward call (one token from the KV cache) as generated."""
+        """HFLM's generation, steered; while ``sharing``, one generation of every configuration
+        sharing it (``shared_generation``). Rows of modes other than ``all`` see the prefill as
+        the prompt and each later forward call (one token from the KV cache) as generated."""
+        shared = self._shared
+        if shared is not None and self.scale in shared.scales:
+            found = self._shared_generation(shared, context, max_length, stop, kwargs)
+            if found is not None:
+                return found
         with self.steering(), self._describing_generation(context, kwargs.get("attention_mask")):
             return super()._model_generate(context, max_length, stop, **kwargs)
 
@@ -149,21 +162,44 @@ class SteeredHFLM(HFLM):
         if self.scale is None or not self.plan.needs_positions():
             return contextlib.nullcontext()
         mask = torch.ones_like(context) if attention_mask is None else attention_mask
-        prompt = prompt_positions(mask)
+        return describing_generation(self.model, mask)
 
-        def layout(call: int, input_ids: torch.Tensor) -> Positions:
-            expected = context.shape[1] if call == 0 else 1
-            if input_ids.shape[1] != expected:
-                step = "the prefill" if call == 0 else f"decoding step {call}"
-                raise SteeringError(
-                    f"generate ran {step} over {input_ids.shape[1]} positions, not {expected}, "
-                    "so saeval cannot tell prompt from generated positions",
-                    hint="positions modes other than all need generation with the KV cache "
-                    "and no chunked prefill",
+    def _shared_generation(
+        self,
+        shared: SharedAnswers,
+        context: torch.Tensor,
+        max_length: int,
+        stop: list[str],
+        kwargs: dict[str, Any],
+    ) -> torch.Tensor | None:
+        """The current configuration's output ids, from one generation of every configuration
+        sharing the batch; None after a steering error in such a pass (each generates alone)."""
+        key = batch_key(context, max_length, stop, kwargs)
+        if shared.generation(self.scale, key) is None and not shared.broken:
+            scales = list(shared.scales)
+            given = kwargs.get("attention_mask")
+            mask = torch.ones_like(context) if given is None else given
+            eos = kwargs.get("eos_token_id", self.model.generation_config.eos_token_id)
+            eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+
+            def generate(ids: torch.Tensor, tiled_mask: torch.Tensor) -> torch.Tensor:
+                options = {**kwargs, "attention_mask": tiled_mask}
+                return HFLM._model_generate(self, ids, max_length, list(stop), **options)
+
+            def width(output: torch.Tensor) -> int:
+                return own_width(
+                    output, context.shape[1], stop, self.tokenizer, eos_ids, max_length
                 )
-            return prompt if call == 0 else decoding_step(context.shape[0], context.device)
 
-        return describing_calls(self.model, layout)
+            try:
+                outputs = generate_shared(
+                    self.model, self._configurations(scales), context, mask, generate, width
+                )
+            except SteeringError:
+                shared.broken = True
+            else:
+                shared.store_generations(scales, key, outputs)
+        return shared.generation(self.scale, key)
 
     @contextlib.contextmanager
     def sharing(self, shared: SharedAnswers | None) -> Iterator[None]:
@@ -244,7 +280,7 @@ class SteeredHFLM(HFLM):
         configurations of a batch in one multi-configuration pass."""
         from lm_eval.models import huggingface
 
-        configurations = [{} if scale is None else self.plan.edits(scale) for scale in scales]
+        configurations = self._configurations(scales)
 
         def logits_of(batch: Batch) -> Iterator[torch.Tensor]:
             def forward(group: Sequence[Any]) -> torch.Tensor:
@@ -273,6 +309,10 @@ class SteeredHFLM(HFLM):
                 done=bar.update,
             )
         return answers
+
+    def _configurations(self, scales: Sequence[Scale]) -> list[Configuration]:
+        """The edits of each configuration: none for the baseline, the plan's at a strength."""
+        return [{} if scale is None else self.plan.edits(scale) for scale in scales]
 
     def _request_batch_size(self, requests: list[Request], override_bs: int | None) -> int:
         """Rows per batch: the lm's batch size; for ``auto``, HFLM's probe on the longest."""

@@ -8,8 +8,9 @@ the first copy, so those layers compute once; a forward hook on the last shared 
 output back to ``k`` copies (registered before the steering hooks, so a ``hook_resid_post`` of
 that layer sees the copies); then configuration ``c``'s edits act on copy ``c`` alone.
 
-``SharedAnswers`` holds the answers of one such pass for the configurations of one task that
-lm-eval evaluates one after the other, until each has taken its own.
+``SharedAnswers`` holds the answers (and generations, see ``shared_generation``) of such passes
+for the configurations of one task that lm-eval evaluates one after the other, until each has
+taken its own.
 """
 
 from __future__ import annotations
@@ -68,16 +69,24 @@ def expanded(model: nn.Module, configurations: Sequence[Configuration], rows: in
     try:
         if shared:
             assert layers is not None
-            for layer in layers[:shared]:
-                hook = _first_copy(copies * rows, rows)
-                handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
-            handles.append(layers[shared - 1].register_forward_hook(_tiled(copies)))
-        edits = {name: _per_copy(configurations, name, rows) for name in names}
+            handles += shared_once(layers[:shared], copies, rows)
+        edits = {name: per_copy(configurations, name, rows) for name in names}
         with attach(model, edits):
             yield shared
     finally:
         for handle in handles:
             handle.remove()
+
+
+def shared_once(shared: nn.ModuleList, copies: int, rows: int) -> list[RemovableHandle]:
+    """Hooks making the ``shared`` layers compute one copy of a batch of ``copies`` copies of
+    ``rows`` rows, their last one's output tiled back to every copy (register edits after)."""
+    handles = []
+    for layer in shared:
+        hook = _first_copy(copies * rows, rows)
+        handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
+    handles.append(shared[-1].register_forward_hook(_tiled(copies)))
+    return handles
 
 
 def _first_copy(total: int, rows: int) -> Any:
@@ -115,7 +124,7 @@ def _repeat(h: Tensor, copies: int) -> Tensor:
     return h.repeat(copies, *([1] * (h.ndim - 1)))
 
 
-def _per_copy(configurations: Sequence[Configuration], hook_name: str, rows: int) -> Edit:
+def per_copy(configurations: Sequence[Configuration], hook_name: str, rows: int) -> Edit:
     """One edit for the whole batch: configuration ``c``'s edit on copy ``c`` (a configuration
     without ``hook_name`` leaves its copy alone)."""
 
@@ -170,6 +179,7 @@ class SharedAnswers:
 
     scales: list[Scale]
     answers: dict[Scale, dict[RequestKey, Answer]] = field(default_factory=dict)
+    generations: dict[Scale, dict[RequestKey, Tensor]] = field(default_factory=dict)
     broken: bool = False  # a shared pass met a steering error: each configuration runs alone
 
     def store(self, scales: Sequence[Scale], keys: Sequence[RequestKey], answers: Any) -> None:
@@ -181,8 +191,18 @@ class SharedAnswers:
         """The stored answer of configuration ``scale`` to request ``key``, if any."""
         return self.answers.get(scale, {}).get(key)
 
+    def store_generations(self, scales: Sequence[Scale], key: RequestKey, outputs: Any) -> None:
+        """Keep ``outputs[c]``, configuration ``scales[c]``'s generation of batch ``key``."""
+        for scale, output in zip(scales, outputs, strict=True):
+            self.generations.setdefault(scale, {})[key] = output
+
+    def generation(self, scale: Scale, key: RequestKey) -> Tensor | None:
+        """The stored generation of configuration ``scale`` for batch ``key``, if any."""
+        return self.generations.get(scale, {}).get(key)
+
     def finished(self, scale: Scale) -> None:
         """Configuration ``scale`` has run: forget its answers and leave it out of later passes."""
         self.answers.pop(scale, None)
+        self.generations.pop(scale, None)
         if scale in self.scales:
             self.scales.remove(scale)
