@@ -21,7 +21,7 @@ from typer.testing import CliRunner, Result
 from saeval.cli.main import app
 from saeval.errors import ResolutionError, SteerFileError
 from saeval.spec.csv_records import MAX_STEER_BYTES
-from saeval.spec.sae_folder import ARCHITECTURES
+from saeval.spec.sae_folder import ARCHITECTURES, SAE_DTYPES
 from saeval.spec.steer_file import read_steer_file
 
 GOLDEN = Path(__file__).parent / "golden" / "lmeval"
@@ -182,6 +182,38 @@ def _header_not_json(folder: Path) -> str:
     return f"{weights}: not a safetensors file (its header is not JSON)"
 
 
+def _metadata_a_string(folder: Path) -> str:
+    return f"{_cfg(folder, metadata='gpt2')}: metadata must be a JSON object"
+
+
+def _dtype_float7(folder: Path) -> str:
+    return f"{_cfg(folder, dtype='float7')}: dtype 'float7' is not one sae_lens loads"
+
+
+def _int32_weights(folder: Path) -> str:
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    weights = folder / "sae_weights.safetensors"
+    with safe_open(str(weights), framework="numpy") as stored:
+        tensors = {name: stored.get_tensor(name).astype(np.int32) for name in stored.keys()}  # noqa: SIM118
+    save_file(tensors, str(weights))
+    return f"{weights}: W_dec holds I32 values; SAE weights are floating"
+
+
+def _offsets_disagree_with_shapes(folder: Path) -> str:
+    weights = folder / "sae_weights.safetensors"
+    data = weights.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    begin, end = header["b_dec"]["data_offsets"]
+    header["b_dec"]["data_offsets"] = [begin, end - 4]  # 63 floats' bytes for shape [64]
+    text = json.dumps(header).encode()
+    weights.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length :])
+    return f"{weights}: not a valid safetensors file (the safetensors library says:"
+
+
 def _no_weights_file(folder: Path) -> str:
     (folder / "sae_weights.safetensors").unlink()
     return f"{folder / 'sae_weights.safetensors'}: file not found"
@@ -200,6 +232,10 @@ SAE_DAMAGES = [
     _garbage_weights,
     _header_not_json,
     _no_weights_file,
+    _metadata_a_string,
+    _dtype_float7,
+    _int32_weights,
+    _offsets_disagree_with_shapes,
 ]
 
 
@@ -228,7 +264,9 @@ def test_validate_accepts_a_good_sae_folder_of_every_kind(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize("damage", [_unknown_architecture, _truncated_weights])
+@pytest.mark.parametrize(
+    "damage", [_unknown_architecture, _truncated_weights, _metadata_a_string, _int32_weights]
+)
 def test_run_stops_at_a_damaged_sae_before_any_model_is_loaded(
     tiny_bundle: Path,
     sae_folder: Path,
@@ -253,6 +291,12 @@ def test_the_known_architectures_are_sae_lens_own() -> None:
     from sae_lens.registry import SAE_CLASS_REGISTRY
 
     assert sorted(ARCHITECTURES) == sorted(SAE_CLASS_REGISTRY)
+
+
+def test_the_known_dtypes_are_sae_lens_own() -> None:
+    from sae_lens.constants import DTYPE_MAP
+
+    assert sorted(SAE_DTYPES) == sorted(DTYPE_MAP)
 
 
 def test_an_sae_that_fails_to_load_names_its_folder_and_row(

@@ -1,11 +1,12 @@
 """A local sae_lens SAE folder checked without loading it, so ``validate`` finds what would
 otherwise fail (or silently mislead) only when ``SAE.load_from_disk`` runs.
 
-- ``cfg.json`` names an ``architecture`` sae_lens registers, and whole numbers ``d_sae`` and
-  ``d_in`` (and ``d_out`` for transcoders);
+- ``cfg.json`` names an ``architecture`` sae_lens registers, whole numbers ``d_sae`` and
+  ``d_in`` (and ``d_out`` for transcoders), a ``dtype`` sae_lens knows, and its ``metadata`` is
+  an object;
 - ``sae_weights.safetensors`` is a complete safetensors file (its header, not its weights, is
   read: ``saeval.spec.safetensors_header``) whose ``W_dec`` is ``[d_sae, d_out or d_in]`` and
-  whose ``W_enc``, where it has one, is ``[d_in, d_sae]``.
+  whose ``W_enc``, where it has one, is ``[d_in, d_sae]``; every tensor is floating.
 
 NaN or infinite weights need the weights: ``saeval.steering.finite`` checks them when the plan is
 built, before the first evaluation.
@@ -36,6 +37,18 @@ ARCHITECTURES = (
     "temporal",
     "matching_pursuit",
 )
+# sae_lens 6.54's DTYPE_MAP keys (what a cfg.json's dtype may say); a test compares them.
+SAE_DTYPES = (
+    "float32",
+    "float64",
+    "float16",
+    "bfloat16",
+    "torch.float32",
+    "torch.float64",
+    "torch.float16",
+    "torch.bfloat16",
+)
+FLOAT_TENSORS = ("F64", "F32", "F16", "BF16")  # safetensors dtypes of floating tensors
 _SIZES = ("d_sae", "d_in", "d_out")
 _FIRST_V6 = 6  # sae_lens 6 configs must name their architecture; older ones default to standard
 
@@ -56,6 +69,17 @@ def check_cfg(cfg: Mapping[str, Any], source: str) -> None:
         value = cfg.get(name)
         if value is not None and not _positive_int(value):
             raise ResolutionError(f"{source}: {name} must be a whole number above 0, got {value!r}")
+    metadata = cfg.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ResolutionError(
+            f"{source}: metadata must be a JSON object such as "
+            f'{{"hook_name": "blocks.6.hook_resid_post"}}, got {metadata!r}'
+        )
+    dtype = cfg.get("dtype")
+    if dtype is not None and dtype not in SAE_DTYPES:
+        raise ResolutionError(
+            f"{source}: dtype {dtype!r} is not one sae_lens loads; valid: {', '.join(SAE_DTYPES)}"
+        )
 
 
 def check_local_folder(folder: Path, cfg: Mapping[str, Any], source: str) -> None:
@@ -69,6 +93,13 @@ def check_local_folder(folder: Path, cfg: Mapping[str, Any], source: str) -> Non
     header = read_header(weights)
     if "W_dec" not in header:
         raise ResolutionError(f"{weights}: no W_dec tensor (it holds {', '.join(header)})")
+    for name, tensor in header.items():
+        if tensor.dtype not in FLOAT_TENSORS:
+            raise ResolutionError(
+                f"{weights}: {name} holds {tensor.dtype} values; SAE weights are floating "
+                f"({', '.join(FLOAT_TENSORS)})",
+                hint="the file was not written by sae_lens; save the SAE again",
+            )
     for name, shape in expected.items():
         entry = header.get(name)
         if entry is not None and entry.shape != shape:
