@@ -376,3 +376,17 @@ def test_compare_of_two_evaluations_with_no_task_in_common_is_an_error(tmp_path:
         f"{run / 'baseline'} and {run / 'steered'} have no task in common (baseline: ",
         "steered: other_tiny_",
     )
+
+
+def test_a_cache_path_that_is_a_file_leaves_the_run_going_without_the_cache(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / ".cache").write_text("not a folder")
+    result = run_cli(tiny_bundle, output, tiny_bundle / "steer.csv")
+    assert result.exit_code == 0, result.output
+    assert "baseline cache not written" in result.output.replace("\n", " ")
+    assert f"{output / '.cache' / 'baselines'}" in result.output.replace("\n", "")
+    run = json.loads((output / "r" / "run.json").read_text())
+    assert [r["configuration"] for r in run["completed"]] == ["baseline", "steered"]

@@ -71,13 +71,27 @@ class BaselineCache:
             folder = doomed
         shutil.rmtree(folder, ignore_errors=True)
 
-    def put(self, key: str, output: TaskOutput, inputs: Mapping[str, Any], run: str) -> None:
-        """Store a baseline task under ``key`` (first writer wins; the folder appears whole)."""
+    def put(
+        self,
+        key: str,
+        output: TaskOutput,
+        inputs: Mapping[str, Any],
+        run: str,
+        on_unusable: Callable[[str], None] | None = None,
+    ) -> None:
+        """Store a baseline task under ``key`` (first writer wins; the folder appears whole).
+        When the cache folder cannot be made (``<output>/.cache`` is a file, say), nothing is
+        stored and ``on_unusable`` is told why: the run goes on without the cache."""
         final = self.root / key
         if final.exists():
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{_TMP}-{key[:12]}-"))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            building = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{_TMP}-{key[:12]}-"))
+        except OSError as error:
+            if on_unusable is not None:
+                on_unusable(f"{self.root}: {error.strerror or error}")
+            return
         files = {"results.json": dump_json(output.results).encode()}
         files |= {_samples_name(task): text.encode() for task, text in output.samples.items()}
         meta = {"key": key, "inputs": dict(inputs), "run": run, "created": now()}

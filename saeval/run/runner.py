@@ -178,7 +178,15 @@ def _run_step(
         step.configuration, step.task, output, seconds, key, side_effects=effects
     )
     if key is not None and inputs is not None:
-        BaselineCache(config.output).put(key, output, inputs, store.folder.name)
+        BaselineCache(config.output).put(
+            key,
+            output,
+            inputs,
+            store.folder.name,
+            on_unusable=lambda why: events.note(
+                f"baseline cache not written ({why}); the run goes on without it"
+            ),
+        )
     events.task_finished(record)
     return record
 
