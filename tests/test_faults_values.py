@@ -80,6 +80,33 @@ def test_scales_must_be_finite(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("1,,2", "--scale has an empty strength in '1,,2'"),
+        ("1,2,", "--scale has an empty strength in '1,2,'"),
+        ("1e-400", "'1e-400' is too small for a float64 and would become 0"),
+        ("1_000", "'1_000' is not a number; expected a plain decimal"),
+        ("\u0661\u0662", "is not a number; expected a plain decimal"),  # Arabic-Indic digits
+        ("0x10", "'0x10' is not a number; expected a plain decimal"),
+    ],
+)
+def test_scales_are_plain_decimal_numbers(text: str, needle: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_scales(text)
+    assert needle in caught.value.message
+    assert parse_scales("0, .5,+1.,2e0,0e-500") == (0.0, 0.5, 1.0, 2.0, 0.0)
+
+
+@pytest.mark.parametrize("text", ["1_000", "\u0661\u0662", "1e-400", "infinity"])
+def test_steer_file_coefficients_are_plain_decimal_numbers(tmp_path: Path, text: str) -> None:
+    sae = save_sae(build_sae("standard", seed=1), tmp_path / "sae")
+    steer = write_steer_csv(tmp_path / "steer.csv", [(3, text, sae, "")])
+    result = CliRunner().invoke(app, ["validate", str(steer)])
+    assert result.exit_code == 1, result.output
+    assert f"{steer}:2 steering_coefficient: {text!r} is " in result.stderr.replace("\n", "")
+
+
+@pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["--scale", "nan"], "--scale takes finite numbers, got nan"),

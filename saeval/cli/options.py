@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from saeval.errors import UsageError
+from saeval.spec.cells import number
+from saeval.spec.csv_records import Invalid
 
 
 class OutputFormat(StrEnum):
@@ -54,12 +56,29 @@ ScaleOpt = Annotated[
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
-    """``"0,0.5,1"`` -> (0.0, 0.5, 1.0); UsageError for anything that is not a finite number."""
+    """``"0,0.5,1"`` -> (0.0, 0.5, 1.0); UsageError for an empty strength or anything that is
+    not a finite plain decimal number (``cells.number``'s rules, as in steer files)."""
+    scales: list[float] = []
+    for part in text.split(","):
+        if not part.strip():
+            raise UsageError(
+                f"--scale has an empty strength in {text!r}; separate numbers by single commas, "
+                "e.g. 0,0.5,1"
+            )
+        try:
+            scales.append(number(part))
+        except Invalid as problem:
+            if _non_finite_float(part):
+                raise UsageError(
+                    f"--scale takes finite numbers, got {float(part)} in {text!r}"
+                ) from None
+            raise UsageError(f"--scale: {problem}") from None
+    return tuple(scales)
+
+
+def _non_finite_float(text: str) -> bool:
+    """Whether Python reads ``text`` as NaN or an infinity (``nan``, ``inf``, ``1e999``)."""
     try:
-        scales = tuple(float(part) for part in text.split(",") if part.strip())
+        return not math.isfinite(float(text))
     except ValueError:
-        raise UsageError(f"--scale takes numbers separated by commas, got {text!r}") from None
-    bad = [scale for scale in scales if not math.isfinite(scale)]
-    if bad:
-        raise UsageError(f"--scale takes finite numbers, got {bad[0]} in {text!r}")
-    return scales
+        return False

@@ -76,12 +76,27 @@ def coefficient(text: str, acting: Action | None, dialect: Dialect) -> float:
     return 0.0  # the action itself is invalid and already reported
 
 
+# A plain decimal number: ASCII digits, an optional sign, point and exponent. Python's float()
+# also takes "1_000", other scripts' digits ("١٢") and "infinity"; a steer file does not.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
 def number(text: str) -> float:
-    """A finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise Invalid(f"{text!r} is not a number; expected a finite number such as 240.0") from None
+    """A finite plain decimal number (``240``, ``-0.5``, ``2.5e-3``) that float64 holds without
+    becoming 0."""
+    stripped = text.strip()
+    if _NON_FINITE.fullmatch(stripped):
+        raise Invalid(f"{text!r} is not finite; expected a finite number such as 240.0")
+    if not _DECIMAL.fullmatch(stripped):
+        raise Invalid(
+            f"{text!r} is not a number; expected a plain decimal number (digits 0-9, an optional "
+            "sign, point and exponent) such as 240.0 or 2.5e-3"
+        )
+    value = float(stripped)
     if not math.isfinite(value):
         raise Invalid(f"{text!r} is not finite; expected a finite number such as 240.0")
+    mantissa = re.split(r"[eE]", stripped)[0]
+    if value == 0.0 and any(digit in "123456789" for digit in mantissa):
+        raise Invalid(f"{text!r} is too small for a float64 and would become 0; write 0 for zero")
     return value
