@@ -15,6 +15,7 @@ from saeval.cli.console import out
 from saeval.cli.options import DeviceOpt, DtypeOpt, ModelOpt, ScaleOpt, parse_scales
 from saeval.cli.progress import ProgressEvents, quiet_libraries
 from saeval.cli.run_experiment import (
+    AllowLargeOpt,
     DevicesOpt,
     ExecutorOpt,
     SlurmGpusOpt,
@@ -125,6 +126,7 @@ def command(
     slurm_gpus_per_job: SlurmGpusOpt = None,
     slurm_time: SlurmTimeOpt = None,
     slurm_jobs: SlurmJobsOpt = None,
+    allow_large: AllowLargeOpt = False,
 ) -> None:
     """Evaluate the baseline and the steered model on lm-eval tasks, then compare them."""
     given = dict(locals(), limit=_limit(limit))
@@ -175,7 +177,11 @@ def _steer_run_tasks(given: dict[str, Any]) -> str:
             "--tasks is required with steer files",
             hint="pass --tasks NAME[,NAME...], or run an experiment file (.yaml)",
         )
-    extra = [name for name in run_experiment.EXPERIMENT_OPTIONS if given[name] is not None]
+    extra = [
+        name
+        for name in run_experiment.EXPERIMENT_OPTIONS
+        if given[name] is not None and given[name] is not False
+    ]
     if extra:
         raise UsageError(
             f"--{extra[0].replace('_', '-')} is an option of experiment files (.yaml)",

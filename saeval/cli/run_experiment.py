@@ -53,6 +53,14 @@ SlurmTimeOpt = Annotated[
         show_default=False,
     ),
 ]
+AllowLargeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-large",
+        help="Experiments: start one of more than 10,000 evaluations (saeval validate counts "
+        "them).",
+    ),
+]
 SlurmJobsOpt = Annotated[
     int | None,
     typer.Option(min=1, help="Experiments on Slurm: array size (jobs).", show_default=False),
@@ -66,6 +74,7 @@ EXPERIMENT_OPTIONS = (  # options only an experiment takes
     "slurm_gpus_per_job",
     "slurm_time",
     "slurm_jobs",
+    "allow_large",
 )
 _SHARED = ("model", "device", "limit", "kl_docs", "output", "name", "resume")  # both kinds take
 
@@ -89,12 +98,30 @@ def command(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
             f"{option} does not apply to an experiment: its file sets it",
             hint=f"set it in {paths[0]} (tasks:, scales:, dtype:, ...; see README, Experiments)",
         )
+    if not given["allow_large"]:
+        _check_size(paths[0])
     options = {name: given[name] for name in _SHARED if name != "device"}
-    options |= {name: given[name] for name in EXPERIMENT_OPTIONS if name != "slurm_time"}
+    skipped = ("slurm_time", "allow_large")
+    options |= {name: given[name] for name in EXPERIMENT_OPTIONS if name not in skipped}
     options |= _placement(given["device"], given["devices"], given["executor"], given["slurm_time"])
     with ProgressEvents() as events:
         result = run_experiment(paths[0], ExperimentOptions(**options), events)
     show(result)
+
+
+def _check_size(path: str) -> None:
+    """Refuse an experiment of more evaluations than ``MAX_EVALUATIONS`` before anything is
+    written."""
+    from saeval.spec.experiment import read_experiment
+    from saeval.spec.experiment_check import size_problem
+
+    problem = size_problem(read_experiment(path))
+    if problem is not None:
+        raise UsageError(
+            f"{path}: {problem}",
+            hint="pass --allow-large to start it, or use fewer interventions, strengths, "
+            "random controls or tasks",
+        )
 
 
 def _placement(

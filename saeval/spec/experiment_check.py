@@ -13,6 +13,7 @@ from saeval.spec.resolve import Resolution, validate
 from saeval.spec.tasks import validate_tasks
 
 SCHEMA = "saeval.experiment-check/1"
+MAX_EVALUATIONS = 10_000  # more: saeval run refuses to start without --allow-large (README)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ class ExperimentCheck:
         if self.experiment is None:
             return f"{self.path}: not readable: {len(self.read_problems)} problem(s)"
         verdict = "valid" if self.ok else f"{len(self.problems)} problem(s)"
-        return f"{self.path}: {describe(self.experiment)}; {verdict}"
+        large = size_problem(self.experiment)
+        note = "" if large is None else f" ({large}: saeval run needs --allow-large)"
+        return f"{self.path}: {describe(self.experiment)}{note}; {verdict}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able data (schema ``saeval.experiment-check/1``)."""
@@ -68,8 +71,7 @@ class ExperimentCheck:
 def describe(experiment: Experiment) -> str:
     """``2 interventions x 2-3 strengths + 1 random control each; 1 target + 2 capability
     tasks: 1 baseline + 10 configurations, 33 evaluations``."""
-    count = sum(len(i.scales) for i in experiment.interventions) * (1 + experiment.random_controls)
-    tasks = len(experiment.tasks)
+    count, evaluations = counts(experiment)
     strengths = sorted({len(i.scales) for i in experiment.interventions})
     span = "-".join(map(str, [strengths[0], strengths[-1]] if len(strengths) > 1 else strengths))
     controls = experiment.random_controls
@@ -77,8 +79,24 @@ def describe(experiment: Experiment) -> str:
         f"{_count(len(experiment.interventions), 'intervention')} x {span} strengths"
         f" + {_count(controls, 'random control')} each; {len(experiment.target)} target + "
         f"{len(experiment.capability)} capability tasks: 1 baseline + "
-        f"{_count(count, 'configuration')}, {_count((count + 1) * tasks, 'evaluation')}"
+        f"{_count(count, 'configuration')}, {_count(evaluations, 'evaluation')}"
     )
+
+
+def counts(experiment: Experiment) -> tuple[int, int]:
+    """The steered configurations (strengths and their random controls) and the evaluations
+    (every configuration and the baseline on every task)."""
+    strengths = sum(len(i.scales) for i in experiment.interventions)
+    configurations = strengths * (1 + experiment.random_controls)
+    return configurations, (configurations + 1) * len(experiment.tasks)
+
+
+def size_problem(experiment: Experiment) -> str | None:
+    """``1,000,001 evaluations, above the limit of 10,000``, or None within the limit."""
+    _, evaluations = counts(experiment)
+    if evaluations <= MAX_EVALUATIONS:
+        return None
+    return f"{evaluations:,} evaluations, above the limit of {MAX_EVALUATIONS:,}"
 
 
 def _count(n: int, noun: str) -> str:
