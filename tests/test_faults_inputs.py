@@ -390,3 +390,24 @@ def test_a_cache_path_that_is_a_file_leaves_the_run_going_without_the_cache(
     assert f"{output / '.cache' / 'baselines'}" in result.output.replace("\n", "")
     run = json.loads((output / "r" / "run.json").read_text())
     assert [r["configuration"] for r in run["completed"]] == ["baseline", "steered"]
+
+
+def test_validate_model_dir_that_the_sae_names_is_that_model(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    model = tiny_bundle / "model"
+    sae = save_sae(build_sae("standard", seed=1), tmp_path / "sae")
+    _cfg(
+        sae,
+        metadata={
+            **json.loads((sae / "cfg.json").read_text())["metadata"],
+            "model_name": str(model),
+        },
+    )
+    steer = write_steer_csv(tmp_path / "steer.csv", [(3, 8.0, sae, "")])
+    result = validate(str(steer), "--model", str(model))
+    assert result.exit_code == 0, result.output
+    assert f"is {model}" not in result.output.replace("\n", "")
+    other = write_steer_csv(tmp_path / "other.csv", [(3, 8.0, tiny_bundle / "sae", "")])
+    text = validate(str(other), "--model", str(model)).output.replace("\n", "")
+    assert f"the SAE names base model tiny; whether local model folder {model} holds it" in text
