@@ -411,3 +411,62 @@ def test_validate_model_dir_that_the_sae_names_is_that_model(
     other = write_steer_csv(tmp_path / "other.csv", [(3, 8.0, tiny_bundle / "sae", "")])
     text = validate(str(other), "--model", str(model)).output.replace("\n", "")
     assert f"the SAE names base model tiny; whether local model folder {model} holds it" in text
+
+
+def test_apply_chat_template_without_a_template_stops_before_the_model_loads(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from saeval.run import evaluation
+
+    def no_load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(evaluation, "load_model", no_load)
+    steer = tiny_bundle / "steer.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            *["run", str(steer), "--model", str(tiny_bundle / "model"), "--device", "cpu"],
+            *["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path / "out")],
+            *["--tasks", MC_TASK, "--limit", "2", "--apply-chat-template"],
+        ],
+    )
+    model = tiny_bundle / "model"
+    assert_one_line_error(result, f"--apply-chat-template: the tokenizer of {model} has no chat")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_loaded_tokenizer_without_a_template_is_named(tiny_bundle: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from saeval.spec.chat_template import template_problem
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bundle / "model")
+    assert tokenizer.chat_template is None  # what lm-eval would fail on
+    error = template_problem("tiny", tokenizer.chat_template)
+    assert error is not None and error.message.endswith(
+        "the tokenizer of tiny has no chat template"
+    )
+    assert template_problem("tiny", "{{ messages }}") is None
+
+
+@pytest.mark.parametrize("where", ["tokenizer_config.json", "chat_template.jinja"])
+def test_a_local_folder_with_a_template_passes(
+    tiny_bundle: Path, tmp_path: Path, where: str
+) -> None:
+    from saeval.spec.chat_template import check_local_template
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = json.loads((tiny_bundle / "model" / "tokenizer_config.json").read_text())
+    if where == "tokenizer_config.json":
+        config["chat_template"] = "{{ messages }}"
+    else:
+        (folder / where).write_text("{{ messages }}")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    check_local_template(str(folder))
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ResolutionError, match="has no chat template"):
+        check_local_template(str(folder))
