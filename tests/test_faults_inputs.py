@@ -310,13 +310,26 @@ def test_an_sae_that_fails_to_load_names_its_folder_and_row(
     _truncated_weights(folder)  # after validate would have run: load_sae meets it itself
     with pytest.raises(ResolutionError) as caught:
         load_sae(str(folder), "")
-    assert caught.value.message.startswith(f"cannot load SAE {folder}: SafetensorError: ")
-    assert "\n" not in caught.value.message
+    assert caught.value.message.startswith(
+        f"cannot load SAE {folder}: sae_lens could not read its cfg.json or weights ("
+    )
+    assert "\n" not in caught.value.message and "SafetensorError" not in caught.value.message
     with pytest.raises(ResolutionError) as caught:
         build_plan(steer)
     assert caught.value.message.startswith(
         f"{tmp_path / 'steer.csv'}:2 sae_release: cannot load SAE {folder}"
     )
+
+
+def test_an_sae_loader_error_is_not_named_by_its_class(sae_folder: Path, tmp_path: Path) -> None:
+    from saeval.steering.sae_loading import load_sae
+
+    folder = Path(shutil.copytree(sae_folder, tmp_path / "sae"))
+    _metadata_a_string(folder)  # after validate would have run: load_sae meets it itself
+    with pytest.raises(ResolutionError) as caught:
+        load_sae(str(folder), "")
+    assert caught.value.message.startswith(f"cannot load SAE {folder}: sae_lens could not read")
+    assert "AttributeError" not in caught.value.message
 
 
 # ---- model folders ---------------------------------------------------------------------------
