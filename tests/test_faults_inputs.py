@@ -483,3 +483,15 @@ def test_a_local_folder_with_a_template_passes(
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(ResolutionError, match="has no chat template"):
         check_local_template(str(folder))
+
+
+def test_an_experiment_with_apply_chat_template_is_checked_before_any_work(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    from experiment_builders import write_experiment
+
+    path = write_experiment(tmp_path, tiny_bundle, apply_chat_template=True)
+    result = CliRunner().invoke(app, ["run", str(path), "--output", str(tmp_path / "out")])
+    model = tiny_bundle / "model"
+    assert_one_line_error(result, f"--apply-chat-template: the tokenizer of {model} has no chat")
+    assert not (tmp_path / "out").exists()
