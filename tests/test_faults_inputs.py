@@ -310,13 +310,26 @@ def test_an_sae_that_fails_to_load_names_its_folder_and_row(
     _truncated_weights(folder)  # after validate would have run: load_sae meets it itself
     with pytest.raises(ResolutionError) as caught:
         load_sae(str(folder), "")
-    assert caught.value.message.startswith(f"cannot load SAE {folder}: SafetensorError: ")
-    assert "\n" not in caught.value.message
+    assert caught.value.message.startswith(
+        f"cannot load SAE {folder}: sae_lens could not read its cfg.json or weights ("
+    )
+    assert "\n" not in caught.value.message and "SafetensorError" not in caught.value.message
     with pytest.raises(ResolutionError) as caught:
         build_plan(steer)
     assert caught.value.message.startswith(
         f"{tmp_path / 'steer.csv'}:2 sae_release: cannot load SAE {folder}"
     )
+
+
+def test_an_sae_loader_error_is_not_named_by_its_class(sae_folder: Path, tmp_path: Path) -> None:
+    from saeval.steering.sae_loading import load_sae
+
+    folder = Path(shutil.copytree(sae_folder, tmp_path / "sae"))
+    _metadata_a_string(folder)  # after validate would have run: load_sae meets it itself
+    with pytest.raises(ResolutionError) as caught:
+        load_sae(str(folder), "")
+    assert caught.value.message.startswith(f"cannot load SAE {folder}: sae_lens could not read")
+    assert "AttributeError" not in caught.value.message
 
 
 # ---- model folders ---------------------------------------------------------------------------
@@ -390,3 +403,95 @@ def test_a_cache_path_that_is_a_file_leaves_the_run_going_without_the_cache(
     assert f"{output / '.cache' / 'baselines'}" in result.output.replace("\n", "")
     run = json.loads((output / "r" / "run.json").read_text())
     assert [r["configuration"] for r in run["completed"]] == ["baseline", "steered"]
+
+
+def test_validate_model_dir_that_the_sae_names_is_that_model(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    model = tiny_bundle / "model"
+    sae = save_sae(build_sae("standard", seed=1), tmp_path / "sae")
+    _cfg(
+        sae,
+        metadata={
+            **json.loads((sae / "cfg.json").read_text())["metadata"],
+            "model_name": str(model),
+        },
+    )
+    steer = write_steer_csv(tmp_path / "steer.csv", [(3, 8.0, sae, "")])
+    result = validate(str(steer), "--model", str(model))
+    assert result.exit_code == 0, result.output
+    assert f"is {model}" not in result.output.replace("\n", "")
+    other = write_steer_csv(tmp_path / "other.csv", [(3, 8.0, tiny_bundle / "sae", "")])
+    text = validate(str(other), "--model", str(model)).output.replace("\n", "")
+    assert f"the SAE names base model tiny; whether local model folder {model} holds it" in text
+
+
+def test_apply_chat_template_without_a_template_stops_before_the_model_loads(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from saeval.run import evaluation
+
+    def no_load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(evaluation, "load_model", no_load)
+    steer = tiny_bundle / "steer.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            *["run", str(steer), "--model", str(tiny_bundle / "model"), "--device", "cpu"],
+            *["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path / "out")],
+            *["--tasks", MC_TASK, "--limit", "2", "--apply-chat-template"],
+        ],
+    )
+    model = tiny_bundle / "model"
+    assert_one_line_error(result, f"--apply-chat-template: the tokenizer of {model} has no chat")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_loaded_tokenizer_without_a_template_is_named(tiny_bundle: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from saeval.spec.chat_template import template_problem
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bundle / "model")
+    assert tokenizer.chat_template is None  # what lm-eval would fail on
+    error = template_problem("tiny", tokenizer.chat_template)
+    assert error is not None and error.message.endswith(
+        "the tokenizer of tiny has no chat template"
+    )
+    assert template_problem("tiny", "{{ messages }}") is None
+
+
+@pytest.mark.parametrize("where", ["tokenizer_config.json", "chat_template.jinja"])
+def test_a_local_folder_with_a_template_passes(
+    tiny_bundle: Path, tmp_path: Path, where: str
+) -> None:
+    from saeval.spec.chat_template import check_local_template
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = json.loads((tiny_bundle / "model" / "tokenizer_config.json").read_text())
+    if where == "tokenizer_config.json":
+        config["chat_template"] = "{{ messages }}"
+    else:
+        (folder / where).write_text("{{ messages }}")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    check_local_template(str(folder))
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ResolutionError, match="has no chat template"):
+        check_local_template(str(folder))
+
+
+def test_an_experiment_with_apply_chat_template_is_checked_before_any_work(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    from experiment_builders import write_experiment
+
+    path = write_experiment(tmp_path, tiny_bundle, apply_chat_template=True)
+    result = CliRunner().invoke(app, ["run", str(path), "--output", str(tmp_path / "out")])
+    model = tiny_bundle / "model"
+    assert_one_line_error(result, f"--apply-chat-template: the tokenizer of {model} has no chat")
+    assert not (tmp_path / "out").exists()

@@ -117,6 +117,12 @@ def test_steer_file_coefficients_are_plain_decimal_numbers(tmp_path: Path, text:
         (["--margin", "-0.1"], "--margin must be a finite number >= 0"),
         (["--seed", "-1"], "--seed must be a whole number from 0 to 4294967295, got -1"),
         (["--seed", str(2**32)], "got 4294967296"),
+        (["--scale", "1,,2"], "--scale has an empty strength in '1,,2'"),
+        (["--scale", "1e-400"], "'1e-400' is too small for a float64 and would become 0"),
+        (["--gen-kwargs", "temperature"], "--gen-kwargs (gen_kwargs): part 'temperature' is not"),
+        (["--gen-kwargs", "temperature=hot"], "temperature=hot: expected a number >= 0"),
+        (["--gen-kwargs", "max_gen_toks=0"], "max_gen_toks=0: expected a whole number >= 1"),
+        (["--gen-kwargs", "do_sample=maybe"], "do_sample=maybe: expected true or false"),
     ],
 )
 def test_bad_run_options_fail_before_any_model_is_loaded(
@@ -151,6 +157,15 @@ def test_run_config_checks_numbers_for_library_callers(field: str, value: Any, n
     with pytest.raises(UsageError, match=needle):
         config.check()
     RunConfig(steer_files=(Path("s.csv"),), tasks=("t",), seed=2**32 - 1, limit=0.5).check()
+
+
+def test_gen_kwargs_lm_eval_reads_are_accepted() -> None:
+    from lm_eval.utils import simple_parse_args_string
+
+    text = "temperature=0, top_p=0.9,do_sample=False,max_gen_toks=64,until=ok,"
+    assert simple_parse_args_string(text)["temperature"] == 0  # what lm-eval will read
+    RunConfig(steer_files=(Path("s.csv"),), tasks=("t",), gen_kwargs=text).check()
+    assert simple_parse_args_string("temperature")["temperature"] == ""  # what it would fail on
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from saeval.analysis.defaults import (
 from saeval.errors import UsageError
 from saeval.run.layout import name_problem
 from saeval.run.manifest import TaskRecord
+from saeval.spec.gen_kwargs import gen_kwargs_problem
 from saeval.spec.positions import MODES
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ class RunConfig:
             raise UsageError(f"--kl-docs must be 0 (no KL) or more, got {self.kl_docs}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise UsageError(f"--num-fewshot must be 0 or more, got {self.num_fewshot}")
+        problem = None if self.gen_kwargs is None else gen_kwargs_problem(self.gen_kwargs)
+        if problem is not None:
+            raise UsageError(f"--gen-kwargs (gen_kwargs): {problem}")
         if self.positions not in MODES:
             raise UsageError(
                 f"--positions must be one of {', '.join(MODES)}, got {self.positions!r}"

@@ -12,6 +12,7 @@ from saeval.run.config import BOOTSTRAP_ITERS, RunConfig, RunEvents
 from saeval.run.environment import collect_env_once, model_facts
 from saeval.run.lm_eval_format import TaskOutput, task_output
 from saeval.run.store import RunStore
+from saeval.spec.chat_template import template_problem
 
 if TYPE_CHECKING:
     from lm_eval.loggers import EvaluationTracker
@@ -71,6 +72,10 @@ def load_model(
     started = time.perf_counter()
     rows = [row for file in steer for row in file.rows]
     lm = steered_lm(rows, model_id, device, config.dtype, config.batch_size)
+    if config.apply_chat_template:
+        missing = template_problem(model_id, getattr(lm.tokenizer, "chat_template", None))
+        if missing is not None:
+            raise missing
     facts = model_facts(lm, model_id, device, config.batch_size)
     before = store.manifest.model.revision
     if before is not None and before != facts.revision:

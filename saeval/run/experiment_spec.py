@@ -25,6 +25,7 @@ from saeval.run.experiment_layout import EXPERIMENT_FILE, configurations, units
 from saeval.run.folder import open_run_folder
 from saeval.run.steer_set import SteerSet, read_steer_set
 from saeval.run.store import RunStore
+from saeval.spec.chat_template import check_local_template
 from saeval.spec.experiment import Experiment
 from saeval.spec.sae_facts import ResolvedSae
 from saeval.spec.steer_file import SteerFile
@@ -77,6 +78,8 @@ def prepare(
         kl_docs=_kl_docs(experiment),
     )
     config.check()
+    if config.apply_chat_template:
+        check_local_template(model_id)
     tasks = validate_tasks(config.tasks, config.include_path)
     files = {str(f.path): f for steer_set in sets.values() for f in steer_set.files}
     saes = {(s.release, s.sae_id): s for steer_set in sets.values() for s in steer_set.saes}

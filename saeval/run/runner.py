@@ -34,6 +34,7 @@ from saeval.run.quiet import quiet_lm_eval
 from saeval.run.side_effects import side_effect_texts
 from saeval.run.steer_set import read_steer_set
 from saeval.run.store import RunStore
+from saeval.spec.chat_template import check_local_template
 from saeval.spec.tasks import TaskSet, validate_tasks
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     steer, saes, model_id = steer_set.files, steer_set.saes, steer_set.model_id
     device = check_device(config.device)
     config.check()
+    if config.apply_chat_template:
+        check_local_template(model_id)
     tasks = validate_tasks(config.tasks, config.include_path)
     if not ranks.is_main():  # data parallel: rank 0 writes the run folder, the others follow
         return ranks.follow(config, steer, model_id, device, tasks)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from saeval.errors import SteeringError
 from saeval.spec.hook_points import check_hook_name, is_module_name
@@ -135,11 +136,19 @@ def _target_check(
             f"{target.model_type} model"
         )
         return check("model", row, "sae_release", Status.ERROR, message)
+    if _same_folder(model, target.model_id):
+        return check("model", row, "sae_release", Status.OK, f"SAE for {model}")
     message = (
-        f"not checked: whether local model folder {target.model_id} is {model} "
-        "cannot be told from its config (architecture and sizes agree where known)"
+        f"not checked: the SAE names base model {model}; whether local model folder "
+        f"{target.model_id} holds it cannot be told from its config (architecture and sizes "
+        "agree where known)"
     )
     return check("model", row, "sae_release", Status.UNCHECKED, message)
+
+
+def _same_folder(model: str, folder: str) -> bool:
+    """Whether the SAE's base model names the local model folder itself."""
+    return Path(model).expanduser().resolve() == Path(folder).expanduser().resolve()
 
 
 def _shape_problem(sae: ResolvedSae, target: ModelInfo) -> str | None:

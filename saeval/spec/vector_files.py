@@ -119,6 +119,8 @@ def _npy(path: Path) -> tuple[np.ndarray, str]:
         values = np.array(mapped)
     except (ValueError, OSError, EOFError, MemoryError) as error:
         reason = str(error).strip() or "it ends before its data does"
+        if "mmap length is greater than file size" in reason:
+            reason = "its header describes more values than the file holds"
         raise ResolutionError(
             f"{path}: not a numeric .npy file numpy can read ({reason})"
         ) from None

@@ -48,7 +48,7 @@ def load_sae(release: str, sae_id: str, *, device: str = "cpu", dtype: str = "fl
         if local is not None:
             return SAE.load_from_disk(local, device=device, dtype=dtype)
         return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as error:
         hint = OFFLINE_HINT if local is None and isinstance(error, OSError) else None
         raise ResolutionError(f"cannot load SAE {where}: {_reason(error)}", hint=hint) from None
 
@@ -79,6 +79,9 @@ def row_loader(
 
 
 def _reason(error: Exception) -> str:
-    """An exception as one line, with its type unless it is an OSError or ValueError."""
+    """An exception as one line; what sae_lens's loader stumbled on (a missing key, a field of
+    the wrong type) is said to be sae_lens's reading of the files, never by its class name."""
     text = " ".join(str(error).split())
-    return text if isinstance(error, OSError | ValueError) else f"{type(error).__name__}: {text}"
+    if isinstance(error, OSError | ValueError):
+        return text
+    return f"sae_lens could not read its cfg.json or weights ({text})"
