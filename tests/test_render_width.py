@@ -152,3 +152,33 @@ def test_validate_at_80_columns_shows_the_row_the_sae_and_the_link() -> None:
     assert "model: google/gemma-2-2b" in text
     link = "https://www.neuronpedia.org/gemma-2-2b/20-gemmascope-res-16k/12082"
     assert f"line 2: {link}" in text
+
+
+def test_the_kl_table_at_80_columns_keeps_every_number() -> None:
+    from saeval.analysis.side_effects import KlSummary
+    from saeval.cli.kl import _table
+    from saeval.run.kl import KlMeasurement, KlReport
+
+    summaries = [
+        KlSummary(0.01234, 0.01, 0.0156, 0.0789, 123456, 40),
+        KlSummary(1.234, 1.1, 1.4, 5.678, 123456, 40),
+    ]
+    measurements = tuple(KlMeasurement(s, x, 1.0) for s, x in zip((0.5, 8), summaries, strict=True))
+    text = shown(_table(KlReport("google/gemma-2-2b", 40, 2, measurements)))
+    wanted = ["0.5", "8", "0.0123", "[0.0100,", "0.0156]", "0.0789", "123456", "1.234"]
+    wanted += ["[1.100,", "1.400]", "5.678", "google/gemma-2-2b"]
+    assert "…" not in text and all(word in tokens(text) for word in wanted), text
+
+
+def test_saes_at_80_columns_keeps_release_and_sae_id_whole() -> None:
+    env = {**os.environ, "COLUMNS": str(WIDTH), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "saeval", "saes", "gemma-scope-2b", "layer_20", "-n", "5"],
+        capture_output=True, text=True, env=env, cwd=ROOT, check=True,
+    )  # fmt: skip
+    text = done.stdout
+    assert max(len(line) for line in text.splitlines()) <= WIDTH and "…" not in text
+    rows = [line.split() for line in text.splitlines() if line.startswith("gemma-scope-2b")]
+    assert len(rows) == 5
+    for row in rows:
+        assert re.fullmatch(r"layer_20/width_\d+k/\S+", row[1]) and re.fullmatch(r"\d+", row[-1])
