@@ -48,9 +48,9 @@ def test_run_into_a_log_file_writes_counted_progress_before_it_ends(
         assert re.search(rf"^{unit}: done in \d+:\d\d:\d\d; {step}/4 done", before, re.M)
     counted = [  # (unit, what): its first count (0/total) and its last (total/total)
         ("[1/4] baseline tiny_mc", "requests"),  # 8 documents x 4 choices
-        ("[2/4] baseline tiny_gen", "generations scored of tiny_gen"),
-        ("[3/4] steered tiny_mc", "KL documents of tiny_mc"),
-        ("[4/4] steered tiny_gen", "KL documents of tiny_gen"),
+        ("[2/4] baseline tiny_gen", "generations scored"),
+        ("[3/4] steered tiny_mc", "KL documents"),
+        ("[4/4] steered tiny_gen", "KL documents"),
     ]
     for unit, what in counted:
         first = re.search(rf"^{re.escape(unit)}: 0/(\d+) {what}, ETA \?$", before, re.M)
