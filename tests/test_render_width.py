@@ -146,8 +146,10 @@ def test_validate_at_80_columns_shows_the_row_the_sae_and_the_link() -> None:
     row = next(line for line in text.splitlines() if line.startswith("2 "))
     assert row.split()[:4] == ["2", "12082", "add", "240"]
     assert "16384" in row.split() and "blocks.20.hook_resid_post" in row.split()
-    key = row.split()[row.split().index("240") + 1 :][0]
-    if key != "gemma-scope-2b-pt-res-canonical":  # the SAE by key, spelled out below
+    key = next((word for word in row.split() if re.fullmatch(r"S\d+", word)), None)
+    if key is None:
+        assert "gemma-scope-2b-pt-res-canonical" in row.split()
+    else:  # the SAE by key, spelled out below
         assert f"{key} = gemma-scope-2b-pt-res-canonical layer_20/width_16k/canonical" in text
     assert "model: google/gemma-2-2b" in text
     link = "https://www.neuronpedia.org/gemma-2-2b/20-gemmascope-res-16k/12082"
@@ -182,3 +184,30 @@ def test_saes_at_80_columns_keeps_release_and_sae_id_whole() -> None:
     assert len(rows) == 5
     for row in rows:
         assert re.fullmatch(r"layer_20/width_\d+k/\S+", row[1]) and re.fullmatch(r"\d+", row[-1])
+
+
+def test_shortest_unique_suffixes_by_hand() -> None:
+    demo = ["saeval_demo_knowledge", "saeval_demo_dog_preference", "saeval_demo_generation"]
+    assert shortest_unique_suffixes(demo) == {
+        "saeval_demo_knowledge": "knowledge",
+        "saeval_demo_dog_preference": "preference",
+        "saeval_demo_generation": "generation",
+    }
+    # a name that is another's suffix keeps both whole; a shared last part takes one more
+    assert shortest_unique_suffixes(["mc", "tiny_mc", "a_acc", "b_acc"]) == {
+        "mc": "mc",
+        "tiny_mc": "tiny_mc",
+        "a_acc": "a_acc",
+        "b_acc": "b_acc",
+    }
+
+
+def test_fit_widths_keep_words_whole_or_give_up() -> None:
+    from saeval.analysis.table_fit import FitColumn, fit_widths
+
+    columns = [FitColumn("a"), FitColumn("b", wrap=False)]
+    rows = [["one two three", "x y"]]
+    assert fit_widths(columns, rows, 100) == [13, 3]  # as wide as the content
+    assert fit_widths(columns, rows, 10) == [7, 3]  # "three" is the longest word: 5 <= 7
+    assert fit_widths(columns, rows, 8) == [5, 3]
+    assert fit_widths(columns, rows, 7) is None  # "three" and "x y" need 8
