@@ -48,9 +48,9 @@ def test_run_into_a_log_file_writes_counted_progress_before_it_ends(
         assert re.search(rf"^{unit}: done in \d+:\d\d:\d\d; {step}/4 done", before, re.M)
     counted = [  # (unit, what): its first count (0/total) and its last (total/total)
         ("[1/4] baseline tiny_mc", "requests"),  # 8 documents x 4 choices
-        ("[2/4] baseline tiny_gen", "generations scored of tiny_gen"),
-        ("[3/4] steered tiny_mc", "KL documents of tiny_mc"),
-        ("[4/4] steered tiny_gen", "KL documents of tiny_gen"),
+        ("[2/4] baseline tiny_gen", "generations scored"),
+        ("[3/4] steered tiny_mc", "KL documents"),
+        ("[4/4] steered tiny_gen", "KL documents"),
     ]
     for unit, what in counted:
         first = re.search(rf"^{re.escape(unit)}: 0/(\d+) {what}, ETA \?$", before, re.M)
@@ -70,7 +70,7 @@ def test_log_lines_throttle_counts_to_the_interval_and_estimate_the_rest() -> No
         now[0] = at
         lines.counted("requests", done, 100)
     now[0] = 160.0
-    lines.finished(3, 4, cached=False)
+    lines.finished("steered@2", "mmlu", 4, cached=False)
     assert written == [
         "[3/4] steered@2 mmlu: started",
         "[3/4] steered@2 mmlu: 0/100 requests, ETA ?",
@@ -98,3 +98,30 @@ def test_a_cached_unit_says_so_and_does_not_count_toward_the_eta() -> None:
             TaskRecord("baseline", MC_TASK, 0.0, "now", "r.json", [], reused_from="run-1")
         )
     assert written[-1] == f"[1/2] baseline {MC_TASK}: reused from the cache; 1/2 done"
+
+
+def test_units_side_by_side_finish_under_their_own_names() -> None:
+    written: list[str] = []
+    now = [0.0]
+    lines = LogLines(written.append, now=lambda: now[0])
+    lines.started("a@1", "mc", 1, 4)
+    now[0] = 5.0
+    lines.started("a@2", "mc", 2, 4)
+    now[0] = 20.0
+    lines.finished("a@2", "mc", 4, cached=False)
+    now[0] = 40.0
+    lines.finished("a@1", "mc", 4, cached=False)
+    assert written[2:] == [
+        # 1 unit in 20 s since the first started: 3 left
+        "[2/4] a@2 mc: done in 0:00:15; 1/4 done, ETA 0:01:00",
+        # 2 units in 40 s: 2 left at 20 s each
+        "[1/4] a@1 mc: done in 0:00:40; 2/4 done, ETA 0:00:40",
+    ]
+
+
+def test_a_resumed_run_counts_the_units_done_before() -> None:
+    written: list[str] = []
+    lines = LogLines(written.append, now=lambda: 0.0)
+    lines.started("steered", "mc", 3, 4)  # steps 1 and 2 were done by the first run
+    lines.finished("steered", "mc", 4, cached=False)
+    assert written[-1] == "[3/4] steered mc: done in 0:00:00; 3/4 done, ETA 0:00:00"

@@ -146,9 +146,68 @@ def test_validate_at_80_columns_shows_the_row_the_sae_and_the_link() -> None:
     row = next(line for line in text.splitlines() if line.startswith("2 "))
     assert row.split()[:4] == ["2", "12082", "add", "240"]
     assert "16384" in row.split() and "blocks.20.hook_resid_post" in row.split()
-    key = row.split()[row.split().index("240") + 1 :][0]
-    if key != "gemma-scope-2b-pt-res-canonical":  # the SAE by key, spelled out below
+    key = next((word for word in row.split() if re.fullmatch(r"S\d+", word)), None)
+    if key is None:
+        assert "gemma-scope-2b-pt-res-canonical" in row.split()
+    else:  # the SAE by key, spelled out below
         assert f"{key} = gemma-scope-2b-pt-res-canonical layer_20/width_16k/canonical" in text
     assert "model: google/gemma-2-2b" in text
     link = "https://www.neuronpedia.org/gemma-2-2b/20-gemmascope-res-16k/12082"
     assert f"line 2: {link}" in text
+
+
+def test_the_kl_table_at_80_columns_keeps_every_number() -> None:
+    from saeval.analysis.side_effects import KlSummary
+    from saeval.cli.kl import _table
+    from saeval.run.kl import KlMeasurement, KlReport
+
+    summaries = [
+        KlSummary(0.01234, 0.01, 0.0156, 0.0789, 123456, 40),
+        KlSummary(1.234, 1.1, 1.4, 5.678, 123456, 40),
+    ]
+    measurements = tuple(KlMeasurement(s, x, 1.0) for s, x in zip((0.5, 8), summaries, strict=True))
+    text = shown(_table(KlReport("google/gemma-2-2b", 40, 2, measurements)))
+    wanted = ["0.5", "8", "0.0123", "[0.0100,", "0.0156]", "0.0789", "123456", "1.234"]
+    wanted += ["[1.100,", "1.400]", "5.678", "google/gemma-2-2b"]
+    assert "…" not in text and all(word in tokens(text) for word in wanted), text
+
+
+def test_saes_at_80_columns_keeps_release_and_sae_id_whole() -> None:
+    env = {**os.environ, "COLUMNS": str(WIDTH), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "saeval", "saes", "gemma-scope-2b", "layer_20", "-n", "5"],
+        capture_output=True, text=True, env=env, cwd=ROOT, check=True,
+    )  # fmt: skip
+    text = done.stdout
+    assert max(len(line) for line in text.splitlines()) <= WIDTH and "…" not in text
+    rows = [line.split() for line in text.splitlines() if line.startswith("gemma-scope-2b")]
+    assert len(rows) == 5
+    for row in rows:
+        assert re.fullmatch(r"layer_20/width_\d+k/\S+", row[1]) and re.fullmatch(r"\d+", row[-1])
+
+
+def test_shortest_unique_suffixes_by_hand() -> None:
+    demo = ["saeval_demo_knowledge", "saeval_demo_dog_preference", "saeval_demo_generation"]
+    assert shortest_unique_suffixes(demo) == {
+        "saeval_demo_knowledge": "knowledge",
+        "saeval_demo_dog_preference": "preference",
+        "saeval_demo_generation": "generation",
+    }
+    # a name that is another's suffix keeps both whole; a shared last part takes one more
+    assert shortest_unique_suffixes(["mc", "tiny_mc", "a_acc", "b_acc"]) == {
+        "mc": "mc",
+        "tiny_mc": "tiny_mc",
+        "a_acc": "a_acc",
+        "b_acc": "b_acc",
+    }
+
+
+def test_fit_widths_keep_words_whole_or_give_up() -> None:
+    from saeval.analysis.table_fit import FitColumn, fit_widths
+
+    columns = [FitColumn("a"), FitColumn("b", wrap=False)]
+    rows = [["one two three", "x y"]]
+    assert fit_widths(columns, rows, 100) == [13, 3]  # as wide as the content
+    assert fit_widths(columns, rows, 10) == [7, 3]  # "three" is the longest word: 5 <= 7
+    assert fit_widths(columns, rows, 8) == [5, 3]
+    assert fit_widths(columns, rows, 7) is None  # "three" and "x y" need 8

@@ -63,3 +63,15 @@ def test_a_run_still_refuses_the_file_on_its_reading_problems(tmp_path: Path) ->
         f"{path}:2 steering_coefficient: 'xyz' is not a number; expected a finite number "
         "such as 240.0"
     ]
+
+
+def test_a_latent_added_twice_is_one_problem_and_the_first_row_shows(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    sae = f"{RELEASE},layer_20/width_16k/canonical,add"
+    path.write_text(HEADER + f"12082,1,{sae}\n12082,2,{sae}\n")
+    code, out, err = validate(str(path))
+    assert code == 1
+    problems = [line for line in err.splitlines() if line.startswith(str(path))]
+    assert len(problems) == 1 and problems[0].startswith(f"{path}:3 latent_idx: latent 12082")
+    assert "already added on line 2" in problems[0]
+    assert f"{path}: 1 problem in rows not shown; 1 row valid" in out

@@ -4,10 +4,10 @@ Rich shrinks a table that is too wide by folding or cutting every column, number
 (``0.…``, ``saeval…``). A ``FitTable`` instead lays itself out for the width it is rendered at:
 every cell keeps its words whole (a column is never narrower than its longest word; columns
 marked ``wrap=False`` never wrap at all), and where the table does not fit it takes the caller's
-steps in order: drop a low-value column (links, descriptions, test names), or switch to the
-short labels (task aliases, shortest unique suffixes) that a legend line below the table
-spells out. A line below the table names the columns it left out. Only where even the last
-step does not fit does Rich fold cells.
+steps in order: drop a low-value column (links, descriptions, test names), switch to the
+short labels (shortest unique suffixes, keys) that a legend below the table spells out, or drop
+the outer border. A line below the table names the columns it left out (or shows them as lines,
+a link per row). Only where even the last step does not fit does Rich fold cells.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-_WORD = re.compile(r"\s*\S+")  # what Rich keeps together when it wraps (leading spaces too)
+_WORD = re.compile(r"^\s*\S+|\S+")  # what Rich keeps together when it wraps: a word, and
+# the spaces that indent a line's first word
 SHORT_LABELS = "short labels"  # the step that switches to the short rows (and their legend)
 COMPACT = "compact"  # the step that drops the outer border and the padding at the edges
 
@@ -44,10 +45,9 @@ class FitTable:
     """A table that picks its layout at render time (see the module docstring).
 
     ``steps`` are column headers to drop, ``SHORT_LABELS`` and ``COMPACT``, in the order they
-    are taken;
-    ``short_rows`` (same shape as ``rows``) and ``legend`` are what ``SHORT_LABELS`` switches
-    to and the lines that explain the short labels; ``hidden_lines`` are lines shown below the
-    table in place of a column that is left out (a link per row, say).
+    are taken; ``short_rows`` (same shape as ``rows``) and ``legend`` are what
+    ``SHORT_LABELS`` switches to and the lines that explain the short labels; ``hidden_lines``
+    are lines shown below the table in place of a column that is left out (a link per row).
     """
 
     title: str | Text

@@ -119,7 +119,9 @@ class ProgressEvents:
         handle = self.current.pop((record.configuration, record.task))
         self.running = None
         if self.log is not None:
-            self.log.finished(*self.steps[handle], cached=record.reused_from is not None)
+            _, steps = self.steps[handle]
+            cached = record.reused_from is not None
+            self.log.finished(record.configuration, record.task, steps, cached)
         task = self.progress.tasks[handle]
         suffix = " [green](cached)[/]" if record.reused_from else ""
         total = task.total or 1

@@ -2,9 +2,10 @@
 
 A live display draws nothing until the run ends when stderr is a file; these lines are written
 (and flushed) as the work happens: one when a (configuration, task) starts and one when it
-finishes, with the units done of all and an ETA, and for every counted phase (lm-eval's
-requests, the KL pass, generation measures) its first and last count and a line with
-done/total and an ETA at most every ``interval`` seconds in between.
+finishes, with the units done of all and an ETA for the run, and for every counted phase of
+the running unit (lm-eval's requests, the KL pass, generation measures) its first and last
+count and a line with done/total and an ETA at most every ``interval`` seconds in between.
+Units may run side by side (an experiment's workers): each line names its unit.
 """
 
 from __future__ import annotations
@@ -43,17 +44,22 @@ class LogLines:
     write: Callable[[str], None]
     interval: float = DEFAULT_INTERVAL_S
     now: Callable[[], float] = time.monotonic
-    unit: str = ""
-    unit_started: float = 0.0
+    units: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)  # running
+    running: str = ""  # the unit whose phases are counted (the one started last)
     phase: _Phase | None = None
-    seconds: list[float] = field(default_factory=list)  # per evaluated (not cached) unit
+    first: float | None = None  # when this process started its first unit
+    done: int = 0  # units done, counting those before the first one started here
+    evaluated: int = 0  # units evaluated here (not taken from the cache)
 
     def started(self, configuration: str, task: str, step: int, steps: int) -> None:
-        """A (configuration, task) began."""
-        self.unit = f"[{step}/{steps}] {configuration} {task}"
-        self.unit_started = self.now()
+        """A (configuration, task) began (``step`` of ``steps``)."""
+        now = self.now()
+        if self.first is None:
+            self.first, self.done = now, step - 1  # earlier steps: done by an earlier run
+        self.running = f"[{step}/{steps}] {configuration} {task}"
+        self.units[(configuration, task)] = (self.running, now)
         self.phase = None
-        self.write(f"{self.unit}: started")
+        self.write(f"{self.running}: started")
 
     def counted(self, what: str, done: int, total: int) -> None:
         """``done`` of ``total`` items of a phase (``what``) of the running unit."""
@@ -64,18 +70,21 @@ class LogLines:
             return
         self.phase.printed = now
         timing = f", {eta(now - self.phase.started, done, total)}" if done < total else ""
-        self.write(f"{self.unit}: {done}/{total} {what}{timing}")
+        self.write(f"{self.running}: {done}/{total} {what}{timing}")
         if done >= total:
             self.phase = None
 
-    def finished(self, step: int, steps: int, cached: bool) -> None:
-        """The running unit was saved: its time, the units done of all and the run's ETA."""
-        seconds = self.now() - self.unit_started
-        if not cached:
-            self.seconds.append(seconds)
-        how = "reused from the cache" if cached else f"done in {clock(seconds)}"
-        left = steps - step
-        mean = sum(self.seconds) / len(self.seconds) if self.seconds else 0.0
-        timing = f", ETA {clock(mean * left)}" if left and self.seconds else ""
-        self.write(f"{self.unit}: {how}; {step}/{steps} done{timing}")
+    def finished(self, configuration: str, task: str, steps: int, cached: bool) -> None:
+        """A unit was saved: its time, the units done of all and the run's ETA (at the rate
+        units have been evaluated here so far)."""
+        now = self.now()
+        label, started = self.units.pop((configuration, task))
+        self.done += 1
+        self.evaluated += not cached
+        how = "reused from the cache" if cached else f"done in {clock(now - started)}"
+        left = steps - self.done
+        timing = ""
+        if left > 0 and self.evaluated and self.first is not None:
+            timing = f", ETA {clock((now - self.first) / self.evaluated * left)}"
+        self.write(f"{label}: {how}; {self.done}/{steps} done{timing}")
         self.phase = None

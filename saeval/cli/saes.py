@@ -10,9 +10,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
+from saeval.analysis.table_fit import COMPACT, FitColumn, FitTable
 from saeval.cli.console import out
 from saeval.cli.options import FormatOpt, ModelOpt, OutputFormat
 from saeval.spec.catalog import CatalogEntry, search
@@ -43,18 +42,26 @@ def command(
     out.print(f"{shown} {noun}; use the release and sae_id columns in a steer.csv", highlight=False)
 
 
-def _table(entries: list[CatalogEntry]) -> Table:
-    """The matching SAEs."""
-    table = Table()
-    for name in ("release", "sae_id", "model", "hook", "width", "Neuronpedia id"):
-        table.add_column(name, overflow="fold")
-    for entry in entries:
-        table.add_row(
-            escape(entry.release),
-            escape(entry.sae_id),
-            escape(entry.model),
-            escape(entry.hook_name or "?"),
+def _table(entries: list[CatalogEntry]) -> FitTable:
+    """The matching SAEs; a narrow console leaves out the Neuronpedia id, the border, then the
+    model and the hook, never cutting a release or sae_id (what a steer.csv needs)."""
+    rows = [
+        [
+            entry.release,
+            entry.sae_id,
+            entry.model,
+            entry.hook_name or "?",
             str(entry.d_sae) if entry.d_sae else "?",
-            escape(entry.neuronpedia_id or ""),
-        )
-    return table
+            entry.neuronpedia_id or "",
+        ]
+        for entry in entries
+    ]
+    headers = ("release", "sae_id", "model", "hook", "width", "Neuronpedia id")
+    return FitTable(
+        title="",
+        columns=[
+            FitColumn(name, "right" if name == "width" else "left", wrap=False) for name in headers
+        ],
+        rows=rows,
+        steps=["Neuronpedia id", COMPACT, "model", "hook"],
+    )

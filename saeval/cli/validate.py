@@ -2,9 +2,11 @@
 
 Output with `--format table` (default): one table per file (row, latent or vector, action as
 saeval computes it with the dialect's own name for it, the formula, SAE or vector file, hook,
-width, model, status, Neuronpedia link), a one-line verdict per file, a one-line note for each
+width, model, status, Neuronpedia link; a narrow console gets the links and the model as lines
+below it, SAEs by key with a legend), a one-line verdict per file, a one-line note for each
 place where the dialect's author computed something else, then every error as
-`file:line column: message` on stderr and every unchecked check on stdout.
+`file:line column: message` on stderr and every unchecked check on stdout. A row with bad cells
+is not in the table, but its SAE, hook and latent range are still checked.
 
 `--format json` prints one object (schema `saeval.resolution/1`) on stdout:
 

@@ -68,11 +68,14 @@ def side_effect_texts(
     kl_docs: int,
     counted: Counted = _ignore,
 ) -> dict[str, str]:
-    """The side-effect record of every (sub)task of ``output``, as JSON texts to save."""
-    return {
-        task: json.dumps(measure(lm, samples, scale, kl_docs, counted, task), indent=2) + "\n"
-        for task, samples in output.samples.items()
-    }
+    """The side-effect record of every (sub)task of ``output``, as JSON texts to save (progress
+    names the subtask where a group has several)."""
+    named = len(output.samples) > 1
+    texts = {}
+    for task, samples in output.samples.items():
+        record = measure(lm, samples, scale, kl_docs, counted, task if named else "")
+        texts[task] = json.dumps(record, indent=2) + "\n"
+    return texts
 
 
 Start = Callable[[int], Callable[[int], None]]  # a pass's total -> its done-so-far callback

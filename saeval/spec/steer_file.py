@@ -123,7 +123,8 @@ def read_steer_rows(path: str | Path) -> SteerRead:
 
 
 def _read(path: Path, problems: Problems) -> tuple[SteerFile, tuple[SteerRow, ...]]:
-    """The file's good rows and probes; problems recorded (a file or header problem raises)."""
+    """The file's good rows (a row repeating a latent is not one) and probes; problems
+    recorded (a file or header problem raises)."""
     data = read_bytes(path, problems)
     text = decode(data, problems)
     records = read_records(text, problems)
@@ -151,13 +152,13 @@ def _read(path: Path, problems: Problems) -> tuple[SteerFile, tuple[SteerRow, ..
             rows.append(row)
         elif isinstance(row, SteerRow):
             probes.append(row)
-    _check_duplicates(rows, dialect, problems)
+    repeated = _check_duplicates(rows, dialect, problems)
     steer = SteerFile(
         path=path,
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
         dialect=dialect.name,
-        rows=tuple(rows),
+        rows=tuple(row for row in rows if row not in repeated),
     )
     return steer, tuple(probes)
 
@@ -258,27 +259,22 @@ def _sae_row(
             "applies to a vector row only (one head's d_head slice);"
             " an SAE's W_dec row spans its whole d_in: leave it empty",
         )
-    if len(problems.items) > before:  # a probe: its SAE, model and hook can still be checked
-        if not release:
-            return None
-        action, coefficient = action or Action.ADD, coefficient or 0.0
-        latent_idx = -1 if latent_idx is None else latent_idx  # -1: not known
-    if action is None or latent_idx is None or coefficient is None:
-        return None
-    return SteerRow(
+    if len(problems.items) > before and not release:
+        return None  # with a release it is a probe: its SAE and hook can still be checked
+    return SteerRow(  # a None below always came with a problem (a probe's -1: not known)
         file=problems.file,
         line=line,
-        latent_idx=latent_idx,
-        coefficient=coefficient,
+        latent_idx=-1 if latent_idx is None else latent_idx,
+        coefficient=coefficient or 0.0,
         sae_release=release,
         sae_id=cells_of.get("sae_id", ""),
-        action=action,
+        action=action or Action.ADD,
         hook=_cell(cells_of, dialect.hook) or None,
         description=cells_of.get("description", ""),
         dialect=dialect.name,
         threshold=threshold,
         loader=cells_of.get("loader", "sae_lens"),
-        dialect_action="" if written.lower() in ("", action) else written.lower(),
+        dialect_action="" if written.lower() in ("", action or "") else written.lower(),
         positions=mode,
     )
 
@@ -385,9 +381,11 @@ def duplicate_message(row: SteerRow, label: str, first_at: str) -> str:
     return f"latent {row.latent_idx} of {label} is already {kind} {first_at}; {fix}"
 
 
-def _check_duplicates(rows: list[AnyRow], dialect: Dialect, problems: Problems) -> None:
-    """Record a latent added twice, or clamped (or ablated) twice, naming both rows."""
+def _check_duplicates(rows: list[AnyRow], dialect: Dialect, problems: Problems) -> list[SteerRow]:
+    """Record a latent added twice, or clamped (or ablated) twice, naming both rows; the rows
+    that repeat an earlier one."""
     seen: dict[tuple[str, str, int, str], SteerRow] = {}
+    repeated = []
     for row in rows:
         if isinstance(row, VectorRow):
             continue  # vectors on one hook point are summed like add rows
@@ -397,3 +395,5 @@ def _check_duplicates(rows: list[AnyRow], dialect: Dialect, problems: Problems) 
             label = f"{row.sae_release} {row.sae_id!r}"
             message = duplicate_message(row, label, f"on line {first.line}")
             problems.add(row.line, dialect.latent, message)
+            repeated.append(row)
+    return repeated
