@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from saeval.analysis.compare import Comparison, ComparisonRow, Side, compare
 from saeval.analysis.defaults import DEFAULT_MARGIN, check_margin
 from saeval.analysis.results import ResultSet
+from saeval.analysis.steerability import Steerability, steerability
 from saeval.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class Sweep:
     margin: float
     alpha: float
     notes: tuple[str, ...]
+    steerability: tuple[Steerability, ...] = ()  # per multiple-choice task and sign of strength
 
     def to_records(self) -> list[dict[str, Any]]:
         """One flat dict per (task, metric, scale), with the series' fields repeated."""
@@ -132,7 +134,12 @@ def sweep(
     series = [_series(rows, margin) for rows in _rows_by_series(comparisons).values()]
     first = next(iter(comparisons.values()))
     return Sweep(
-        baseline=first.a, series=tuple(series), margin=margin, alpha=alpha, notes=tuple(notes)
+        baseline=first.a,
+        series=tuple(series),
+        margin=margin,
+        alpha=alpha,
+        notes=tuple(notes),
+        steerability=tuple(steerability(baseline, steered, confidence=1.0 - alpha)),
     )
 
 
