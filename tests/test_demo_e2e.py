@@ -70,6 +70,7 @@ def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
     """Demo assets faked; a runner that records its config and writes a run of ANSWERS."""
     assets = demo_run.DemoAssets(tmp_path / "model", tmp_path / "sae", tmp_path / "tasks")
     monkeypatch.setattr(demo_run, "prepare_assets", lambda: assets)
+    monkeypatch.setattr(demo_run, "latent_sentence", lambda assets, device: "dog latent 0: (fake)")
     configs: list[RunConfig] = []
 
     def fake_run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
@@ -109,6 +110,7 @@ def test_demo_passes_its_options_to_the_runner_and_reports_the_effect(
     assert "(McNemar p = 0.25)" in stdout
     assert "knowledge (acc) against strength: 1.00 (baseline), 0.90 (1x), 0.40 (4x)" in stdout
     assert f"results: {out / 'demo-run'}" in stdout
+    assert "dog latent 0: (fake)" in stdout
     assert "sweep_saeval_demo_knowledge_acc.png" in stdout
     assert "the first run converts Gemma 3 270M" in result.stderr
     assert f"demo model: {tmp_path / 'model'}" in result.stderr

@@ -34,7 +34,7 @@ def command(
     ] = 3,
     fmt: FormatOpt = OutputFormat.TABLE,
 ) -> None:
-    """Activation statistics of each latent row on a corpus, and the coefficient 2x max gives."""
+    """How strongly each latent row fires on a corpus: numbers to choose a coefficient from."""
     quiet_libraries()
     from saeval.run.latents import measure_latents
     from saeval.spec.texts import read_texts
