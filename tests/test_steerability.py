@@ -195,3 +195,41 @@ def test_sweep_report_carries_slopes_in_json_a_summary_and_a_histogram(
     (path,) = plot_steerability(result.steerability, tmp_path)
     assert path.name == "sweep_mc_steerability.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def _logged(folder: Path) -> dict[int, tuple[int, list[float]]]:
+    """doc_id -> (target, per-choice log-likelihoods) of the one samples file in ``folder``."""
+    (file,) = folder.glob("samples_*.jsonl")
+    records = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    return {
+        r["doc_id"]: (int(r["target"]), [float(x[0]) for x in r["filtered_resps"]]) for r in records
+    }
+
+
+def test_a_real_sweep_reports_slopes_of_its_logged_log_likelihoods(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    from sae_builders import MC_TASK
+    from typer.testing import CliRunner
+
+    from saeval.cli.main import app
+
+    args = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
+    args += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path)]
+    args += ["--device", "cpu", "--tasks", MC_TASK, "--scale", "1,2", "--name", "s"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "s"
+    (entry,) = json.loads((run / "comparison.json").read_text())["steerability"]
+    sides = [_logged(run / name) for name in ("baseline", "steered@1", "steered@2")]
+    assert entry["task"] == MC_TASK and entry["scales"] == [0.0, 1.0, 2.0]
+    assert entry["n"] == len(sides[0]) and entry["skipped"] == 0
+    for doc in entry["slopes"]:
+        target, _ = sides[0][doc["doc_id"]]
+        ys = []
+        for side in sides:
+            logliks = side[doc["doc_id"]][1]
+            ys.append(logliks[target] - math.log(sum(math.exp(v) for v in logliks)))
+        assert doc["slope"] == pytest.approx(stats.linregress([0, 1, 2], ys).slope, abs=1e-9)
+    assert (run / f"sweep_{MC_TASK}_steerability.png").is_file()
+    assert "anti-steerable" in result.stdout
