@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,23 @@ def test_demo_on_gemma_3_270m_steers_towards_dogs_and_costs_capability(tmp_path:
     assert "dog option chosen:" in done.stdout and f"results: {run}" in done.stdout
     assert "KL(unsteered || steered) per token on its prompts:" in done.stdout
     assert 0 < points[1.0]["kl"] < points[4.0]["kl"]  # KL rises with the strength
+
+
+def test_demo_sentence_on_the_preference_probe_steerability() -> None:
+    from saeval.analysis.compare import Side
+    from saeval.analysis.steerability import DocSlope, Steerability
+    from saeval.analysis.sweep import Sweep
+
+    def entry(scales: tuple[float, ...]) -> Steerability:
+        slopes = (DocSlope(0, 2, 0.5), DocSlope(1, 1, -0.25), DocSlope(2, 0, 1.0))
+        return Steerability(PREFERENCE, scales, 3, 0.4167, 0.5, 0.1, 0.9, 1, 1 / 3, 0.06, 0.79,
+                            0, slopes)  # fmt: skip
+
+    other = replace(entry((0.0, 1.0, 2.0)), task=KNOWLEDGE)
+    steer = (entry((0.0, 0.5, 1.0)), entry((0.0, -1.0, -2.0)), other)
+    report = Sweep(Side("baseline", "b", "m"), (), 0.02, 0.05, (), steer)
+    assert demo_run._steerability_lines(report) == [
+        "dog preference, per-document slope of log P(dog option) over scales 0,0.5,1: median "
+        "+0.5000 [+0.1000, +0.9000] per unit scale; anti-steerable 1 of 3 documents (33%, 95% CI "
+        "6%-79%)"
+    ]
