@@ -100,8 +100,10 @@ def snippet_lines(row: LatentRow) -> list[str]:
     from saeval.analysis.render import fmt_number
 
     stats = row.stats
-    if not stats.snippets:
+    if stats.max_activation <= 0:
         return [f"latent {stats.latent_idx} ({escape(row.row.where())}) never fires on these texts"]
+    if not stats.snippets:  # --top 0
+        return []
     lines = [f"latent {stats.latent_idx} ({escape(row.row.where())}) fires most on:"]
     for snippet in stats.snippets:
         text = (
