@@ -28,6 +28,7 @@ from saeval.errors import ResultsError
 
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
+BOOTSTRAP_BATCH = 500  # resamples drawn at once: memory is BATCH x documents floats
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ def _median_ci(slopes: np.ndarray, confidence: float) -> tuple[float | None, flo
         confidence_level=confidence,
         n_resamples=BOOTSTRAP_RESAMPLES,
         method="percentile",
+        batch=BOOTSTRAP_BATCH,
         rng=np.random.default_rng(BOOTSTRAP_SEED),
     )
     interval = result.confidence_interval
