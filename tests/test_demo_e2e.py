@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
     """Demo assets faked; a runner that records its config and writes a run of ANSWERS."""
     assets = demo_run.DemoAssets(tmp_path / "model", tmp_path / "sae", tmp_path / "tasks")
     monkeypatch.setattr(demo_run, "prepare_assets", lambda: assets)
+    monkeypatch.setattr(demo_run, "latent_sentence", lambda assets, device: "dog latent 0: (fake)")
     configs: list[RunConfig] = []
 
     def fake_run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
@@ -109,6 +111,7 @@ def test_demo_passes_its_options_to_the_runner_and_reports_the_effect(
     assert "(McNemar p = 0.25)" in stdout
     assert "knowledge (acc) against strength: 1.00 (baseline), 0.90 (1x), 0.40 (4x)" in stdout
     assert f"results: {out / 'demo-run'}" in stdout
+    assert "dog latent 0: (fake)" in stdout
     assert "sweep_saeval_demo_knowledge_acc.png" in stdout
     assert "the first run converts Gemma 3 270M" in result.stderr
     assert f"demo model: {tmp_path / 'model'}" in result.stderr
@@ -164,3 +167,23 @@ def test_demo_on_gemma_3_270m_steers_towards_dogs_and_costs_capability(tmp_path:
     assert "dog option chosen:" in done.stdout and f"results: {run}" in done.stdout
     assert "KL(unsteered || steered) per token on its prompts:" in done.stdout
     assert 0 < points[1.0]["kl"] < points[4.0]["kl"]  # KL rises with the strength
+
+
+def test_demo_sentence_on_the_preference_probe_steerability() -> None:
+    from saeval.analysis.compare import Side
+    from saeval.analysis.steerability import DocSlope, Steerability
+    from saeval.analysis.sweep import Sweep
+
+    def entry(scales: tuple[float, ...]) -> Steerability:
+        slopes = (DocSlope(0, 2, 0.5), DocSlope(1, 1, -0.25), DocSlope(2, 0, 1.0))
+        return Steerability(PREFERENCE, scales, 3, 0.4167, 0.5, 0.1, 0.9, 1, 1 / 3, 0.06, 0.79,
+                            0, slopes)  # fmt: skip
+
+    other = replace(entry((0.0, 1.0, 2.0)), task=KNOWLEDGE)
+    steer = (entry((0.0, 0.5, 1.0)), entry((0.0, -1.0, -2.0)), other)
+    report = Sweep(Side("baseline", "b", "m"), (), 0.02, 0.05, (), steer)
+    assert demo_run._steerability_lines(report) == [
+        "dog preference, per-document slope of log P(dog option) over scales 0,0.5,1: median "
+        "+0.5000 [+0.1000, +0.9000] per unit scale; anti-steerable 1 of 3 documents (33%, 95% CI "
+        "6%-79%)"
+    ]

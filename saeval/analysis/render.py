@@ -12,6 +12,7 @@ from typing import Any
 from saeval.analysis.compare import Comparison, ComparisonRow
 from saeval.analysis.margins import EQUIVALENCE
 from saeval.analysis.report import Report
+from saeval.analysis.steerability import Steerability
 from saeval.analysis.sweep import Sweep, SweepSeries
 from saeval.analysis.table_fit import (
     COMPACT,
@@ -233,7 +234,12 @@ def _view(report: Report) -> _View:
         table_cells=cells,
         styles=[""] * len(cells),
         caption="",
-        summary=[*safe, _sweep_method(report), *report.notes],
+        summary=[
+            *safe,
+            _sweep_method(report),
+            *map(steerability_line, report.steerability),
+            *report.notes,
+        ],
         data={
             "baseline": asdict(report.baseline),
             "margin": report.margin,
@@ -241,6 +247,7 @@ def _view(report: Report) -> _View:
             "margin_test": report.margins.test,
             "alpha": report.alpha,
             "series": [asdict(series) for series in report.series],
+            "steerability": [entry.to_dict() for entry in report.steerability],
             "notes": list(report.notes),
         },
     )
@@ -253,6 +260,21 @@ def _sweep_method(report: Sweep) -> str:
         f"p (Holm) adjusts all {tests} tests of the sweep (alpha {report.alpha:g}); intervals are "
         "unadjusted (exact McNemar for 0/1 metrics, t for others, z unpaired) and each verdict "
         "reads its interval"
+    )
+
+
+def steerability_line(entry: Steerability) -> str:
+    """'task: slope of log P(target) over scales 0,0.5,1: median +0.12 [+0.08, +0.15]
+    nats/scale; anti-steerable 3/40 = 7.5% [2.6%, 20%]' (CIs at the report's level)."""
+    scales = ",".join(f"{scale:g}" for scale in entry.scales)
+    median = fmt_number(entry.median_slope, signed=True)
+    anti = f"{entry.anti_steerable}/{entry.n} = {entry.anti_fraction:.1%}"
+    wilson = f"[{entry.anti_ci_low:.1%}, {entry.anti_ci_high:.1%}]"
+    skipped = f" ({entry.skipped} documents left out)" if entry.skipped else ""
+    return (
+        f"{entry.task}: per-document slope of log P(target) over scales {scales}: median "
+        f"{median} {fmt_ci(entry.median_ci_low, entry.median_ci_high)} nats per unit scale; "
+        f"anti-steerable {anti} {wilson}{skipped}"
     )
 
 

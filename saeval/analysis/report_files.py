@@ -17,6 +17,7 @@ from saeval.analysis.plots import plot_sweep
 from saeval.analysis.render import render
 from saeval.analysis.report import Report, build_report, sweep_of
 from saeval.analysis.results_io import load_run
+from saeval.analysis.steerability_plot import plot_steerability
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError
 from saeval.run.layout import COMPARISON, MANIFEST
@@ -32,7 +33,7 @@ def write_plots(report: Report, directory: Path) -> list[Path]:
     if swept is None:
         return []
     try:
-        return plot_sweep(swept, directory)
+        return plot_sweep(swept, directory) + plot_steerability(swept.steerability, directory)
     except OSError as error:
         raise ResultsError(
             f"cannot write the sweep plots in {directory} ({error.strerror or error})",

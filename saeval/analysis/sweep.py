@@ -14,6 +14,7 @@ from saeval.analysis.compare import Comparison, ComparisonRow, Side, compare
 from saeval.analysis.defaults import DEFAULT_MARGIN, DEFAULT_RELATIVE_MARGIN
 from saeval.analysis.margins import NONINFERIORITY, Margin, MarginTest
 from saeval.analysis.results import ResultSet
+from saeval.analysis.steerability import Steerability, steerability
 from saeval.errors import UsageError
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Sweep:
     margins: MarginTest
     alpha: float
     notes: tuple[str, ...]
+    steerability: tuple[Steerability, ...] = ()  # per multiple-choice task and sign of strength
 
     @property
     def margin(self) -> float:
@@ -139,7 +141,12 @@ def sweep(
     series = _with_holm([_series(rows, margins) for rows in _rows_by_series(comparisons).values()])
     first = next(iter(comparisons.values()))
     return Sweep(
-        baseline=first.a, series=tuple(series), margins=margins, alpha=alpha, notes=tuple(notes)
+        baseline=first.a,
+        series=tuple(series),
+        margins=margins,
+        alpha=alpha,
+        notes=tuple(notes),
+        steerability=tuple(steerability(baseline, steered, confidence=1.0 - alpha)),
     )
 
 

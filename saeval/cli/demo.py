@@ -49,7 +49,12 @@ def command(
     _offline()  # before anything imports huggingface_hub, which reads it once
     from saeval.cli.options import parse_scales
     from saeval.cli.progress import ProgressEvents, quiet_libraries
-    from saeval.demo.run import DEMO_STEER_FILE, demo_config, first_position_config
+    from saeval.demo.run import (
+        DEMO_STEER_FILE,
+        demo_config,
+        first_position_config,
+        latent_sentence,
+    )
     from saeval.run.runner import run
 
     scales = parse_scales(scale)
@@ -61,7 +66,7 @@ def command(
         result = run(config, events)
         extra = first_position_config(config, result.folder.name)
         first_position = None if extra is None else run(extra, events).folder
-    _show(result, scales, first_position)
+    _show(result, scales, first_position, latent_sentence(assets, device))
 
 
 def _offline() -> None:
@@ -103,10 +108,12 @@ def _prepare() -> DemoAssets:
     return assets
 
 
-def _show(result: RunResult, scales: tuple[float, ...], first_position: Path | None) -> None:
+def _show(
+    result: RunResult, scales: tuple[float, ...], first_position: Path | None, latent: str
+) -> None:
     """The comparison at 1x, the dose-response table, what they show (with the 2x knowledge
-    accuracy leaving the first position alone, from the ``first_position`` run folder) and
-    where the files are."""
+    accuracy leaving the first position alone, from the ``first_position`` run folder, and the
+    dog latent's statistics ``latent``) and where the files are."""
     from saeval.analysis.render import table
     from saeval.analysis.report import sweep_of
     from saeval.demo.run import (
@@ -125,7 +132,7 @@ def _show(result: RunResult, scales: tuple[float, ...], first_position: Path | N
         out.print(table(display_sweep(sweep)))
     lines = findings(comparison, scale, sweep)
     sentence = None if first_position is None else first_position_sentence(sweep, first_position)
-    for line in [*lines, *([sentence] if sentence else [])]:
+    for line in [*lines, *([sentence] if sentence else []), latent]:
         out.print(f"[bold]{escape(line)}[/]", highlight=False, soft_wrap=True)
     if result.reused:
         out.print(f"baseline reused from the cache for: {', '.join(result.reused)}", soft_wrap=True)

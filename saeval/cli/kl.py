@@ -17,6 +17,7 @@ from saeval.cli.options import (
     ModelOpt,
     OutputFormat,
     ScaleOpt,
+    TextsOpt,
     parse_scales,
 )
 from saeval.cli.progress import quiet_libraries
@@ -29,15 +30,7 @@ def command(
     steer_files: Annotated[
         list[Path], typer.Argument(help="Steer file(s): one latent per row (steer.csv).")
     ],
-    texts: Annotated[
-        Path,
-        typer.Option(
-            "--texts",
-            help='JSONL corpus, one {"text": "..."} per line; tokenized with the model\'s '
-            "tokenizer defaults, cut only at the model's context length.",
-            show_default=False,
-        ),
-    ],
+    texts: TextsOpt,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",

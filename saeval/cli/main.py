@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from saeval import __version__
-from saeval.cli import compare, demo, harness, kl, run, saes, validate
+from saeval.cli import compare, demo, harness, kl, latents, run, saes, validate
 from saeval.cli.console import err
 from saeval.errors import SaevalError
 
@@ -75,6 +75,7 @@ app.command("demo")(boundary(demo.command))
 app.command("run")(boundary(run.command))
 app.command("compare")(boundary(compare.command))
 app.command("kl")(boundary(kl.command))
+app.command("latents")(boundary(latents.command))
 app.command("harness", context_settings=harness.CONTEXT_SETTINGS, help=harness.HELP)(
     boundary(harness.command)
 )

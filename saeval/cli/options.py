@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -50,6 +51,15 @@ DeviceOpt = Annotated[
     typer.Option(help="cpu, cuda, cuda:N or mps (default: cuda:0 if present, else cpu)."),
 ]
 DtypeOpt = Annotated[str, typer.Option(help="Model dtype: auto, bfloat16, float16 or float32.")]
+TextsOpt = Annotated[
+    Path,
+    typer.Option(
+        "--texts",
+        help='JSONL corpus, one {"text": "..."} per line; tokenized with the model\'s '
+        "tokenizer defaults, cut only at the model's context length.",
+        show_default=False,
+    ),
+]
 ScaleOpt = Annotated[
     str,
     typer.Option(help="Steering strength(s), comma separated; each multiplies every coefficient."),

@@ -14,7 +14,7 @@ from pathlib import Path
 START = "<!-- cli-reference:start -->"
 END = "<!-- cli-reference:end -->"
 # `saeval harness --help` is lm-eval's own help (every argument goes to lm-eval's CLI).
-COMMANDS = ("validate", "saes", "run", "compare", "demo")
+COMMANDS = ("validate", "saes", "run", "compare", "demo", "latents")
 
 
 def help_text(*args: str) -> str:

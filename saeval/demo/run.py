@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saeval.demo.lm_tasks import DEMO_TASKS
+from saeval.demo.paths import DATA_DIR
 
 if TYPE_CHECKING:
     from saeval.analysis.compare import Comparison, ComparisonRow
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from saeval.run.config import RunConfig
 
 DEMO_STEER_FILE = Path(__file__).resolve().parent / "demo.csv"
+LATENT_TEXTS = DATA_DIR / "latent_texts.jsonl"  # `saeval latents` on the dog latent
 DEFAULT_SCALES = (0.5, 1.0, 2.0, 4.0)
 PREFERENCE_TASK = "saeval_demo_dog_preference"
 KNOWLEDGE_TASK = "saeval_demo_knowledge"
@@ -137,6 +139,7 @@ def findings(comparison: Comparison, scale: float, report: Sweep | None) -> list
     preference = _row(comparison, PREFERENCE_TASK)
     if preference is not None:
         lines.append(_preference_sentence(preference, scale))
+    lines.extend(_steerability_lines(report) if report is not None else [])
     curve = _curve(report, KNOWLEDGE_TASK) if report is not None else None
     knowledge = _row(comparison, KNOWLEDGE_TASK)
     if curve is not None:
@@ -189,3 +192,42 @@ def _kl_lines(report: Sweep, task: str) -> list[str]:
     where = f"first at {min(above):g}x" if above else "at no strength measured"
     lines.append(f"KL exceeds {KL_THRESHOLD:g} nats/token {where}")
     return lines
+
+
+def _steerability_lines(report: Sweep) -> list[str]:
+    """The dog-preference probe's per-document steerability over the positive strengths."""
+    from saeval.analysis.render import fmt_ci, fmt_number
+
+    entries = [e for e in report.steerability if e.task == PREFERENCE_TASK and not e.negative]
+    return [
+        f"dog preference, per-document slope of log P(dog option) over scales "
+        f"{','.join(f'{scale:g}' for scale in entry.scales)}: median "
+        f"{fmt_number(entry.median_slope, signed=True)} "
+        f"{fmt_ci(entry.median_ci_low, entry.median_ci_high)} per unit scale; anti-steerable "
+        f"{entry.anti_steerable} of {entry.n} documents ({entry.anti_fraction:.0%}, 95% CI "
+        f"{entry.anti_ci_low:.0%}-{entry.anti_ci_high:.0%})"
+        for entry in entries
+    ]
+
+
+def latent_sentence(assets: DemoAssets, device: str | None) -> str:
+    """`saeval latents` for the dog latent on the built-in texts, as one sentence."""
+    from saeval.analysis.render import fmt_number
+    from saeval.run.latents import measure_latents
+    from saeval.spec.texts import read_texts
+
+    report = measure_latents(
+        (DEMO_STEER_FILE,), read_texts(LATENT_TEXTS), model=str(assets.model_dir), device=device
+    )
+    row = report.rows[0]
+    stats = row.stats
+    top = stats.snippets[0] if stats.snippets else None
+    where = f'; strongest on "{top.token.strip()}" in "…{top.before}{top.token}…"' if top else ""
+    return (
+        f"dog latent {stats.latent_idx} on {report.texts} built-in texts ({stats.tokens} "
+        f"tokens): max activation {fmt_number(stats.max_activation)}, p99 "
+        f"{fmt_number(stats.p99)}, fires on {stats.frequency:.0%} of tokens{where}; "
+        f"||W_dec|| {fmt_number(stats.w_dec_norm)}, mean ||h|| {fmt_number(stats.mean_h_norm)}; "
+        f"2x max activation is coefficient {fmt_number(stats.coefficient_2x_max)} "
+        f"(demo.csv uses {fmt_number(row.row.coefficient)})"
+    )
