@@ -20,6 +20,7 @@ WORST_TASK = "worst task"
 # What a narrow terminal gives up, in order: the worst capability task, the outer border, then
 # the confidence intervals (their p-values stay).
 NARROW_STEPS = (WORST_TASK, COMPACT)
+SWEET_SPOT_HEADER = "sweet spot"  # also named in the summary lines: the last column to go
 
 
 def title(board: Leaderboard) -> str:
@@ -55,7 +56,7 @@ def cells(board: Leaderboard) -> list[dict[str, str]]:
         if with_kl:
             cell[KL_HEADER] = fmt_number(row.kl)
         cell["vs intervention"] = _versus(row.versus)
-        cell["sweet spot"] = SWEET_SPOT if row.sweet_spot else ""
+        cell[SWEET_SPOT_HEADER] = SWEET_SPOT if row.sweet_spot else ""
         found.append(cell)
     return found
 
@@ -116,7 +117,10 @@ def table(board: Leaderboard) -> FitTable:
     found = cells(board)
     headers = list(found[0]) if found else ["intervention", "scale"]
     columns = [
-        FitColumn(header, justify="left" if header in ("intervention", WORST_TASK) else "right")
+        FitColumn(  # "non-inferior" may break after its hyphen: the narrowest header word
+            header.replace("-", "-\n"),
+            justify="left" if header in ("intervention", WORST_TASK) else "right",
+        )
         for header in headers
     ]
     return FitTable(
@@ -130,6 +134,7 @@ def table(board: Leaderboard) -> FitTable:
         steps=[
             *(step for step in NARROW_STEPS if step in (*headers, COMPACT)),
             *(header for header in headers if header.endswith(" CI")),
+            *([SWEET_SPOT_HEADER] if SWEET_SPOT_HEADER in headers else []),
         ],
     )
 

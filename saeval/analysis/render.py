@@ -28,6 +28,8 @@ MISSING = "—"
 KL_HEADER = "KL (nats/token)"
 KL_SHORT, KL_UNIT = "KL", "KL in nats per token"  # the terminal table's header, and a caption
 FLIPS_HEADER = "flips r>w/w>r"
+HOLM_HEADER = "p (Holm)"
+VERDICT_HEADERS = ("non-inferior", "equivalent")
 TEXT_COLUMNS = ("task", "metric", "test", "note")
 # What a narrow terminal gives up, in order: the test's name, the flip counts, full task names,
 # the outer border, the unadjusted p (Holm's stays), the document count.
@@ -111,7 +113,7 @@ def comparison_cells(comparison: Comparison, *, compact: bool = False) -> list[d
             "delta": fmt_number(row.delta, signed=True),
             level: fmt_ci(row.ci_low, row.ci_high),
             "p": fmt_p(row.p),
-            "p (Holm)": fmt_p(row.p_holm),
+            HOLM_HEADER: fmt_p(row.p_holm),
             "test": row.test,
             FLIPS_HEADER: _flips(row),
         }
@@ -147,7 +149,7 @@ def _scale_text(scale: float | None) -> str:
 def sweep_cells(result: Sweep) -> list[dict[str, str]]:
     """Formatted cells: per series a baseline row, then one row per strength."""
     level = ci_header(1 - result.alpha)
-    verdict_header = "equivalent" if result.margins.test == EQUIVALENCE else "non-inferior"
+    verdict_header = VERDICT_HEADERS[result.margins.test == EQUIVALENCE]
     with_kl = any(point.kl is not None for s in result.series for point in s.points)
     kl = {KL_HEADER: "0"} if with_kl else {}
     cells = []
@@ -161,7 +163,7 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
                 "delta": "",
                 level: "",
                 "p": "",
-                "p (Holm)": "",
+                HOLM_HEADER: "",
                 "test": "",
                 verdict_header: "",
                 **kl,
@@ -178,7 +180,7 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
                     "delta": fmt_number(point.delta, signed=True),
                     level: fmt_ci(point.ci_low, point.ci_high),
                     "p": fmt_p(point.p),
-                    "p (Holm)": fmt_p(point.p_holm),
+                    HOLM_HEADER: fmt_p(point.p_holm),
                     "test": point.test,
                     verdict_header: verdict,
                     **({KL_HEADER: fmt_number(point.kl)} if with_kl else {}),
@@ -298,13 +300,16 @@ def table(report: Report) -> FitTable:
     strength. Narrow consoles drop the test and flips columns, then show short task names."""
     view = _view(report)
     headers = list(view.table_cells[0]) if view.table_cells else ["task", "metric"]
-    columns = [  # "KL", its unit in the caption
-        FitColumn(KL_SHORT if header == KL_HEADER else header, "right")
+    with_kl = any(header.endswith(KL_HEADER) for header in headers)
+    columns = [  # "KL" ("steered KL" in a comparison), its unit in the caption
+        FitColumn(header.removesuffix(KL_HEADER) + KL_SHORT, "right")
+        if header.endswith(KL_HEADER)
+        else FitColumn(header, "right")
         if header not in TEXT_COLUMNS
         else FitColumn(header)
         for header in headers
     ]
-    caption = "\n".join([view.caption, *([KL_UNIT] if KL_HEADER in headers else [])])
+    caption = "\n".join([view.caption, *([KL_UNIT] if with_kl else [])])
     # a metric's filter on its own line: "exact_match," then "strict-match"
     rows = [cell | {"metric": cell["metric"].replace(",", ",\n")} for cell in view.table_cells]
     short = shortest_unique_suffixes([cell["task"] for cell in rows])
@@ -322,9 +327,11 @@ def table(report: Report) -> FitTable:
 
 
 def _narrow_steps(headers: Sequence[str]) -> list[str]:
-    """NARROW_STEPS that apply to a table with these columns (a sweep keeps its only p)."""
+    """NARROW_STEPS that apply to a table with these columns; a sweep, whose verdict column
+    reads the interval, gives up its Holm p last."""
     kept = [*headers, SHORT_LABELS, COMPACT]
-    return [s for s in NARROW_STEPS if s in kept and (s != "p" or "p (Holm)" in headers)]
+    steps = [s for s in NARROW_STEPS if s in kept]
+    return [*steps, HOLM_HEADER] if any(h in VERDICT_HEADERS for h in headers) else steps
 
 
 def render(report: Report, fmt: str) -> str:

@@ -52,7 +52,7 @@ def read_samples(file: Path, aggregations: Mapping[str, str] | None = None) -> d
     aggregations = aggregations or {}
     docs: dict[int, DocSample] = {}
     seen: dict[tuple[int, str], int] = {}  # (doc_id, filter) -> its line
-    for line_number, record in _jsonl_records(file):
+    for line_number, record in jsonl_records(file):
         doc_id, doc_hash, values = _sample_values(file, line_number, record, aggregations)
         filter_name = str(record.get("filter", "none"))
         first = seen.setdefault((doc_id, filter_name), line_number)
@@ -99,7 +99,7 @@ def aggregate_notes(
     return notes
 
 
-def _jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for line_number, line in enumerate(read_text(file).splitlines(), start=1):
         if not line.strip():
             continue

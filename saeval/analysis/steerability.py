@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from saeval.analysis.results import ResultSet
-from saeval.analysis.results_io import _jsonl_records
+from saeval.analysis.samples_io import jsonl_records
 from saeval.errors import ResultsError
 
 BOOTSTRAP_RESAMPLES = 9999
@@ -198,7 +198,7 @@ def _read_choices(file: Path) -> dict[int, _Doc]:
     """The multiple-choice documents of a samples JSONL (first record per doc_id); empty when
     the task is not multiple choice (a record with fewer than two choices)."""
     docs: dict[int, _Doc] = {}
-    for line, record in _jsonl_records(file):
+    for line, record in jsonl_records(file):
         doc_id = record.get("doc_id")
         if not isinstance(doc_id, int) or doc_id in docs:
             continue
