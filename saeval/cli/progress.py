@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
@@ -21,6 +22,7 @@ from rich.progress import (
 )
 
 from saeval.cli.console import err
+from saeval.cli.group_lines import GroupLines
 
 if TYPE_CHECKING:
     from saeval.run.store import TaskRecord
@@ -64,6 +66,7 @@ class ProgressEvents:
         )
         self.current: dict[tuple[str, str], TaskID] = {}
         self.running: TaskID | None = None
+        self.groups = GroupLines(self.progress)
 
     def __enter__(self) -> ProgressEvents:
         return self
@@ -76,9 +79,15 @@ class ProgressEvents:
         """Print a status line (above the progress display once it shows)."""
         err.print(f"[dim]{escape(message)}[/]", highlight=False, soft_wrap=True)
 
+    def group_started(self, task: str, configurations: Sequence[str]) -> None:
+        """Draw the ``configurations`` of ``task`` (sharing passes) as one line."""
+        self.groups.expect(task, configurations)
+
     def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """Add a spinning line for the (configuration, task) (the display starts with the first)."""
         self.progress.start()
+        if self.groups.started(configuration, task):
+            return
         handle = self.progress.add_task(
             f"[{step}/{steps}] {configuration} {task}", total=None, requests=""
         )
@@ -87,6 +96,8 @@ class ProgressEvents:
 
     def requests_done(self, done: int, total: int) -> None:
         """Advance the running task's line: a bar and ``done/total requests``."""
+        if self.groups.requests_done(done, total):
+            return
         if self.running is not None:
             self.progress.update(
                 self.running, completed=done, total=total, requests=f"{done}/{total} requests"
@@ -94,6 +105,8 @@ class ProgressEvents:
 
     def task_finished(self, record: TaskRecord) -> None:
         """Mark the line done (with 'cached' when the baseline was reused)."""
+        if self.groups.finished(record.configuration, record.task, record.reused_from is not None):
+            return
         handle = self.current.pop((record.configuration, record.task))
         self.running = None
         task = self.progress.tasks[handle]
