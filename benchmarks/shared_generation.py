@@ -172,8 +172,8 @@ def _line(
     return (
         f"  hook blocks.{layer}.hook_resid_pre, seconds: {times}\n"
         f"      shared/separate {ratio:.3f}{verdict}; layer-pass prediction {predicted:.3f}\n"
-        f"      generations equal: {same}; steering changed them: {moved}; "
-        f"{kind}: separate {memory['separate']:.2f} GiB, shared {memory['shared']:.2f} GiB"
+        f"      generations equal: {same}; steering changed them: {moved}\n"
+        f"      {kind}: separate {memory['separate']:.2f} GiB, shared {memory['shared']:.2f} GiB"
     )
 
 
