@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--repeats", type=int, default=2, help="rounds; the best one counts")
+    parser.add_argument("--prompts", type=int, default=22, help="prompts of the task (<= 22)")
     args = parser.parse_args(argv)
     import torch
 
@@ -53,23 +54,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="saeval-generation-bench-") as tmp:
         root = Path(tmp)
         model = _gemma_dir() or _tiny_model(root)
-        lines = measure(model, root, args.device, args.repeats)
-    print(f"\nshared generation sweep on {model.name} ({args.device}, {args.threads} thread(s)), "
-          f"baseline + scales {', '.join(f'{s:g}' for s in SCALES[1:])}:")  # fmt: skip
-    print("\n".join(lines))
+        print(f"\nshared generation sweep on {model.name} ({args.device}, {args.threads} "
+              f"thread(s)), baseline + scales {', '.join(f'{s:g}' for s in SCALES[1:])}:",
+              flush=True)  # fmt: skip
+        for line in measure(model, root, args.device, args.repeats, args.prompts):
+            print(line, flush=True)
 
 
-def measure(model: Path, root: Path, device: str, repeats: int) -> list[str]:
+def measure(model: Path, root: Path, device: str, repeats: int, prompts: int) -> Iterator[str]:
     """Load the model once; per hook layer, time both ways (interleaved, the best of
-    ``repeats``) and check that their generations agree."""
+    ``repeats``) and check that their generations agree; one line as each is measured."""
     from benchmarks.shared_prefix import _interleaved, _plan
     from saeval.steering.lm_eval_model import SteeredHFLM
 
     lm = SteeredHFLM(pretrained=str(model), plan=_plan(model, root, 1), scale=None,
                      device=device, dtype="float32", batch_size=8)  # fmt: skip
     n_layers = int(lm.model.config.get_text_config().num_hidden_layers)
-    requests = _generation_requests()
-    lines = [f"  {len(requests)} prompts, {n_layers} layers; seconds for all 5 configurations"]
+    requests = _generation_requests()[:prompts]
+    yield f"  {len(requests)} prompts, {n_layers} layers; seconds for all 5 configurations"
     shapes: dict[str, list[Shape]] = {}
     memory: dict[str, float] = {}
     paths: dict[str, Callable[[], list[Any]]] = {
@@ -83,8 +85,7 @@ def measure(model: Path, root: Path, device: str, repeats: int) -> list[str]:
         predicted = _layer_passes(shapes["shared"], layer, n_layers, True) / _layer_passes(
             shapes["separate"], layer, n_layers, False
         )
-        lines.append(_line(layer, seconds, predicted, texts, memory, device))
-    return lines
+        yield _line(layer, seconds, predicted, texts, memory, device)
 
 
 def _measured(
@@ -171,8 +172,8 @@ def _line(
     return (
         f"  hook blocks.{layer}.hook_resid_pre, seconds: {times}\n"
         f"      shared/separate {ratio:.3f}{verdict}; layer-pass prediction {predicted:.3f}\n"
-        f"      generations equal: {same}; steering changed them: {moved}; "
-        f"{kind}: separate {memory['separate']:.2f} GiB, shared {memory['shared']:.2f} GiB"
+        f"      generations equal: {same}; steering changed them: {moved}\n"
+        f"      {kind}: separate {memory['separate']:.2f} GiB, shared {memory['shared']:.2f} GiB"
     )
 
 

@@ -541,7 +541,8 @@ def test_a_run_shows_saeval_progress_only_no_tqdm_and_no_git_noise(
     shown = done.stdout + done.stderr
     assert "it/s]" not in shown and "%|" not in shown, shown[-3000:]
     assert "fatal:" not in shown
-    assert "32/32 requests" in done.stderr  # tiny_mc: 8 questions x 4 choices
+    # tiny_mc: 8 questions x 4 choices for the baseline and the strength, one shared line
+    assert "64/64 requests" in done.stderr
     results = next((tmp_path / "out" / "t" / "baseline").glob("results_*.json"))
     assert json.loads(results.read_text())["git_hash"] is None  # tmp_path is no checkout
 

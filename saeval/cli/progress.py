@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
@@ -23,6 +24,7 @@ from rich.progress import (
 )
 
 from saeval.cli.console import err
+from saeval.cli.group_lines import GroupLines
 from saeval.cli.progress_log import DEFAULT_INTERVAL_S, LogLines
 
 if TYPE_CHECKING:
@@ -49,7 +51,8 @@ def quiet_libraries() -> None:
 
 class ProgressEvents:
     """RunEvents drawn as a Rich progress display on stderr: one line per (configuration, task),
-    with the running task's requests (then KL and generation documents) done/total.
+    or per task for the configurations that share its passes (``GroupLines``), with the running
+    task's requests (then KL and generation documents) done/total.
 
     The display starts with the first task, so errors found before any model is loaded print
     as plain lines. ``live=False`` (the default where stderr is not a terminal) keeps the same
@@ -67,10 +70,11 @@ class ProgressEvents:
             transient=False,
         )
         self.current: dict[tuple[str, str], TaskID] = {}
-        self.steps: dict[TaskID, tuple[int, int]] = {}
+        self.steps = 0  # the run's (configuration, task) units
         self.running: TaskID | None = None
         is_live = err.is_terminal if live is None else live
         self.log = None if is_live else LogLines(self._line, interval)
+        self.groups = GroupLines(self.progress)
 
     def __enter__(self) -> ProgressEvents:
         return self
@@ -87,43 +91,53 @@ class ProgressEvents:
         """One plain progress line (log mode)."""
         err.print(escape(message), highlight=False, soft_wrap=True)
 
+    def group_started(self, task: str, configurations: Sequence[str]) -> None:
+        """Draw the ``configurations`` of ``task`` (sharing passes) as one line."""
+        self.groups.expect(task, configurations)
+
     def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """Add a spinning line for the (configuration, task) (the display starts with the first)."""
+        self.steps = steps
         if self.log is None:
             self.progress.start()
         else:
             self.log.started(configuration, task, step, steps)
+        if self.groups.started(configuration, task):
+            return
         handle = self.progress.add_task(
             f"[{step}/{steps}] {configuration} {task}", total=None, requests=""
         )
         self.current[(configuration, task)] = handle
-        self.steps[handle] = (step, steps)
         self.running = handle
 
     def requests_done(self, done: int, total: int) -> None:
-        """Advance the running task's line: a bar and ``done/total requests``."""
+        """Advance the running task's (or group's) line: a bar and ``done/total requests``."""
+        if self.groups.requests_done(done, total):
+            if self.log is not None:
+                self.log.counted("requests", done, total)
+            return
         self.measured("requests", done, total)
 
     def measured(self, what: str, done: int, total: int) -> None:
         """Advance the running task's line: a bar and ``done/total <what>``."""
-        if self.running is None:
-            return
-        self.progress.update(
-            self.running, completed=done, total=total, requests=f"{done}/{total} {what}"
-        )
         if self.log is not None:
             self.log.counted(what, done, total)
+        if self.running is not None:
+            self.progress.update(
+                self.running, completed=done, total=total, requests=f"{done}/{total} {what}"
+            )
 
     def task_finished(self, record: TaskRecord) -> None:
         """Mark the line done (with 'cached' when the baseline was reused)."""
+        cached = record.reused_from is not None
+        if self.log is not None:
+            self.log.finished(record.configuration, record.task, self.steps, cached)
+        if self.groups.finished(record.configuration, record.task, cached):
+            return
         handle = self.current.pop((record.configuration, record.task))
         self.running = None
-        if self.log is not None:
-            _, steps = self.steps[handle]
-            cached = record.reused_from is not None
-            self.log.finished(record.configuration, record.task, steps, cached)
         task = self.progress.tasks[handle]
-        suffix = " [green](cached)[/]" if record.reused_from else ""
+        suffix = " [green](cached)[/]" if cached else ""
         total = task.total or 1
         self.progress.update(
             handle, total=total, completed=total, description=f"{task.description}{suffix}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -128,6 +129,10 @@ class RunEvents(Protocol):
     def note(self, message: str) -> None:
         """A one-line status message."""
 
+    def group_started(self, task: str, configurations: Sequence[str]) -> None:
+        """The ``configurations`` of ``task`` share passes: the first one evaluated answers
+        the requests of all of them."""
+
     def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """A (configuration, task) evaluation began."""
 
@@ -147,6 +152,9 @@ class SilentEvents:
 
     def note(self, message: str) -> None:
         """Ignore the message."""
+
+    def group_started(self, task: str, configurations: Sequence[str]) -> None:
+        """Ignore the group."""
 
     def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """Ignore the start."""

@@ -98,7 +98,9 @@ def _run_in(
             lm = evaluation.load_model(store, config, steer, model_id, device, events)
             ranks.split_documents(lm)
             store.set_status(Status.RUNNING)
-            shared = _shared_passes(pending, config.shared_prefix)
+            shared = _shared_passes(pending, config.shared_prefix and lm.world_size == 1)
+            for task in shared:
+                events.group_started(task, [s.configuration for s in pending if s.task == task])
             for step in pending:
                 sigterm.check()
                 where = (step.configuration, step.task)

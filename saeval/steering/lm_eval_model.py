@@ -203,11 +203,12 @@ class SteeredHFLM(HFLM):
 
     @contextlib.contextmanager
     def sharing(self, shared: SharedAnswers | None) -> Iterator[None]:
-        """Inside, loglikelihood requests of the configurations in ``shared`` are answered for
-        all of them at once, in shared-prefix passes, the first time one of them meets them;
-        the others take their answers from ``shared`` (a request without a stored answer is
-        computed for its configuration alone). ``None``, or data parallelism (every rank must
-        take the same collectives), leaves HFLM's own loop."""
+        """Inside, loglikelihood requests (and generation batches) of the configurations in
+        ``shared`` are answered for all of them at once, in shared-prefix passes (one shared
+        generation), the first time one of them meets them; the others take their answers from
+        ``shared`` (a request without a stored answer is computed for its configuration alone).
+        ``None``, or data parallelism (every rank must take the same collectives), leaves
+        HFLM's own loop."""
         if shared is None or self.world_size > 1:
             yield
             return

@@ -1,0 +1,91 @@
+"""One progress line for the configurations of a task that share passes.
+
+With shared passes the first configuration of a task that runs answers the requests of every
+configuration still to run, and the others then take their answers at once. ``GroupLines``
+draws such a group as one line: requests done/total over all its configurations (a request of
+the running configuration counts once for each configuration still to run, which its pass
+answers too) and each configuration's name ticked when its files are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rich.markup import escape
+from rich.progress import Progress, TaskID
+
+
+@dataclass
+class _Group:
+    handle: TaskID
+    names: list[str]
+    done: dict[str, str] = field(default_factory=dict)  # name -> its mark
+    completed: int = 0
+    total: int = 0
+
+
+class GroupLines:
+    """The group lines of a Rich ``Progress``, keyed by task."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.expected: dict[str, list[str]] = {}
+        self.groups: dict[str, _Group] = {}
+        self.running: _Group | None = None
+
+    def expect(self, task: str, configurations: Sequence[str]) -> None:
+        """``configurations`` of ``task`` will share passes: draw them as one line."""
+        self.expected[task] = list(configurations)
+
+    def started(self, configuration: str, task: str) -> bool:
+        """Show (or continue) the line of the group ``configuration`` belongs to; False when it
+        belongs to none."""
+        names = self.expected.get(task, [])
+        if configuration not in names:
+            return False
+        group = self.groups.get(task)
+        if group is None:
+            handle = self.progress.add_task(_label(task, names, {}), total=None, requests="")
+            group = self.groups[task] = _Group(handle, names)
+        self.running = group
+        return True
+
+    def requests_done(self, done: int, total: int) -> bool:
+        """Advance the running group's line; False when no group runs."""
+        group = self.running
+        if group is None:
+            return False
+        left = len(group.names) - len(group.done)  # the configurations the running pass answers
+        group.total = max(group.total, total * len(group.names))
+        group.completed = max(group.completed, total * len(group.done) + done * left)
+        self.progress.update(
+            group.handle,
+            completed=group.completed,
+            total=group.total,
+            requests=f"{group.completed}/{group.total} requests",
+        )
+        return True
+
+    def finished(self, configuration: str, task: str, cached: bool = False) -> bool:
+        """Tick ``configuration`` (its files are written; ``cached``: a reused baseline); the
+        line completes with the last one. False when it belongs to no group."""
+        group = self.groups.get(task)
+        if group is None or configuration not in group.names:
+            return False
+        group.done[configuration] = "[green]✓ (cached)[/]" if cached else "[green]✓[/]"
+        self.running = None
+        description = _label(task, group.names, group.done)
+        if len(group.done) < len(group.names):
+            self.progress.update(group.handle, description=description)
+            return True
+        total = group.total or 1
+        self.progress.update(group.handle, description=description, total=total, completed=total)
+        del self.groups[task], self.expected[task]
+        return True
+
+
+def _label(task: str, names: Sequence[str], done: dict[str, str]) -> str:
+    """``task: baseline ✓, steered@0.5, steered@2`` (names ticked once written)."""
+    marked = [f"{escape(name)} {done[name]}" if name in done else escape(name) for name in names]
+    return f"{escape(task)}: {', '.join(marked)}"
