@@ -29,7 +29,7 @@ from lm_eval.models.huggingface import HFLM
 
 from saeval.errors import SteeringError, UsageError
 from saeval.spec.steer_file import read_steer_file
-from saeval.steering.finite import check_logits
+from saeval.steering.finite import check_logits, guarding
 from saeval.steering.hooks import attach
 from saeval.steering.plan import SteerPlan, build_plan
 from saeval.steering.positions import (
@@ -105,6 +105,7 @@ class SteeredHFLM(HFLM):
             layouts.append(decoding_step(1, self.device))
         with (
             torch.no_grad(),
+            guarding(),
             attach(self.model, self.plan.edits(self.scale or 1.0)),
         ):
             for layout in layouts:
@@ -112,9 +113,11 @@ class SteeredHFLM(HFLM):
                     self.model(input_ids)
 
     def _model_call(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        with self.steering():
-            logits = super()._model_call(*args, **kwargs)
-        check_logits(logits, self.scale)
+        """HFLM's model call, steered; every finite check of the pass is read once, after it."""
+        with guarding():
+            with self.steering():
+                logits = super()._model_call(*args, **kwargs)
+            check_logits(logits, self.scale)
         return logits
 
     def _detect_batch_size(self, requests: Any = None, pos: int = 0) -> int:
@@ -139,7 +142,11 @@ class SteeredHFLM(HFLM):
     ) -> torch.Tensor:
         """HFLM's generation, steered; rows of modes other than ``all`` see the prefill as the
         prompt and each later forward call (one token from the KV cache) as generated."""
-        with self.steering(), self._describing_generation(context, kwargs.get("attention_mask")):
+        with (
+            guarding(),
+            self.steering(),
+            self._describing_generation(context, kwargs.get("attention_mask")),
+        ):
             return super()._model_generate(context, max_length, stop, **kwargs)
 
     def _describing_generation(
@@ -245,16 +252,19 @@ class SteeredHFLM(HFLM):
         from lm_eval.models import huggingface
 
         configurations = [{} if scale is None else self.plan.edits(scale) for scale in scales]
+        scale_of = {id(edits): scale for edits, scale in zip(configurations, scales, strict=True)}
 
         def logits_of(batch: Batch) -> Iterator[torch.Tensor]:
             def forward(group: Sequence[Any]) -> torch.Tensor:
                 ids, keep = batch.tiled(len(group))
-                with expanded(self.model, group, len(batch.rows)), keeping(self.model, keep):
-                    return HFLM._model_call(self, ids)
+                with guarding():  # one read of every finite check of the pass
+                    with expanded(self.model, group, len(batch.rows)), keeping(self.model, keep):
+                        logits = HFLM._model_call(self, ids)
+                    for index, copy in enumerate(logits.split(len(batch.rows))):
+                        check_logits(copy, scale_of[id(group[index])])
+                return logits
 
-            for index, logits in halves_on_oom(configurations, forward):
-                check_logits(logits, scales[index])
-                yield logits
+            yield from (logits for _, logits in halves_on_oom(configurations, forward))
 
         bar = huggingface.tqdm(
             total=len(requests),
