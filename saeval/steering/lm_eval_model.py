@@ -31,6 +31,7 @@ from saeval.errors import SteeringError, UsageError
 from saeval.spec.steer_file import read_steer_file
 from saeval.steering.finite import check_logits, guarding
 from saeval.steering.hooks import attach
+from saeval.steering.pass_kl import Contexts, contexts_of, flat_positions, kl_of_copies, per_context
 from saeval.steering.plan import SteerPlan, build_plan
 from saeval.steering.positions import (
     Positions,
@@ -223,9 +224,11 @@ class SteeredHFLM(HFLM):
         missing = [i for i, key in enumerate(keys) if shared.lookup(self.scale, key) is None]
         if missing and not shared.broken:
             scales = list(shared.scales)
+            if shared.measure_kl and None not in scales:
+                scales.insert(0, None)  # the baseline copy gives the KL's unsteered side
             try:
                 answers = self._answers(
-                    scales, [requests[i] for i in missing], disable_tqdm, override_bs
+                    scales, [requests[i] for i in missing], disable_tqdm, override_bs, shared
                 )
             except SteeringError:
                 shared.broken = True
@@ -246,9 +249,11 @@ class SteeredHFLM(HFLM):
         requests: list[Request],
         disable_tqdm: bool,
         override_bs: int | None,
+        kl: SharedAnswers | None = None,
     ) -> list[list[Answer]]:
         """``answers[c][i]`` of configuration ``scales[c]`` by saeval's request loop, all
-        configurations of a batch in one multi-configuration pass."""
+        configurations of a batch in one multi-configuration pass (which also measures each
+        configuration's KL into ``kl`` when it measures KL and the baseline is in the pass)."""
         from lm_eval.models import huggingface
 
         configurations = [{} if scale is None else self.plan.edits(scale) for scale in scales]
@@ -256,12 +261,13 @@ class SteeredHFLM(HFLM):
 
         def logits_of(batch: Batch) -> Iterator[torch.Tensor]:
             def forward(group: Sequence[Any]) -> torch.Tensor:
-                ids, keep = batch.tiled(len(group))
-                with guarding():  # one read of every finite check of the pass
-                    with expanded(self.model, group, len(batch.rows)), keeping(self.model, keep):
-                        logits = HFLM._model_call(self, ids)
-                    for index, copy in enumerate(logits.split(len(batch.rows))):
-                        check_logits(copy, scale_of[id(group[index])])
+                group_scales = [scale_of[id(edits)] for edits in group]
+                measuring = kl is not None and kl.measure_kl and None in group_scales
+                contexts = contexts_of(batch, kl.measured) if measuring and kl else None
+                logits, measured = self._pass(batch, group, contexts, group_scales)
+                if kl is not None and contexts is not None and measured is not None:
+                    for scale, values in zip(group_scales, measured.tolist(), strict=True):
+                        kl.store_kl(scale, per_context(contexts, values))
                 return logits
 
             yield from (logits for _, logits in halves_on_oom(configurations, forward))
@@ -283,6 +289,39 @@ class SteeredHFLM(HFLM):
                 done=bar.update,
             )
         return answers
+
+    def _pass(
+        self,
+        batch: Batch,
+        group: Sequence[Any],
+        contexts: Contexts | None,
+        scales: Sequence[Scale],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The kept logits of one multi-configuration pass of ``batch`` (every finite check
+        read once, after it) and, for ``contexts``, each copy's KL to the baseline copy."""
+        ids, keep = batch.tiled(len(group))
+        rows = len(batch.rows)
+        extra = None
+        if contexts is not None:
+            extra = flat_positions(contexts, len(group), rows, int(ids.shape[1]))
+        measured = None
+        with guarding():
+            with expanded(self.model, group, rows), keeping(self.model, keep, extra):
+                logits = HFLM._model_call(self, ids)
+            if extra is not None:
+                flat, kept = logits[0], keep.numel()
+                measured = kl_of_copies(flat[kept:], len(group), list(scales).index(None))
+                logits = flat[:kept].view(*keep.shape, -1)
+            for copy, scale in zip(logits.split(rows), scales, strict=True):
+                check_logits(copy, scale)
+        return logits, measured
+
+    def measured_kl(
+        self, scale: float, contexts: Sequence[Sequence[int]]
+    ) -> list[list[float]] | None:
+        """Configuration ``scale``'s KL at every position of each of ``contexts``, as the shared
+        passes measured it while ``sharing``; None unless they measured every one."""
+        return None if self._shared is None else self._shared.kl_of(scale, contexts)
 
     def _request_batch_size(self, requests: list[Request], override_bs: int | None) -> int:
         """Rows per batch: the lm's batch size; for ``auto``, HFLM's probe on the longest."""
