@@ -42,9 +42,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         f"\nKL cost on {model.name}: baseline + {len(SCALES)} strengths, {DOCS} documents of "
         f"saeval_demo_knowledge ({args.threads} thread(s)):\n"
-        f"  run without KL        {without:8.2f} s\n"
-        f"  run with --kl-docs {DOCS} {with_kl:8.2f} s\n"
-        f"  ratio                 {ratio:8.3f}  goal <= {GOAL} {verdict}"
+        f"  {'run without KL':24} {without:8.2f} s\n"
+        f"  {f'run with --kl-docs {DOCS}':24} {with_kl:8.2f} s\n"
+        f"  {'ratio':24} {ratio:8.3f}  goal <= {GOAL} {verdict}"
     )
 
 

@@ -262,12 +262,13 @@ class SteeredHFLM(HFLM):
         def logits_of(batch: Batch) -> Iterator[torch.Tensor]:
             def forward(group: Sequence[Any]) -> torch.Tensor:
                 group_scales = [scale_of[id(edits)] for edits in group]
-                measuring = kl is not None and kl.measure_kl and None in group_scales
-                contexts = contexts_of(batch, kl.measured) if measuring and kl else None
+                wanted = kl is not None and kl.measure_kl and None in group_scales
+                measuring = kl if wanted else None
+                contexts = None if measuring is None else contexts_of(batch, measuring.measured)
                 logits, measured = self._pass(batch, group, contexts, group_scales)
-                if kl is not None and contexts is not None and measured is not None:
+                if measuring is not None and contexts is not None and measured is not None:
                     for scale, values in zip(group_scales, measured.tolist(), strict=True):
-                        kl.store_kl(scale, per_context(contexts, values))
+                        measuring.store_kl(scale, per_context(contexts, values))
                 return logits
 
             yield from (logits for _, logits in halves_on_oom(configurations, forward))

@@ -78,11 +78,11 @@ def kl_of_copies(context_logits: Tensor, copies: int, baseline: int) -> Tensor:
     ``(copies * positions, vocab)``; the baseline's own row is 0."""
     import torch
 
-    log_probs = context_logits.reshape(copies, -1, context_logits.shape[-1])
-    log_p = log_probs[baseline].float().log_softmax(-1)
+    logits = context_logits.reshape(copies, -1, context_logits.shape[-1])
+    log_p = logits[baseline].float().log_softmax(-1)
     values = []
     for copy in range(copies):
-        log_q = log_probs[copy].float().log_softmax(-1)
+        log_q = logits[copy].float().log_softmax(-1)
         kl = torch.nn.functional.kl_div(log_q, log_p, log_target=True, reduction="none")
         values.append(kl.sum(-1))
     return torch.stack(values)
