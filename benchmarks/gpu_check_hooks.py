@@ -4,8 +4,8 @@ and read at every hook call (a guard per call: the host waits for the device at 
 layer), against the same edits unchecked and against no hook.
 
 One model load in this process; a batch of ``batch_size`` rows of 256 random tokens; each
-variant is warmed once, then timed over ``REPEATS`` forward passes with the device
-synchronised before and after.
+variant is warmed once, then timed over ``REPEATS`` forward passes, the variants interleaved,
+with the device synchronised before and after each pass.
 """
 
 from __future__ import annotations
@@ -47,7 +47,12 @@ def hook_overhead(fixtures: Fixtures, profile: Profile) -> dict[str, Any]:
         "hook, finite check on the device": (plan.edits(1.0), guarding),
         "hook, finite check read per call": (plan.edits(1.0), nullcontext),
     }
-    ms = {name: _ms(model, ids, edits, guard) for name, (edits, guard) in variants.items()}
+    for edits, guard in variants.values():
+        _seconds(model, ids, edits, guard)  # warm-up: kernels, caches, per-device copies
+    ms = dict.fromkeys(variants, 0.0)
+    for _ in range(REPEATS):  # interleaved, so that a slower moment hits every variant
+        for name, (edits, guard) in variants.items():
+            ms[name] += _seconds(model, ids, edits, guard) * 1000 / REPEATS
     base = ms["no hook"]
     return {
         "tokens_per_pass": profile.batch_size * LENGTH,
@@ -66,14 +71,14 @@ def _unchecked(point: Any) -> Callable[[Tensor], Tensor]:
     return edit
 
 
-def _ms(
+def _seconds(
     model: nn.Module,
     ids: Tensor,
     edits: dict[str, Any],
     guard: Callable[[], AbstractContextManager[Any]],
 ) -> float:
-    """Milliseconds per forward pass of ``model`` on ``ids`` with ``edits`` attached, each pass
-    inside its own ``guard()``."""
+    """Seconds of one forward pass of ``model`` on ``ids`` with ``edits`` attached, inside
+    ``guard()``, the device synchronised before and after."""
     import torch
 
     from saeval.steering.hooks import attach
@@ -83,12 +88,9 @@ def _ms(
             torch.cuda.synchronize(ids.device)
 
     with torch.no_grad(), attach(model, edits):
-        with guard():
-            model(ids)  # warm-up: kernels, caches, the edits' per-device copies
         synchronise()
         started = time.perf_counter()
-        for _ in range(REPEATS):
-            with guard():
-                model(ids)
+        with guard():
+            model(ids)
         synchronise()
-    return (time.perf_counter() - started) / REPEATS * 1000
+    return time.perf_counter() - started
