@@ -8,7 +8,9 @@ each only while the budget lasts (what does not fit is recorded as skipped, neve
 2. throughput: request tokens per second of `saeval run` baseline and steered (one add row at
    the middle layer) against lm-eval's own ``hf`` model, same requests, batch size and dtype;
 3. a baseline + 4-strength sweep with the shared prefix against ``--no-shared-prefix``, next to
-   the layer-pass prediction (skipped with a note where `saeval run` has no such option).
+   the layer-pass prediction (skipped with a note where `saeval run` has no such option);
+4. the steering hooks' cost per forward pass, with the finite check read on the device once per
+   pass and read at every hook call (benchmarks/gpu_check_hooks.py, in this process).
 
 Every `saeval run` is a fresh subprocess; times are those of the evaluations, without imports
 or the model load (each run evaluates a small warm-up task first). One JSON results file
@@ -41,6 +43,7 @@ from benchmarks.gpu_check_fixtures import (
     build,
     profile_for,
 )
+from benchmarks.gpu_check_hooks import hook_overhead
 from saeval.atomic import write_atomic
 from saeval.run.layout import BASELINE, run_configurations
 
@@ -308,6 +311,12 @@ def summary(results: dict[str, Any]) -> str:
         lines.append(f"  {sweep['reason']}")
     else:
         lines.append(f"  shared prefix: {sweep['status']}: {_headline(sweep)}")
+    hooks = steps.get("hooks", {"status": "absent"})  # results of a check before the step
+    if hooks["status"] == "ok":
+        lines += [f"  {name}: {ms:.2f} ms/pass ({hooks['over_no_hook'][name]:.3f}x)"
+                  for name, ms in hooks["ms_per_pass"].items()]  # fmt: skip
+    elif hooks["status"] != "absent":
+        lines.append(f"  hooks: {hooks['status']}: {_headline(hooks)}")
     return "\n".join(lines)
 
 
@@ -338,8 +347,16 @@ def check(profile: Profile, budget: Budget, root: Path) -> dict[str, Any]:
         "cuda_tests": guarded("cuda tests", budget, cuda_tests, profile, root),
         "throughput": guarded("throughput", budget, throughput, fixtures, profile, root),
         "shared_prefix": guarded("shared prefix", budget, shared_prefix, fixtures, profile, root),
+        "hooks": guarded("hooks", budget, _hooks, fixtures, profile),
     }
     return {"fixtures_s": built_s, "steps": steps}
+
+
+def _hooks(fixtures: Fixtures, profile: Profile, budget: Budget) -> dict[str, Any]:
+    """The hook step, when at least ``MIN_STEP_S`` of the budget is left."""
+    if budget.left() < MIN_STEP_S:
+        raise OutOfTime(f"{budget.left():.0f} s left")
+    return hook_overhead(fixtures, profile)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -96,3 +96,26 @@ def test_the_summary_names_each_step_and_its_error_line(
         "  throughput: failed: error: RuntimeError (baseline): x",
         "  shared-prefix: not available in this tree",
     ]
+
+
+def test_the_summary_shows_the_hook_cost_per_variant(benchmarks: dict[str, ModuleType]) -> None:
+    results = {
+        "environment": {"device_name": "NVIDIA H100"},
+        "profile": {"note": "gemma-2-2b configuration"},
+        "wall_s": 200.0,
+        "steps": {
+            "cuda_tests": {"status": "skipped", "reason": "time budget: 10 s left"},
+            "throughput": {"status": "skipped", "reason": "time budget: 10 s left"},
+            "shared_prefix": {"status": "skipped", "reason": "time budget: 10 s left"},
+            "hooks": {
+                "status": "ok",
+                "ms_per_pass": {"no hook": 10.0, "hook, finite check on the device": 10.5},
+                "over_no_hook": {"no hook": 1.0, "hook, finite check on the device": 1.05},
+            },
+        },
+    }
+    lines = benchmarks["gpu_check"].summary(results).splitlines()
+    assert lines[-2:] == [
+        "  no hook: 10.00 ms/pass (1.000x)",
+        "  hook, finite check on the device: 10.50 ms/pass (1.050x)",
+    ]

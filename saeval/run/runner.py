@@ -98,7 +98,9 @@ def _run_in(
             lm = evaluation.load_model(store, config, steer, model_id, device, events)
             ranks.split_documents(lm)
             store.set_status(Status.RUNNING)
-            shared = _shared_passes(pending, config.shared_prefix and lm.world_size == 1)
+            shared = _shared_passes(
+                pending, config.shared_prefix and lm.world_size == 1, config.kl_docs
+            )
             for task in shared:
                 events.group_started(task, [s.configuration for s in pending if s.task == task])
             for step in pending:
@@ -137,10 +139,12 @@ def _steps(config: RunConfig, task_names: Sequence[str]) -> list[_Step]:
     ]
 
 
-def _shared_passes(pending: Sequence[_Step], shared_prefix: bool) -> dict[str, SharedAnswers]:
+def _shared_passes(
+    pending: Sequence[_Step], shared_prefix: bool, kl_docs: int
+) -> dict[str, SharedAnswers]:
     """Per task, the answers its pending configurations share (shared-prefix evaluation: the
-    first one evaluated answers every request for all of them); none with
-    ``--no-shared-prefix`` or a single configuration."""
+    first one evaluated answers every request for all of them, and measures their KL when
+    ``kl_docs``); none with ``--no-shared-prefix`` or a single configuration."""
     from saeval.steering.shared_prefix import SharedAnswers
 
     if not shared_prefix:
@@ -148,7 +152,10 @@ def _shared_passes(pending: Sequence[_Step], shared_prefix: bool) -> dict[str, S
     scales: dict[str, list[float | None]] = {}
     for step in pending:
         scales.setdefault(step.task, []).append(step.scale)
-    return {task: SharedAnswers(group) for task, group in scales.items() if len(group) > 1}
+    measure_kl = kl_docs > 0
+    return {
+        task: SharedAnswers(group, measure_kl) for task, group in scales.items() if len(group) > 1
+    }
 
 
 def _run_step(

@@ -5,7 +5,8 @@
   of a generate_until request, the text of a rolling request after lm-eval's prefix token),
   tokenized with lm-eval's own ``tok_encode`` and cut at the model's context length; one forward
   pass without and one with steering; KL(p_unsteered || p_steered) at every position, in nats.
-  The baseline has none (zero by definition).
+  The baseline has none (zero by definition). Where the run's shared-prefix pass met every one of
+  these contexts whole (``saeval.steering.pass_kl``), the KL is taken from it: no extra pass.
 - **Quality of generations** (generate_until tasks), every document, for the baseline too (the
   pairing needs both sides): the perplexity of the generated text under the unsteered model
   (AxBench's fluency proxy), distinct-2 and the 4-gram repetition rate of its tokens.
@@ -132,15 +133,17 @@ def _kl(
     documents = _conditioning_ids(lm, records)
     pad_id = lm.tokenizer.pad_token_id or 0
     rolling = _is_rolling(records)  # a rolling text is all generated; a context all prompt
-    per_position = kl_per_position(
-        lm.model,
-        documents,
-        lm.plan.edits(scale),
-        batch_size=_batch_size(lm),
-        pad_id=pad_id,
-        prompt_ends=[0 if rolling else len(doc) for doc in documents],
-        done=start(len(documents)),
-    )
+    per_position = None if rolling else lm.measured_kl(scale, documents)  # in the shared pass
+    if per_position is None:
+        per_position = kl_per_position(
+            lm.model,
+            documents,
+            lm.plan.edits(scale),
+            batch_size=_batch_size(lm),
+            pad_id=pad_id,
+            prompt_ends=[0 if rolling else len(doc) for doc in documents],
+            done=start(len(documents)),
+        )
     summary = summarize_kl(per_position)
     return {
         "documents": [

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from saeval.steering.finite import guarding
 from saeval.steering.hooks import Edit, attach
 from saeval.steering.positions import Positions, describing
 
@@ -47,7 +48,7 @@ def kl_per_position(
     for batch, batch_ends in batches:
         ids, mask = _right_padded(batch, pad_id, _device(model))
         layout = _layout(batch, batch_ends, ids.device)
-        with torch.no_grad():
+        with torch.no_grad(), guarding():
             log_p = _log_probs(model, ids, mask)
             with attach(model, edits), describing(layout):
                 log_q = _log_probs(model, ids, mask)

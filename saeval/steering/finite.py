@@ -5,16 +5,22 @@
   SAE for ``add_through_sae`` and for TopK-style clamps, whose latents compete); each hook
   point's summed add vector (``check_sae_rows``, ``check_finite``).
 - When a strength is first used: ``scale * add vector`` in the activation's dtype.
-- At every steered hook call: the edited activation (``finite_edit``), one reduction per call.
+- At every steered hook call: the edited activation (``finite_edit``).
 - At every model call of the lm-eval model: the logits, steered or not (``check_logits``).
 
-Each error names the hook point and the first steer row that feeds it; the runner adds the
-configuration and task. torch is imported inside the functions.
+The checks made inside ``guarding()`` never stop the device: each ORs its verdict into a
+boolean tensor on the activation's device (one per hook point, steer rows and device), and the
+guard reads them all at once when it closes, once per batch, where the logits are read anyway.
+Outside a guard a check reads its verdict at once. Each error names the hook point and the
+first steer row that feeds it; the runner adds the configuration and task. torch is imported
+inside the functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from saeval.errors import SteeringError
@@ -98,35 +104,139 @@ def _latent_parameters(state: dict[str, Tensor], i: int, d_sae: int) -> dict[str
 
 
 def check_scaled_add(vector: Tensor, scale: float, hook_name: str, rows: Sequence[AnyRow]) -> None:
-    """``scale * add vector`` (in the activation's dtype) is finite."""
+    """``scale * add vector`` (in the activation's dtype) is finite (read when the guard closes;
+    checked once per guard)."""
     dtype = str(vector.dtype).removeprefix("torch.")
     what = f"add vector at {hook_name} at scale {scale:g} in {dtype}"
-    check_finite(vector, what, where=feeds(rows), hint=_OVERFLOW_HINT)
+    _deferred(vector, what, where=feeds(rows), hint=_OVERFLOW_HINT, key=("add", vector))
 
 
 def finite_edit(edit: Edit, hook_name: str, rows: Sequence[AnyRow]) -> Edit:
-    """``edit``, raising SteeringError when the activation it returns is not finite."""
+    """``edit``, raising SteeringError when the activation it returns is not finite (when the
+    guard closes; at once outside a guard)."""
     import torch
+
+    def before() -> None:
+        raise SteeringError(
+            f"non-finite activation at {hook_name} before steering (the model produced it) "
+            f"({feeds(rows)})",
+            hint="try --dtype float32",
+        )
+
+    def after() -> None:
+        raise SteeringError(
+            f"non-finite activation at {hook_name} after steering ({feeds(rows)})",
+            hint=_OVERFLOW_HINT,
+        )
 
     def checked(h: Tensor) -> Tensor:
         edited = edit(h)
-        if not bool(torch.isfinite(edited).all()):
-            before = not bool(torch.isfinite(h).all())
-            when = "before steering (the model produced it)" if before else "after steering"
-            raise SteeringError(
-                f"non-finite activation at {hook_name} {when} ({feeds(rows)})",
-                hint="try --dtype float32" if before else _OVERFLOW_HINT,
-            )
+        broken = ~torch.isfinite(edited).all()
+        with _guard() as guard:  # the model's own NaN first: it explains the steered one
+            guard.flag((checked, h.device, 0), broken & ~torch.isfinite(h).all(), before)
+            guard.flag((checked, h.device, 1), broken, after)
         return edited
 
     return checked
 
 
 def check_logits(logits: Tensor, scale: float | None) -> None:
-    """The logits of one model call are finite (``scale`` None: steering is off)."""
+    """The logits of one model call are finite (``scale`` None: steering is off); read when
+    the guard closes (at once outside a guard)."""
     how = "without steering" if scale is None else f"steered at scale {scale:g}"
     hint = "try --dtype float32" if scale is None else _OVERFLOW_HINT
-    check_finite(logits, f"logits from the model {how}", hint=hint)
+    _deferred(logits, f"logits from the model {how}", hint=hint)
+
+
+class FiniteGuard:
+    """Device-side verdicts of the finite checks made while it is open, read by ``check``."""
+
+    def __init__(self) -> None:
+        self._flags: dict[Hashable, tuple[Tensor, Callable[[], None]]] = {}
+
+    def flag(self, key: Hashable, broken: Tensor, fail: Callable[[], None]) -> None:
+        """OR ``broken`` (a 0-dim bool tensor) into the flag of ``key`` on its device, without
+        reading it; ``fail`` raises the error that ``check`` raises when the flag is set."""
+        import torch
+
+        held = self._flags.get(key)
+        if held is None:
+            self._flags[key] = (broken.clone(), fail)
+        else:
+            torch.logical_or(held[0], broken, out=held[0])
+
+    def holds(self, key: Hashable) -> bool:
+        """Whether a check of ``key`` was made since the guard was last read."""
+        return key in self._flags
+
+    def check(self) -> None:
+        """Read every flag (one read per device) and raise the error of the first set one, in
+        the order the checks were first made."""
+        import torch
+
+        entries = list(self._flags.values())
+        self._flags.clear()
+        by_device: dict[torch.device, list[int]] = {}
+        for index, (flag, _) in enumerate(entries):
+            by_device.setdefault(flag.device, []).append(index)
+        broken: set[int] = set()
+        for indices in by_device.values():
+            flags = torch.stack([entries[i][0] for i in indices])
+            if bool(flags.any()):  # the one read of this device; which flags only on failure
+                broken.update(i for i, bad in zip(indices, flags.tolist(), strict=True) if bad)
+        for index in sorted(broken):
+            entries[index][1]()
+
+
+_GUARD: ContextVar[FiniteGuard | None] = ContextVar("saeval_finite_guard", default=None)
+
+
+@contextmanager
+def guarding() -> Iterator[FiniteGuard]:
+    """Collect the finite checks made inside on the device and read them once on leaving; a
+    body that fails with a check's flag set fails with that check's error. Nested guards
+    leave the reading to the outermost."""
+    outer = _GUARD.get()
+    if outer is not None:
+        yield outer
+        return
+    guard = FiniteGuard()
+    token = _GUARD.set(guard)
+    try:
+        try:
+            yield guard
+        finally:
+            _GUARD.reset(token)
+    except Exception:
+        guard.check()  # a NaN that broke the body (sampling from it) is the error to report
+        raise
+    guard.check()
+
+
+def _guard() -> AbstractContextManager[FiniteGuard]:
+    """The open guard, or a guard of its own that reads at once."""
+    guard = _GUARD.get()
+    return nullcontext(guard) if guard is not None else guarding()
+
+
+def _deferred(
+    tensor: Tensor,
+    what: str,
+    *,
+    where: str = "",
+    hint: str | None = None,
+    key: Hashable | None = None,
+) -> None:
+    """``check_finite`` of ``tensor``, read when the open guard closes; a ``key`` the guard
+    holds already is not checked again."""
+    import torch
+
+    def fail() -> None:
+        check_finite(tensor, what, where=where, hint=hint)
+
+    with _guard() as guard:
+        if key is None or not guard.holds(key):
+            guard.flag(object() if key is None else key, ~torch.isfinite(tensor).all(), fail)
 
 
 def feeds(rows: Sequence[AnyRow]) -> str:

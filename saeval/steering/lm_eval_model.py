@@ -29,8 +29,9 @@ from lm_eval.models.huggingface import HFLM
 
 from saeval.errors import SteeringError, UsageError
 from saeval.spec.steer_file import read_steer_file
-from saeval.steering.finite import check_logits
+from saeval.steering.finite import check_logits, guarding
 from saeval.steering.hooks import attach
+from saeval.steering.pass_kl import Contexts, contexts_of, flat_positions, kl_of_copies, per_context
 from saeval.steering.plan import SteerPlan, build_plan
 from saeval.steering.positions import (
     Positions,
@@ -112,6 +113,7 @@ class SteeredHFLM(HFLM):
             layouts.append(decoding_step(1, self.device))
         with (
             torch.no_grad(),
+            guarding(),
             attach(self.model, self.plan.edits(self.scale or 1.0)),
         ):
             for layout in layouts:
@@ -119,9 +121,11 @@ class SteeredHFLM(HFLM):
                     self.model(input_ids)
 
     def _model_call(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        with self.steering():
-            logits = super()._model_call(*args, **kwargs)
-        check_logits(logits, self.scale)
+        """HFLM's model call, steered; every finite check of the pass is read once, after it."""
+        with guarding():
+            with self.steering():
+                logits = super()._model_call(*args, **kwargs)
+            check_logits(logits, self.scale)
         return logits
 
     def _detect_batch_size(self, requests: Any = None, pos: int = 0) -> int:
@@ -152,7 +156,11 @@ class SteeredHFLM(HFLM):
             found = self._shared_generation(shared, context, max_length, stop, kwargs)
             if found is not None:
                 return found
-        with self.steering(), self._describing_generation(context, kwargs.get("attention_mask")):
+        with (
+            guarding(),
+            self.steering(),
+            self._describing_generation(context, kwargs.get("attention_mask")),
+        ):
             return super()._model_generate(context, max_length, stop, **kwargs)
 
     def _describing_generation(
@@ -192,9 +200,10 @@ class SteeredHFLM(HFLM):
                 )
 
             try:
-                outputs = generate_shared(
-                    self.model, self._configurations(scales), context, mask, generate, width
-                )
+                with guarding():  # every copy's finite checks read once, after the generation
+                    outputs = generate_shared(
+                        self.model, self._configurations(scales), context, mask, generate, width
+                    )
             except SteeringError:
                 shared.broken = True
             else:
@@ -253,9 +262,11 @@ class SteeredHFLM(HFLM):
         missing = [i for i, key in enumerate(keys) if shared.lookup(self.scale, key) is None]
         if missing and not shared.broken:
             scales = list(shared.scales)
+            if shared.measure_kl and None not in scales:
+                scales.insert(0, None)  # the baseline copy gives the KL's unsteered side
             try:
                 answers = self._answers(
-                    scales, [requests[i] for i in missing], disable_tqdm, override_bs
+                    scales, [requests[i] for i in missing], disable_tqdm, override_bs, shared
                 )
             except SteeringError:
                 shared.broken = True
@@ -276,22 +287,29 @@ class SteeredHFLM(HFLM):
         requests: list[Request],
         disable_tqdm: bool,
         override_bs: int | None,
+        kl: SharedAnswers | None = None,
     ) -> list[list[Answer]]:
         """``answers[c][i]`` of configuration ``scales[c]`` by saeval's request loop, all
-        configurations of a batch in one multi-configuration pass."""
+        configurations of a batch in one multi-configuration pass (which also measures each
+        configuration's KL into ``kl`` when it measures KL and the baseline is in the pass)."""
         from lm_eval.models import huggingface
 
         configurations = self._configurations(scales)
+        scale_of = {id(edits): scale for edits, scale in zip(configurations, scales, strict=True)}
 
         def logits_of(batch: Batch) -> Iterator[torch.Tensor]:
             def forward(group: Sequence[Any]) -> torch.Tensor:
-                ids, keep = batch.tiled(len(group))
-                with expanded(self.model, group, len(batch.rows)), keeping(self.model, keep):
-                    return HFLM._model_call(self, ids)
+                group_scales = [scale_of[id(edits)] for edits in group]
+                wanted = kl is not None and kl.measure_kl and None in group_scales
+                measuring = kl if wanted else None
+                contexts = None if measuring is None else contexts_of(batch, measuring.measured)
+                logits, measured = self._pass(batch, group, contexts, group_scales)
+                if measuring is not None and contexts is not None and measured is not None:
+                    for scale, values in zip(group_scales, measured.tolist(), strict=True):
+                        measuring.store_kl(scale, per_context(contexts, values))
+                return logits
 
-            for index, logits in halves_on_oom(configurations, forward):
-                check_logits(logits, scales[index])
-                yield logits
+            yield from (logits for _, logits in halves_on_oom(configurations, forward))
 
         bar = huggingface.tqdm(
             total=len(requests),
@@ -314,6 +332,39 @@ class SteeredHFLM(HFLM):
     def _configurations(self, scales: Sequence[Scale]) -> list[Configuration]:
         """The edits of each configuration: none for the baseline, the plan's at a strength."""
         return [{} if scale is None else self.plan.edits(scale) for scale in scales]
+
+    def _pass(
+        self,
+        batch: Batch,
+        group: Sequence[Any],
+        contexts: Contexts | None,
+        scales: Sequence[Scale],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The kept logits of one multi-configuration pass of ``batch`` (every finite check
+        read once, after it) and, for ``contexts``, each copy's KL to the baseline copy."""
+        ids, keep = batch.tiled(len(group))
+        rows = len(batch.rows)
+        extra = None
+        if contexts is not None:
+            extra = flat_positions(contexts, len(group), rows, int(ids.shape[1]))
+        measured = None
+        with guarding():
+            with expanded(self.model, group, rows), keeping(self.model, keep, extra):
+                logits = HFLM._model_call(self, ids)
+            if extra is not None:
+                flat, kept = logits[0], keep.numel()
+                measured = kl_of_copies(flat[kept:], len(group), list(scales).index(None))
+                logits = flat[:kept].view(*keep.shape, -1)
+            for copy, scale in zip(logits.split(rows), scales, strict=True):
+                check_logits(copy, scale)
+        return logits, measured
+
+    def measured_kl(
+        self, scale: float, contexts: Sequence[Sequence[int]]
+    ) -> list[list[float]] | None:
+        """Configuration ``scale``'s KL at every position of each of ``contexts``, as the shared
+        passes measured it while ``sharing``; None unless they measured every one."""
+        return None if self._shared is None else self._shared.kl_of(scale, contexts)
 
     def _request_batch_size(self, requests: list[Request], override_bs: int | None) -> int:
         """Rows per batch: the lm's batch size; for ``auto``, HFLM's probe on the longest."""

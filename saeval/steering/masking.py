@@ -48,13 +48,14 @@ class ModeEdits:
         return (*self.clamps, *self.interventions)
 
     def scaled_add(self, h: Tensor, scale: float, hook_name: str) -> Tensor:
-        """``scale * add_vector`` in ``h``'s device and dtype (computed once per key)."""
+        """``scale * add_vector`` in ``h``'s device and dtype (computed once per key, checked
+        in every guard)."""
         key = (h.device, h.dtype, scale)
         if key not in self._add_cache:
             assert self.add_vector is not None
             scaled = (self.add_vector * scale).to(device=h.device, dtype=h.dtype)
-            check_scaled_add(scaled, scale, hook_name, self.rows)
             self._add_cache[key] = scaled
+        check_scaled_add(self._add_cache[key], scale, hook_name, self.rows)  # once per guard
         return self._add_cache[key]
 
     def nbytes(self) -> int:

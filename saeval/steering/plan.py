@@ -100,13 +100,14 @@ class HookPointPlan:
         return h
 
     def _scaled_add(self, h: Tensor, scale: float) -> Tensor:
-        """``scale * add_vector`` in ``h``'s device and dtype (computed once per key)."""
+        """``scale * add_vector`` in ``h``'s device and dtype (computed once per key, checked
+        in every guard)."""
         key = (h.device, h.dtype, scale)
         if key not in self._add_cache:
             assert self.add_vector is not None
             scaled = (self.add_vector * scale).to(device=h.device, dtype=h.dtype)
-            check_scaled_add(scaled, scale, self.hook_name, self.rows)
             self._add_cache[key] = scaled
+        check_scaled_add(self._add_cache[key], scale, self.hook_name, self.rows)  # once per guard
         return self._add_cache[key]
 
     def _width_message(self, width: int) -> str:

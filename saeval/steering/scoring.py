@@ -41,6 +41,7 @@ class Row:
     prompt_end: int  # where the (left-truncated) context ends; 0 for a rolling window
     requests: list[int] = field(default_factory=list)  # indices into the request list
     keep: int = 0  # the longest continuation among them: logits kept at the last ``keep``
+    context: tuple[int, ...] | None = None  # the whole context at the first positions, if uncut
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def distinct_rows(requests: Sequence[Request], max_length: int) -> list[Row]:
         tokens = tuple(whole[-(max_length + 1) :][:-1])
         cut = len(whole) - 1 - len(tokens)  # tokens dropped on the left
         prompt_end = 0 if key is None else max(len(context) - cut, 0)
-        row = rows.setdefault((tokens, prompt_end), Row(tokens, prompt_end))
+        whole_context = tuple(context) if key is not None and cut == 0 else None
+        row = rows.setdefault((tokens, prompt_end), Row(tokens, prompt_end, context=whole_context))
         row.requests.append(index)
         row.keep = max(row.keep, len(continuation))
     return sorted(rows.values(), key=lambda row: (-len(row.tokens), row.tokens))
@@ -157,11 +159,13 @@ def _answered(answer: Answer | None) -> Answer:
 
 
 @contextmanager
-def keeping(model: nn.Module, keep: Tensor) -> Iterator[None]:
+def keeping(model: nn.Module, keep: Tensor, extra: Tensor | None = None) -> Iterator[None]:
     """Calls of ``model`` inside return logits only at ``keep`` ((rows, n) positions): the
     output embedding (``lm_head``) sees only those positions' hidden states, so whatever the
     model does after it (Gemma's soft-capping) still applies, in every transformers version;
-    and they build no KV cache."""
+    and they build no KV cache. With ``extra`` (positions of the flat ``(rows * length)``
+    pass) the logits are flat, ``(1, rows * n + len(extra), vocab)``: the kept ones, then those
+    of the extra positions."""
     import torch
 
     head = model.get_output_embeddings()  # type: ignore[operator]
@@ -175,7 +179,12 @@ def keeping(model: nn.Module, keep: Tensor) -> Iterator[None]:
 
     def kept_only(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
         hidden = args[0]
-        return (hidden.take_along_dim(keep[..., None], dim=1), *args[1:])
+        kept = hidden.take_along_dim(keep[..., None], dim=1)
+        if extra is None:
+            return (kept, *args[1:])
+        width = hidden.shape[-1]
+        flat = hidden.reshape(-1, width).index_select(0, extra)
+        return (torch.cat([kept.reshape(-1, width), flat])[None], *args[1:])
 
     handles = [
         model.register_forward_pre_hook(no_cache, with_kwargs=True),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from saeval.steering.hooks import Edit, attach, decoder_layers, locate
+from saeval.steering.pass_kl import ContextKey, context_key
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -175,12 +176,34 @@ def request_key(context: Sequence[int], continuation: Sequence[int]) -> RequestK
 
 @dataclass
 class SharedAnswers:
-    """The answers of shared passes, per configuration, until each configuration has run."""
+    """The answers of shared passes, per configuration, until each configuration has run; with
+    ``measure_kl`` also each configuration's KL to the baseline at every position of each
+    context the passes met (``saeval.steering.pass_kl``)."""
 
     scales: list[Scale]
+    measure_kl: bool = False
     answers: dict[Scale, dict[RequestKey, Answer]] = field(default_factory=dict)
     generations: dict[Scale, dict[RequestKey, Tensor]] = field(default_factory=dict)
     broken: bool = False  # a shared pass met a steering error: each configuration runs alone
+    kl: dict[Scale, dict[ContextKey, list[float]]] = field(default_factory=dict)
+    measured: set[ContextKey] = field(default_factory=set)  # contexts with every scale's KL
+
+    def store_kl(self, scale: Scale, found: Mapping[ContextKey, list[float]]) -> None:
+        """Keep configuration ``scale``'s KL at every position of the contexts in ``found``."""
+        self.kl.setdefault(scale, {}).update(found)
+        self.measured.update(found)
+
+    def kl_of(self, scale: Scale, contexts: Sequence[Sequence[int]]) -> list[list[float]] | None:
+        """Configuration ``scale``'s KL at every position of each of ``contexts``; None unless
+        the shared passes measured every one of them."""
+        found = self.kl.get(scale, {})
+        values = [found.get(context_key(context)) for context in contexts]
+        if any(
+            value is None or len(value) != len(context)
+            for value, context in zip(values, contexts, strict=True)
+        ):
+            return None
+        return [value for value in values if value is not None]
 
     def store(self, scales: Sequence[Scale], keys: Sequence[RequestKey], answers: Any) -> None:
         """Keep ``answers[c][i]`` of request ``keys[i]`` for configuration ``scales[c]``."""
@@ -204,5 +227,6 @@ class SharedAnswers:
         """Configuration ``scale`` has run: forget its answers and leave it out of later passes."""
         self.answers.pop(scale, None)
         self.generations.pop(scale, None)
+        self.kl.pop(scale, None)
         if scale in self.scales:
             self.scales.remove(scale)
