@@ -30,6 +30,7 @@ from lm_eval.models.huggingface import HFLM
 from saeval.errors import SteeringError, UsageError
 from saeval.spec.steer_file import read_steer_file
 from saeval.steering.finite import check_logits
+from saeval.steering.generated import GeneratedTokens
 from saeval.steering.hooks import attach
 from saeval.steering.plan import SteerPlan, build_plan
 from saeval.steering.positions import (
@@ -79,6 +80,7 @@ class SteeredHFLM(HFLM):
         self.plan = _steer_plan(_one_of("steer_path", steer_path, "csv_path", csv_path), plan)
         super().__init__(pretrained=model, **kwargs)
         self.scale: float | None = None if scale is None else float(scale)
+        self.generated = GeneratedTokens()  # what generate_until produced, for its measures
         self.check_plan()
 
     def set_scale(self, scale: float | None) -> None:
@@ -138,9 +140,13 @@ class SteeredHFLM(HFLM):
         self, context: torch.Tensor, max_length: int, stop: list[str], **kwargs: Any
     ) -> torch.Tensor:
         """HFLM's generation, steered; rows of modes other than ``all`` see the prefill as the
-        prompt and each later forward call (one token from the KV cache) as generated."""
-        with self.steering(), self._describing_generation(context, kwargs.get("attention_mask")):
-            return super()._model_generate(context, max_length, stop, **kwargs)
+        prompt and each later forward call (one token from the KV cache) as generated. The
+        generated ids are kept in ``generated``."""
+        mask = kwargs.get("attention_mask")
+        with self.steering(), self._describing_generation(context, mask):
+            output: torch.Tensor = super()._model_generate(context, max_length, stop, **kwargs)
+        self.generated.record(context, mask, output)
+        return output
 
     def _describing_generation(
         self, context: torch.Tensor, attention_mask: torch.Tensor | None
