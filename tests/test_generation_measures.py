@@ -78,7 +78,7 @@ def test_gen_ppl_is_the_perplexity_of_the_generated_ids(tiny_bundle: Path, tmp_p
     for row in rows:
         prompt = records[row["doc_id"]]["arguments"]["gen_args_0"]["arg_0"]
         ppl, count = _direct(tiny_bundle / "model", prompt)
-        assert row["tokens"] == count
+        assert row["gen_tokens"] == count
         assert row["gen_ppl"] == pytest.approx(ppl, rel=1e-5)
 
 
@@ -110,9 +110,9 @@ def test_recorded_ids_are_scored_as_produced_up_to_the_stop(tiny_bundle: Path) -
     samples = json.dumps(record) + "\n"
     produced = {tuple(prompt): [[*spelled, *newline, eos, eos]]}
     (row,) = measure(lm, samples, None, 0, produced)["generation"]
-    assert row["tokens"] == 4
+    assert row["gen_tokens"] == 4
     assert row["gen_ppl"] == pytest.approx(_nll_ppl(lm.model, prompt, spelled), rel=1e-5)
     (fallback,) = measure(lm, samples, None, 0, {})["generation"]
     retokenised = lm.tok_encode(" dog", add_special_tokens=False)
-    assert fallback["tokens"] == len(retokenised) != 4
+    assert fallback["gen_tokens"] == len(retokenised) != 4
     assert fallback["gen_ppl"] == pytest.approx(_nll_ppl(lm.model, prompt, retokenised), rel=1e-5)

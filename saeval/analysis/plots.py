@@ -1,4 +1,13 @@
-"""PNG plots of a sweep: one per (task, metric), value against strength with the paired CI."""
+"""PNG plots of a sweep: one per (task, metric), value against strength with the paired CI, one
+KL plot per task that measured it, and the run's summary figure
+(``saeval.analysis.summary_figure``).
+
+Every plot names the task by its alias and n, the metric by its name, draws the strength axis
+logarithmically when the strengths are geometric, cuts CIs at a metric's bounds and draws the
+capability margin only on bounded metrics of tasks that are not targets. distinct-2 and the
+repetition rate are not plotted for generations shorter than ``MIN_TEXT_TOKENS`` tokens on
+average (``skipped_measures`` says which).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,22 @@ import re
 from pathlib import Path
 from typing import Any
 
+from saeval.analysis.figure_style import (
+    BOUNDED,
+    MIN_TEXT_TOKENS,
+    TEXT_MEASURES,
+    TaskFacts,
+    base_metric,
+    bounded_limits,
+    interval_bars,
+    metric_name,
+    strength_axis,
+)
 from saeval.analysis.sweep import Sweep, SweepSeries
+
+BASELINE_STYLE = {"color": "0.25", "linestyle": "--", "linewidth": 1.0}
+MARGIN_COLOR = "0.9"
+DPI = 150
 
 
 def plot_path(directory: Path, series: SweepSeries) -> Path:
@@ -20,83 +44,140 @@ def _png(directory: Path, stem: str) -> Path:
     return directory / f"{name}.png"
 
 
-def plot_sweep(result: Sweep, directory: Path) -> list[Path]:
-    """Write one PNG per (task, metric): value vs strength, CI error bars, baseline line."""
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_sweep(result: Sweep, directory: Path, facts: TaskFacts | None = None) -> list[Path]:
+    """Write one PNG per plotted (task, metric), one KL PNG per task with KL, and summary.png."""
+    from saeval.analysis.summary_figure import plot_summary
+
+    facts = facts or TaskFacts()
+    plt = pyplot()
     directory.mkdir(parents=True, exist_ok=True)
+    skipped = {(task, metric) for task, metric, _ in _short_text_measures(result)}
     written = []
     for series in result.series:
-        figure, axes = plt.subplots(figsize=(5.0, 3.5), layout="constrained")
-        _draw(axes, series, result.margin, 1.0 - result.alpha)
-        path = plot_path(directory, series)
-        figure.savefig(path, dpi=120)
-        plt.close(figure)
-        written.append(path)
-    return written + _kl_plots(result, directory, plt)
-
-
-def _kl_plots(result: Sweep, directory: Path, plt: Any) -> list[Path]:
-    """One PNG per task with KL measured: KL(unsteered || steered) per token against strength,
-    with its CI (the baseline is 0)."""
-    written = []
-    first = {series.task: series for series in reversed(result.series)}
-    for task, series in sorted(first.items()):
-        points = [(p.scale, p.kl, p.kl_ci_low, p.kl_ci_high) for p in series.points]
-        measured = [(scale, kl, low or kl, high or kl) for scale, kl, low, high in points if kl]
-        if not measured:
+        if (series.task, series.metric) in skipped:
             continue
-        figure, axes = plt.subplots(figsize=(5.0, 3.5), layout="constrained")
-        scales, kls, lows, highs = (list(column) for column in zip(*measured, strict=True))
-        errors = [[k - low for k, low in zip(kls, lows, strict=True)],
-                  [high - k for k, high in zip(kls, highs, strict=True)]]  # fmt: skip
-        axes.errorbar(scales, kls, yerr=errors, fmt="o-", capsize=3,
-                      label=f"KL, {1 - result.alpha:.0%} CI")  # fmt: skip
-        axes.axhline(0.0, color="0.3", linestyle="--", label="baseline")
-        axes.set_xlabel("steering scale")
-        axes.set_ylabel("KL(unsteered || steered), nats/token")
-        axes.set_title(f"{task}: KL to the unsteered model")
-        axes.legend(fontsize="small")
-        path = _png(directory, f"sweep_{task}_kl")
-        figure.savefig(path, dpi=120)
-        plt.close(figure)
-        written.append(path)
-    return written
+        figure, axes = plt.subplots(figsize=(5.0, 3.6), layout="constrained")
+        draw_series(axes, series, result, facts)
+        axes.set_title(facts.titled(series.task), fontsize="medium")
+        figure.legend(*legend_entries([axes]), loc="outside lower center", ncols=2,
+                      fontsize="x-small", frameon=False)  # fmt: skip
+        written.append(_save(figure, plot_path(directory, series), plt))
+    for task in kl_tasks(result):
+        figure, axes = plt.subplots(figsize=(5.0, 3.6), layout="constrained")
+        draw_kl(axes, result, [task], facts)
+        axes.set_title(f"{facts.titled(task)}: KL to the unsteered model", fontsize="medium")
+        written.append(_save(figure, _png(directory, f"sweep_{task}_kl"), plt))
+    return [*written, plot_summary(result, directory, facts)]
 
 
-def _draw(axes: Any, series: SweepSeries, margin: float, confidence: float) -> None:
-    """Draw one series: steered values with their paired CI, baseline line and margin band."""
-    with_ci = [
-        (point, point.ci_low, point.ci_high)
-        for point in series.points
-        if point.ci_low is not None and point.ci_high is not None
+def _save(figure: Any, path: Path, plt: Any) -> Path:
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return path
+
+
+def skipped_measures(result: Sweep) -> list[str]:
+    """One sentence per task whose distinct-2 and repetition plots are left out."""
+    found: dict[str, float] = {task: tokens for task, _, tokens in _short_text_measures(result)}
+    return [
+        f"{task}: distinct-2 and repetition not plotted (generations of {tokens:.1f} tokens on "
+        f"average; they mean little under {MIN_TEXT_TOKENS:g})"
+        for task, tokens in found.items()
     ]
-    without = [point for point in series.points if point.ci_low is None or point.ci_high is None]
-    axes.axhline(series.baseline, color="0.3", linestyle="--", label="baseline")
-    if series.higher_is_better is not False:
-        axes.axhspan(series.baseline - margin, series.baseline, color="0.85", label="margin")
-    if series.higher_is_better is not True:
-        axes.axhspan(series.baseline, series.baseline + margin, color="0.85")
-    if with_ci:
-        # The CI of the delta, drawn around the baseline: a group whose aggregate is not the
-        # mean of its pooled documents can have its value outside that interval.
-        scales = [point.scale for point, _, _ in with_ci]
-        axes.plot(scales, [point.value for point, _, _ in with_ci], "o-", label="steered")
-        axes.errorbar(
-            scales,
-            [series.baseline + (low + high) / 2 for _, low, high in with_ci],
-            yerr=[(high - low) / 2 for _, low, high in with_ci],
-            fmt="none",
-            capsize=3,
-            ecolor="C0",
-            label=f"baseline + {confidence:.0%} CI of delta",
-        )
+
+
+def _short_text_measures(result: Sweep) -> list[tuple[str, str, float]]:
+    """(task, metric, mean tokens) of the text measures of tasks with short generations."""
+    lengths = {s.task: s.baseline for s in result.series if base_metric(s.metric) == "gen_tokens"}
+    return [
+        (series.task, series.metric, lengths[series.task])
+        for series in result.series
+        if base_metric(series.metric) in TEXT_MEASURES
+        and lengths.get(series.task, 0.0) < MIN_TEXT_TOKENS
+    ]
+
+
+def draw_series(axes: Any, series: SweepSeries, result: Sweep, facts: TaskFacts) -> None:
+    """One series on ``axes``: the baseline, the margin band where it applies, and the steered
+    values with the paired CI of their change (cut at the metric's bounds)."""
+    confidence = 1.0 - result.alpha
+    metric = base_metric(series.metric)
+    axes.axhline(series.baseline, label="baseline", **BASELINE_STYLE)
+    if metric in BOUNDED and series.task not in facts.targets:
+        low, high = _band(series, result.margin)
+        label = f"capability margin ({result.margin:g})"
+        axes.axhspan(max(low, 0.0), min(high, 1.0), color=MARGIN_COLOR, zorder=0, label=label)
+    points = sorted(series.points, key=lambda point: point.scale)
+    with_ci = [p for p in points if p.ci_low is not None and p.ci_high is not None]
+    without = [p for p in points if p.ci_low is None or p.ci_high is None]
+    axes.plot([p.scale for p in points], [p.value for p in points], "-", color="C0", alpha=0.5)
+    if with_ci:  # the CI of the paired change, drawn around the baseline
+        lows = [series.baseline + (p.ci_low or 0.0) for p in with_ci]
+        highs = [series.baseline + (p.ci_high or 0.0) for p in with_ci]
+        centres, halves = interval_bars(lows, highs, series.metric)
+        axes.errorbar([p.scale for p in with_ci], centres, yerr=halves, fmt="none", ecolor="C0",
+                      capsize=3, label=f"{confidence:.0%} paired CI of the change")  # fmt: skip
+        axes.plot([p.scale for p in with_ci], [p.value for p in with_ci], "o", color="C0",
+                  label="steered")  # fmt: skip
     if without:
-        axes.plot([p.scale for p in without], [p.value for p in without], "x", label="steered")
-    axes.set_xlabel("steering scale")
-    axes.set_ylabel(series.metric)
-    axes.set_title(f"{series.task}: {series.metric}")
-    axes.legend(fontsize="small")
+        axes.plot([p.scale for p in without], [p.value for p in without], "s", color="C0",
+                  label="steered (no CI: corpus-level metric)")  # fmt: skip
+    bounded_limits(axes, series.metric)
+    strength_axis(axes, [p.scale for p in points])
+    axes.set_ylabel(metric_name(series.metric))
+
+
+def _band(series: SweepSeries, margin: float) -> tuple[float, float]:
+    """The non-inferiority band: a loss of up to ``margin`` in the metric's worse direction."""
+    if series.higher_is_better is False:
+        return series.baseline, series.baseline + margin
+    if series.higher_is_better is None:
+        return series.baseline - margin, series.baseline + margin
+    return series.baseline - margin, series.baseline
+
+
+def legend_entries(panels: list[Any]) -> tuple[list[Any], list[str]]:
+    """Each label of ``panels`` once (the first panel that has it), for a figure legend."""
+    found: dict[str, Any] = {}
+    for panel in panels:
+        for handle, label in zip(*panel.get_legend_handles_labels(), strict=True):
+            found.setdefault(label, handle)
+    return list(found.values()), list(found)
+
+
+def kl_tasks(result: Sweep) -> list[str]:
+    """The tasks with KL measured at some strength, in order."""
+    return list(dict.fromkeys(s.task for s in result.series if any(p.kl for p in s.points)))
+
+
+def draw_kl(axes: Any, result: Sweep, tasks: list[str], facts: TaskFacts) -> None:
+    """KL(unsteered || steered) per token against strength, one line per task, with its CI."""
+    first = {series.task: series for series in reversed(result.series)}
+    scales: list[float] = []
+    for index, task in enumerate(tasks):
+        points = sorted((p for p in first[task].points if p.kl), key=lambda p: p.scale)
+        kls = [float(p.kl or 0.0) for p in points]
+        lows = [p.kl_ci_low for p in points]
+        highs = [p.kl_ci_high for p in points]
+        cut_lows = [k if low is None else low for k, low in zip(kls, lows, strict=True)]
+        cut_highs = [k if high is None else high for k, high in zip(kls, highs, strict=True)]
+        centres, halves = interval_bars(cut_lows, cut_highs, "kl")
+        x = [p.scale for p in points]
+        scales += x
+        axes.errorbar(x, centres, yerr=halves, fmt="none", ecolor=f"C{index}", capsize=3)
+        axes.plot(x, kls, "o-", color=f"C{index}", label=facts.title(task))
+    axes.axhline(0.0, label="baseline (0)", **BASELINE_STYLE)
+    strength_axis(axes, scales)
+    axes.set_ylabel("KL(unsteered ‖ steered), nats/token")
+    axes.legend(fontsize="x-small", title=f"{1 - result.alpha:.0%} CI over documents",
+                title_fontsize="x-small")  # fmt: skip

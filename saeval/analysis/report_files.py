@@ -12,6 +12,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from saeval.analysis.figure_style import TaskFacts, task_facts
 from saeval.analysis.plots import plot_sweep
 from saeval.analysis.render import render
 from saeval.analysis.report import Report, build_report, sweep_of
@@ -24,13 +25,14 @@ _FILES = (("md", "markdown"), ("csv", "csv"), ("json", "json"))
 PLOTS_SUFFIX = "-plots"
 
 
-def write_plots(report: Report, directory: Path) -> list[Path]:
-    """A sweep's PNG plots in ``directory`` (none for a single comparison)."""
+def write_plots(report: Report, directory: Path, facts: TaskFacts | None = None) -> list[Path]:
+    """A sweep's PNG plots in ``directory`` (none for a single comparison); ``facts`` name the
+    tasks and their sizes."""
     swept = sweep_of(report)
     if swept is None:
         return []
     try:
-        return plot_sweep(swept, directory)
+        return plot_sweep(swept, directory, facts)
     except OSError as error:
         raise ResultsError(
             f"cannot write the sweep plots in {directory} ({error.strerror or error})",
@@ -75,9 +77,10 @@ def write_report(path: Path, text: str) -> None:
 
 def write_comparison(folder: Path, margin: float) -> tuple[Report, list[Path]]:
     """comparison.{md,csv,json} of a run folder: one comparison, or a sweep with PNG plots."""
-    report = build_report(load_run(folder), margin=margin)
+    sides = load_run(folder)
+    report = build_report(sides, margin=margin)
     report = replace(report, notes=(*report.notes, *positions_notes(folder)))
-    plots = write_plots(report, folder)
+    plots = write_plots(report, folder, task_facts(sides.baseline))
     files = []
     for suffix, fmt in _FILES:
         files.append(folder / f"{COMPARISON}.{suffix}")

@@ -155,7 +155,7 @@ def _generation(
                 "gen_ppl": perplexity(total, count),
                 "distinct_2": distinct_2(tokens),
                 "repetition_4": repetition_rate(tokens),
-                "tokens": len(tokens),
+                "gen_tokens": len(tokens),
             }
         )
     return rows
