@@ -93,11 +93,12 @@ def interval_bars(
 
 
 def geometric(scales: Sequence[float]) -> bool:
-    """Whether the strengths are positive and each at least 1.5x the one before (0.5, 1, 2, 4)."""
+    """Whether three or more strengths are positive with one common ratio (0.5, 1, 2, 4)."""
     ordered = sorted(set(scales))
     if len(ordered) < 3 or ordered[0] <= 0:
         return False
-    return all(b / a >= 1.5 for a, b in itertools.pairwise(ordered))
+    ratios = [b / a for a, b in itertools.pairwise(ordered)]
+    return ratios[0] > 1.2 and all(abs(r / ratios[0] - 1.0) < 0.1 for r in ratios)
 
 
 def strength_axis(axes: Any, scales: Sequence[float]) -> None:

@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 
 from saeval.analysis.figure_style import TaskFacts, base_metric, model_title
-from saeval.analysis.plots import (
+from saeval.analysis.sweep import Sweep, SweepSeries
+from saeval.analysis.sweep_panels import (
     DPI,
     draw_kl,
     draw_series,
@@ -21,7 +22,6 @@ from saeval.analysis.plots import (
     pyplot,
     skipped_measures,
 )
-from saeval.analysis.sweep import Sweep, SweepSeries
 
 SUMMARY_FILE = "summary.png"
 MAIN_METRICS = ("acc", "exact_match", "bits_per_byte", "word_perplexity", "gen_ppl")
