@@ -128,12 +128,14 @@ def _show(result: RunResult, scales: tuple[float, ...], first_position: Path | N
         first_position_sentence,
         headline_comparison,
         headline_scale,
+        target_figures,
     )
 
     scale = headline_scale(scales)
     comparison = headline_comparison(result.folder, scale)
     out.print(table(comparison))
     sweep = None if result.report is None else sweep_of(result.report)
+    target_figures(result.folder, sweep)
     if sweep is not None:
         out.print(table(display_sweep(sweep)))
     lines = findings(comparison, scale, sweep)

@@ -9,7 +9,7 @@ from saeval.demo.paths import TASKS_SOURCE_DIR
 
 # Seconds per document and configuration (every request of it, KL and generation measures
 # included), measured with `saeval demo` on 2 CPU cores: see README, "The demo".
-SECONDS_PER_DOCUMENT = 0.45
+SECONDS_PER_DOCUMENT = 0.4
 CONVERSION_SECONDS = 60.0  # the first run converts the model from its GGUF
 KNOWLEDGE_FILE = "knowledge.jsonl"
 
