@@ -28,8 +28,7 @@ METRIC_NAMES = {
     "repetition_4": "4-gram repetition of generations",
     "gen_tokens": "tokens per generation",
 }
-BOUNDED = frozenset({"acc", "acc_norm", "exact_match", "distinct_2", "repetition_4", "mcc", "f1"})
-PERPLEXITIES = frozenset({"word_perplexity", "byte_perplexity", "gen_ppl"})
+BOUNDED = frozenset({"acc", "acc_norm", "exact_match", "distinct_2", "repetition_4", "f1"})
 # distinct-2 and the repetition rate say nothing about answers of a few tokens
 TEXT_MEASURES = frozenset({"distinct_2", "repetition_4"})
 MIN_TEXT_TOKENS = 16.0
