@@ -461,11 +461,12 @@ def test_cli_sweep_over_a_run_folder(run: Path, tmp_path: Path) -> None:
     shutil.copytree(run / "baseline", run / "steered@0.5")
     report = tmp_path / "out" / "sweep.json"
     code, _, stderr = _invoke(run, "-m", "acc", "-o", report)
-    assert code == 0 and "wrote 4 plots" in stderr
+    assert code == 0 and "wrote 5 plots" in stderr  # 4 series and the summary figure
     data = json.loads(report.read_text())
     safe = {(s["task"], s["metric"]): s["largest_safe"] for s in data["series"]}
     assert safe[("tiny_mc", "acc")] == 1.0
     assert (tmp_path / "out" / "sweep_tiny_mc_acc.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "out" / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def _break_results(run: Path) -> str:
