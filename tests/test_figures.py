@@ -68,8 +68,8 @@ def test_intervals_stay_inside_the_metric_bounds() -> None:
     centres, halves = interval_bars([0.7, -0.3], [1.1, 0.2], "acc")
     assert np.subtract(centres, halves).tolist() == pytest.approx([0.7, 0.0])
     assert np.add(centres, halves).tolist() == pytest.approx([1.0, 0.2])
-    centres, halves = interval_bars([5.0], [90.0], "gen_ppl")  # unbounded above
-    assert (centres[0] + halves[0]) == pytest.approx(90.0)
+    centres, halves = interval_bars([0.5], [90.0], "gen_ppl")  # at least 1, unbounded above
+    assert (centres[0] - halves[0], centres[0] + halves[0]) == pytest.approx((1.0, 90.0))
     plt = pyplot()
     figure, axes = plt.subplots()
     draw_series(axes, _sweep().series[0], _sweep(), FACTS)
@@ -91,7 +91,7 @@ def test_the_margin_band_is_drawn_on_capability_tasks_only() -> None:
 
 def test_text_measures_of_short_generations_are_left_out_and_said_so(tmp_path: Path) -> None:
     result = _sweep()
-    (note,) = skipped_measures(result)
+    (note,) = skipped_measures(result, FACTS)
     assert note.startswith("gen: distinct-2 and repetition not plotted") and "3.0 tokens" in note
     written = {path.name for path in plot_sweep(result, tmp_path, FACTS)}
     assert "sweep_gen_distinct_2.png" not in written and "sweep_gen_gen_tokens.png" in written

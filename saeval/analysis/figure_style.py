@@ -29,6 +29,7 @@ METRIC_NAMES = {
     "gen_tokens": "tokens per generation",
 }
 BOUNDED = frozenset({"acc", "acc_norm", "exact_match", "distinct_2", "repetition_4", "f1"})
+PERPLEXITIES = frozenset({"word_perplexity", "byte_perplexity", "gen_ppl"})  # >= 1, log axis
 # distinct-2 and the repetition rate say nothing about answers of a few tokens
 TEXT_MEASURES = frozenset({"distinct_2", "repetition_4"})
 MIN_TEXT_TOKENS = 16.0
@@ -76,8 +77,11 @@ def base_metric(metric: str) -> str:
 
 
 def bounds(metric: str) -> tuple[float, float]:
-    """The range a metric's values can take: [0, 1] for proportions, [0, inf) otherwise."""
-    return (0.0, 1.0) if base_metric(metric) in BOUNDED else (0.0, math.inf)
+    """The range a metric's values can take: [0, 1] for proportions, [1, inf) for perplexities,
+    [0, inf) otherwise."""
+    if base_metric(metric) in BOUNDED:
+        return 0.0, 1.0
+    return (1.0 if base_metric(metric) in PERPLEXITIES else 0.0), math.inf
 
 
 def interval_bars(

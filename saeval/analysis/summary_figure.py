@@ -73,7 +73,7 @@ def plot_summary(result: Sweep, directory: Path, facts: TaskFacts) -> Path:
     for unused in axes[panels:]:
         unused.set_visible(False)
     figure.get_layout_engine().set(rect=(0, 0.07, 1, 0.93))  # left, bottom, width, height
-    figure.text(0.01, 0.01, _footnote(result), fontsize="x-small", va="bottom", wrap=True)
+    figure.text(0.01, 0.01, _footnote(result, facts), fontsize="x-small", va="bottom", wrap=True)
     path = directory / SUMMARY_FILE
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
@@ -84,7 +84,7 @@ def _title(name: str, role: str) -> str:
     return f"{role}: {name}" if role else name
 
 
-def _footnote(result: Sweep) -> str:
+def _footnote(result: Sweep, facts: TaskFacts) -> str:
     """What the bars and bands are, and what the figure leaves out."""
     confidence = f"{1 - result.alpha:.0%}"
     parts = [
@@ -92,6 +92,6 @@ def _footnote(result: Sweep) -> str:
         "paired change from the baseline (same documents), "
         "cut at the metric's bounds; dashed: baseline; grey band: capability margin "
         f"({result.margin:g}, bounded metrics only); KL bars: {confidence} CI over documents.",
-        *skipped_measures(result),
+        *skipped_measures(result, facts),
     ]
     return "\n".join(parts)

@@ -14,6 +14,7 @@ from typing import Any
 from saeval.analysis.figure_style import (
     BOUNDED,
     MIN_TEXT_TOKENS,
+    PERPLEXITIES,
     TEXT_MEASURES,
     TaskFacts,
     base_metric,
@@ -39,12 +40,12 @@ def pyplot() -> Any:
     return plt
 
 
-def skipped_measures(result: Sweep) -> list[str]:
+def skipped_measures(result: Sweep, facts: TaskFacts) -> list[str]:
     """One sentence per task whose distinct-2 and repetition plots are left out."""
     found: dict[str, float] = {task: tokens for task, _, tokens in short_text_measures(result)}
     return [
-        f"{task}: distinct-2 and repetition not plotted (generations of {tokens:.1f} tokens on "
-        f"average; they mean little under {MIN_TEXT_TOKENS:g})"
+        f"{facts.title(task)}: distinct-2 and repetition not plotted (generations of "
+        f"{tokens:.1f} tokens on average; they mean little under {MIN_TEXT_TOKENS:g})"
         for task, tokens in found.items()
     ]
 
@@ -86,6 +87,8 @@ def draw_series(axes: Any, series: SweepSeries, result: Sweep, facts: TaskFacts)
         axes.plot([p.scale for p in without], [p.value for p in without], "s", color="C0",
                   label="steered (no CI: corpus-level metric)")  # fmt: skip
     bounded_limits(axes, series.metric)
+    if metric in PERPLEXITIES:
+        axes.set_yscale("log")
     strength_axis(axes, [p.scale for p in points])
     axes.set_ylabel(metric_name(series.metric))
 
