@@ -555,7 +555,9 @@ def test_cli_sweep_over_a_run_folder(run: Path, tmp_path: Path) -> None:
     # 0.5 is the baseline again: no flip in 24 documents bounds |delta| by 0.142, so only a
     # margin above that shows it safe (0.02 cannot be shown with 24 documents)
     code, _, stderr = _invoke(run, "-m", "acc", "--margin", "0.15", "-o", report)
-    assert code == 0 and "wrote 7 plots" in stderr  # 4 series, 3 steerability histograms
+    assert (
+        code == 0 and "wrote 8 plots" in stderr
+    )  # 4 series, 3 steerability histograms, the summary
     data = json.loads(report.read_text())
     safe = {(s["task"], s["metric"]): s["largest_safe"] for s in data["series"]}
     assert safe[("tiny_mc", "acc")] == 1.0
@@ -566,6 +568,7 @@ def test_cli_sweep_over_a_run_folder(run: Path, tmp_path: Path) -> None:
     assert steer["tiny_mc"]["n"] == 24 and steer["tiny_mc"]["anti_steerable"] == 0
     assert all(doc["slope"] == 0.0 for doc in steer["tiny_mc"]["slopes"])
     assert (tmp_path / "out" / "sweep_tiny_mc_steerability.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "out" / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def _break_results(run: Path) -> str:

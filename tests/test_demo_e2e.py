@@ -115,6 +115,8 @@ def test_demo_passes_its_options_to_the_runner_and_reports_the_effect(
     assert "sweep_saeval_demo_knowledge_acc.png" in stdout
     assert "the first run converts Gemma 3 270M" in result.stderr
     assert f"demo model: {tmp_path / 'model'}" in result.stderr
+    # the duration comes first: 10 + 10 + 10 + 8 documents (each task cut at --limit 10)
+    assert result.stderr.startswith("the demo evaluates 38 documents x 3 configurations")
 
 
 def test_demo_device_default_limit_and_one_strength(

@@ -3,6 +3,7 @@ one Holm family, sweet spots, the figure and every rendering."""
 
 from __future__ import annotations
 
+import colorsys
 import csv
 import io
 import json
@@ -10,11 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from matplotlib.colors import to_rgb
 from scipy import stats as sps
 
 from saeval.analysis.compare import MCNEMAR
 from saeval.analysis.leaderboard import Entry, Leaderboard, leaderboard
-from saeval.analysis.leaderboard_plot import CONTROL_COLOR, draw, plot_leaderboard, points
+from saeval.analysis.leaderboard_plot import control_color, draw, plot_leaderboard, points
 from saeval.analysis.leaderboard_render import render_leaderboard, summary_lines, table
 from saeval.analysis.results_io import DocSample, MetricValue, ResultSet, TaskResult
 from saeval.errors import ResultsError
@@ -171,7 +173,7 @@ def test_a_metric_no_task_reports_is_one_error_naming_the_metrics() -> None:
         _board(target_metric="exact_match")
 
 
-def test_the_figure_draws_every_point_with_controls_grey_and_the_margin_band(
+def test_the_figure_draws_every_point_with_controls_lighter_and_the_margin_band(
     tmp_path: Path,
 ) -> None:
     board = _board()
@@ -187,8 +189,14 @@ def test_the_figure_draws_every_point_with_controls_grey_and_the_margin_band(
     axes = draw(board).axes[0]
     band = axes.patches[0].get_extents().transformed(axes.transData.inverted())
     assert (band.y0, band.y1) == pytest.approx((-0.1, 0.0))
-    colors = [c.lines[0].get_color() for c in axes.containers]
-    assert colors.count(CONTROL_COLOR) == 3 and len(colors) == 7
+    colors = [to_rgb(c.lines[0].get_color()) for c in axes.containers]
+    assert colors.count(pytest.approx(control_color("C0"))) == 3 and len(colors) == 7
+    hue, light, _ = colorsys.rgb_to_hls(*to_rgb("C0"))
+    c_hue, c_light, _ = colorsys.rgb_to_hls(*control_color("C0"))
+    assert c_hue == pytest.approx(hue) and c_light > light  # the same hue, lighter
+    assert "star" in axes.get_title()  # good@2 is a sweet spot
+    plain = replace(board, rows=tuple(replace(r, sweet_spot=False) for r in board.rows))
+    assert "star" not in draw(plain).axes[0].get_title()
     path = plot_leaderboard(board, tmp_path / "board.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

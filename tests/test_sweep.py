@@ -17,6 +17,7 @@ from saeval.analysis.compare import MCNEMAR, NO_TEST
 from saeval.analysis.margins import EQUIVALENCE, MarginTest
 from saeval.analysis.plots import plot_path, plot_sweep
 from saeval.analysis.results_io import DocSample, MetricValue, ResultSet, TaskResult, load_side
+from saeval.analysis.summary_figure import SUMMARY_FILE
 from saeval.analysis.sweep import Sweep, SweepPoint, SweepSeries, largest_safe, sweep
 from saeval.cli.main import app
 from saeval.errors import UsageError
@@ -114,7 +115,8 @@ def test_sweep_rejects_bad_settings() -> None:
 
 def test_plot_sweep_writes_one_png_per_series(golden_sweep: Sweep, tmp_path: Path) -> None:
     written = plot_sweep(golden_sweep, tmp_path / "plots")
-    assert len(written) == len(golden_sweep.series) == 13
+    assert written[-1] == tmp_path / "plots" / SUMMARY_FILE  # and one summary figure
+    assert len(written[:-1]) == len(golden_sweep.series) == 13
     expected = tmp_path / "plots" / "sweep_tiny_gen_exact_match_strict-match.png"
     assert expected in written
     assert plot_path(tmp_path / "plots", _series(golden_sweep, "tiny_mc", "acc")).name == (
@@ -153,7 +155,7 @@ def test_plot_draws_a_group_whose_delta_lies_outside_its_pooled_ci(tmp_path: Pat
     point = next(p for p in _series(result, "group", "acc").points if p.scale == 1.0)
     assert point.ci_high is not None and point.delta > point.ci_high  # 0.5 vs a pooled 2/22
     written = plot_sweep(result, tmp_path)
-    assert len(written) == 3 and all(path.stat().st_size > 5000 for path in written)
+    assert len(written) == 3 + 1 and all(path.stat().st_size > 5000 for path in written)
 
 
 def test_sweep_renders_in_every_format(golden_sweep: Sweep) -> None:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from saeval.analysis.defaults import DEFAULT_RELATIVE_MARGIN, NONINFERIORITY
+from saeval.analysis.figure_style import TaskFacts, task_facts
 from saeval.analysis.plots import plot_sweep
 from saeval.analysis.render import render
 from saeval.analysis.report import Report, build_report, sweep_of
@@ -27,13 +28,16 @@ PLOTS_SUFFIX = "-plots"
 _READ_PREFIXES = ("results", "samples_", "side_effects_")  # what compare reads beside a file
 
 
-def write_plots(report: Report, directory: Path) -> list[Path]:
-    """A sweep's PNG plots in ``directory`` (none for a single comparison)."""
+def write_plots(report: Report, directory: Path, facts: TaskFacts | None = None) -> list[Path]:
+    """A sweep's PNG plots in ``directory`` (none for a single comparison); ``facts`` name the
+    tasks and their sizes."""
     swept = sweep_of(report)
     if swept is None:
         return []
     try:
-        return plot_sweep(swept, directory) + plot_steerability(swept.steerability, directory)
+        return plot_sweep(swept, directory, facts) + plot_steerability(
+            swept.steerability, directory
+        )
     except OSError as error:
         raise ResultsError(
             f"cannot write the sweep plots in {directory} ({error.strerror or error})",
@@ -106,11 +110,12 @@ def write_comparison(
     margin_test: str = NONINFERIORITY,
 ) -> tuple[Report, list[Path]]:
     """comparison.{md,csv,json} of a run folder: one comparison, or a sweep with PNG plots."""
+    sides = load_run(folder)
     report = build_report(
-        load_run(folder), margin=margin, relative_margin=relative_margin, margin_test=margin_test
+        sides, margin=margin, relative_margin=relative_margin, margin_test=margin_test
     )
     report = replace(report, notes=(*report.notes, *positions_notes(folder)))
-    plots = write_plots(report, folder)
+    plots = write_plots(report, folder, task_facts(sides.baseline))
     files = []
     for suffix, fmt in _FILES:
         files.append(folder / f"{COMPARISON}.{suffix}")

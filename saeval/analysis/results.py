@@ -46,6 +46,7 @@ class TaskResult:
     samples: Mapping[int, DocSample] | None = None
     samples_file: Path | None = None
     kl: KlSummary | None = None  # KL(unsteered || steered) on its prompts, if measured
+    alias: str | None = None  # the task's own display name (lm-eval's task_alias), if it has one
 
 
 @dataclass(frozen=True)

@@ -209,12 +209,20 @@ def _tasks_of(file: Path, data: Mapping[str, Any], notes: list[str]) -> dict[str
             subtasks=tuple(subtasks.get(name) or ()),
             samples=samples,
             samples_file=samples_file,
+            alias=_alias(name, raw),
         )
         if samples:
             notes += aggregate_notes(file, name, task.metrics, samples, aggregations)
         effects = file.parent / side_effects_file(name, stamp)
         tasks[name] = _with_side_effects(task, effects) if effects.is_file() else task
     return tasks
+
+
+def _alias(name: str, raw: dict[str, Any]) -> str | None:
+    """lm-eval's alias of a task (its ``task_alias``, a subtask's after " - "), or None where
+    it is only the task's name."""
+    alias = str(raw.get("alias") or "").strip().removeprefix("- ").strip()
+    return alias if alias and alias != name else None
 
 
 def _with_side_effects(task: TaskResult, path: Path) -> TaskResult:

@@ -1,9 +1,10 @@
 """Read a task's side-effect file (``saeval.run.side_effects``).
 
 Generation measures become per-document metrics of the task (``gen_ppl``, ``distinct_2``,
-``repetition_4``, filter ``none``) with a mean and its standard error, so a comparison pairs
-them document by document like any other continuous metric (paired t). KL is a property of the
-steered side alone (it is 0 for the baseline by definition): the task's ``kl`` summary.
+``repetition_4``, ``gen_tokens``: the generation's length in tokens; filter ``none``) with a
+mean and its standard error, so a comparison pairs them document by document like any other
+continuous metric (paired t). KL is a property of the steered side alone (it is 0 for the
+baseline by definition): the task's ``kl`` summary.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ import numpy as np
 from saeval.analysis.side_effects import KlSummary
 from saeval.errors import ResultsError
 
-GENERATION_METRICS = {"gen_ppl": False, "distinct_2": True, "repetition_4": False}
+GENERATION_METRICS = {
+    "gen_ppl": False,
+    "distinct_2": True,
+    "repetition_4": False,
+    "gen_tokens": None,
+}
 _FILTER = "none"
 
 

@@ -105,6 +105,7 @@ def command(
     """Compare two evaluations per task and metric: delta, 95% CI and a paired test."""
     from saeval.analysis.compare import compare
     from saeval.analysis.defaults import check_alpha, check_margin, check_relative_margin
+    from saeval.analysis.figure_style import task_facts
     from saeval.analysis.report import build_report, sweep_of
     from saeval.analysis.report_files import (
         check_not_an_input,
@@ -133,8 +134,9 @@ def command(
             hint="saeval compare BASELINE STEERED",
         )
     else:
+        sides = load_run(a)
         report = build_report(
-            load_run(a),
+            sides,
             metrics=metric,
             margin=margin,
             relative_margin=relative_margin,
@@ -143,7 +145,7 @@ def command(
             any_model=any_model,
         )
         if sweep_of(report) is not None:
-            plots = write_plots(report, compare_plots_dir(a, output))
+            plots = write_plots(report, compare_plots_dir(a, output), task_facts(sides.baseline))
             message = f"wrote {len(plots)} plots to {plots[0].parent}" if plots else "no plots"
             err.print(message, highlight=False, soft_wrap=True)
     _emit(report, fmt, output)

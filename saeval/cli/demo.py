@@ -59,6 +59,7 @@ def command(
 
     scales = parse_scales(scale)
     quiet_libraries()
+    _say_duration(scales, limit)
     _validate(DEMO_STEER_FILE)
     assets = _prepare()
     config = demo_config(assets, output=output, scales=scales, limit=limit, device=device)
@@ -73,6 +74,18 @@ def _offline() -> None:
     """Everything the demo reads is local: keep Hugging Face libraries off the network."""
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.setdefault(name, "1")
+
+
+def _say_duration(scales: tuple[float, ...], limit: int | None) -> None:
+    """How long the demo will take, before anything else."""
+    from saeval.demo.duration import estimate_sentence
+    from saeval.demo.model import is_converted
+    from saeval.demo.run import FIRST_POSITION_SCALE
+
+    sentence = estimate_sentence(
+        scales, limit, first_position=FIRST_POSITION_SCALE in scales, converted=is_converted()
+    )
+    err.print(escape(sentence), highlight=False, soft_wrap=True)
 
 
 def _validate(steer_file: Path) -> None:
@@ -122,12 +135,14 @@ def _show(
         first_position_sentence,
         headline_comparison,
         headline_scale,
+        target_figures,
     )
 
     scale = headline_scale(scales)
     comparison = headline_comparison(result.folder, scale)
     out.print(table(comparison))
     sweep = None if result.report is None else sweep_of(result.report)
+    target_figures(result.folder, sweep)
     if sweep is not None:
         out.print(table(display_sweep(sweep)))
     lines = findings(comparison, scale, sweep)

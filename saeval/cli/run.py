@@ -144,14 +144,17 @@ def command(
         defaults = {key: p.default for key, p in inspect.signature(command).parameters.items()}
         return run_experiment.command(given, defaults)
     tasks = _steer_run_tasks(given)
+    from saeval.demo.names import with_demo_assets
     from saeval.run.config import RunConfig
     from saeval.run.ranks import is_main
     from saeval.run.runner import run
     from saeval.spec.tasks import split_task_names
 
+    task_names = tuple(split_task_names(tasks))
+    model, folders = with_demo_assets(model, task_names, include_path or ())
     config = RunConfig(
         steer_files=tuple(steer_files),
-        tasks=tuple(split_task_names(tasks)),
+        tasks=task_names,
         model=model,
         device=device,
         dtype=dtype,
@@ -159,7 +162,7 @@ def command(
         limit=_limit(limit),
         num_fewshot=num_fewshot,
         seed=seed,
-        include_path=tuple(include_path or ()),
+        include_path=folders,
         output=output,
         name=name,
         scales=parse_scales(scale),

@@ -22,10 +22,15 @@ from saeval.errors import SaevalError
 MODEL_DIR_NAME = "gemma-3-270m"
 
 
+def is_converted() -> bool:
+    """Whether the demo model is already in the cache (no conversion to wait for)."""
+    return (cache_root() / MODEL_DIR_NAME / "config.json").is_file()
+
+
 def demo_model_dir() -> Path:
     """Return the cached Hugging Face folder of the demo model, converting it on first use."""
     target = cache_root() / MODEL_DIR_NAME
-    if (target / "config.json").is_file():
+    if is_converted():
         return target
     gguf_package = _import_gguf_package()
     return publish_dir(target, lambda out: _convert(gguf_package, out), keep_existing=True)

@@ -113,6 +113,20 @@ def first_position_sentence(report: Sweep | None, folder: Path) -> str | None:
     )
 
 
+def target_figures(folder: Path, report: Sweep | None) -> list[Path]:
+    """Draw the sweep's figures again with the preference probe as the target task (the
+    capability margin does not apply to it, and the summary puts it first)."""
+    if report is None:
+        return []
+    from saeval.analysis.figure_style import task_facts
+    from saeval.analysis.report_files import write_plots
+    from saeval.analysis.results_io import load_side
+    from saeval.run.layout import BASELINE
+
+    baseline = load_side(folder / BASELINE, label=BASELINE)
+    return write_plots(report, folder, task_facts(baseline, (PREFERENCE_TASK,)))
+
+
 def headline_scale(scales: Sequence[float]) -> float:
     """The strength shown in detail: the one closest to the steer file's own coefficient (1x)."""
     return min(scales, key=lambda scale: abs(scale - 1.0))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from saeval.analysis.figure_style import TaskFacts, task_facts
 from saeval.analysis.leaderboard import Entry, Leaderboard, leaderboard
 from saeval.analysis.leaderboard_plot import plot_leaderboard
 from saeval.analysis.leaderboard_render import render_leaderboard
@@ -43,24 +44,28 @@ def write_reports(folder: Path, definition: dict[str, Any]) -> tuple[Leaderboard
     for suffix, fmt in _FORMATS:
         files.append(folder / f"{LEADERBOARD}.{suffix}")
         write_atomic(files[-1], render_leaderboard(board, fmt))
-    files.append(plot_leaderboard(board, folder / f"{LEADERBOARD}.png"))
+    facts = task_facts(baseline, definition["target"])
+    files.append(plot_leaderboard(board, folder / f"{LEADERBOARD}.png", facts))
     for name in definition["interventions"]:
         own = {e.scale: e.results for e in entries if e.intervention == name and e.control is None}
-        files += _intervention_report(folder / INTERVENTIONS_DIR / name, baseline, own, report)
+        files += _intervention_report(
+            folder / INTERVENTIONS_DIR / name, baseline, own, report, facts
+        )
     return board, files
 
 
 def _intervention_report(
-    directory: Path, baseline: ResultSet, steered: dict[float, ResultSet], report: dict[str, Any]
+    directory: Path,
+    baseline: ResultSet,
+    steered: dict[float, ResultSet],
+    report: dict[str, Any],
+    facts: TaskFacts,
 ) -> list[Path]:
     """One intervention's comparison (one strength) or sweep (several), as saeval run writes it."""
-    built = build_report(
-        RunSides(directory, baseline, dict(sorted(steered.items()))),
-        margin=report["margin"],
-        alpha=report["alpha"],
-    )
+    sides = RunSides(directory, baseline, dict(sorted(steered.items())))
+    built = build_report(sides, margin=report["margin"], alpha=report["alpha"])
     files = []
     for suffix, fmt in _FORMATS:
         files.append(directory / f"{COMPARISON}.{suffix}")
         write_atomic(files[-1], render(built, fmt))
-    return files + write_plots(built, directory)
+    return files + write_plots(built, directory, facts)

@@ -30,6 +30,7 @@ from saeval.run.folder import open_run_folder
 from saeval.run.interrupts import Sigterm, interrupted
 from saeval.run.layout import BASELINE, MANIFEST, configuration_name
 from saeval.run.manifest import Status, TaskRecord
+from saeval.run.positions_check import single_token_tasks, steers_generated_only, warning
 from saeval.run.quiet import quiet_lm_eval
 from saeval.run.side_effects import side_effect_texts
 from saeval.run.steer_set import read_steer_set
@@ -96,6 +97,7 @@ def _run_in(
         ranks.announce(store.folder, [(s.configuration, s.scale, s.task) for s in pending])
         if pending:
             lm = evaluation.load_model(store, config, steer, model_id, device, events)
+            _warn_generated_positions(lm, steer, tasks, events)
             ranks.split_documents(lm)
             store.set_status(Status.RUNNING)
             shared = _shared_passes(
@@ -126,6 +128,17 @@ def _run_in(
     if result.files:
         events.note(f"comparison written to {result.files[0]}")
     return result
+
+
+def _warn_generated_positions(
+    lm: SteeredHFLM, steer: Sequence[SteerFile], tasks: TaskSet, events: RunEvents
+) -> None:
+    """Say before evaluating when rows steering only generated positions would change nothing
+    (``saeval.run.positions_check``)."""
+    if steers_generated_only(steer):
+        found = single_token_tasks(lm, tasks)
+        if found:
+            events.note(warning(found))
 
 
 def _steps(config: RunConfig, task_names: Sequence[str]) -> list[_Step]:

@@ -9,7 +9,10 @@
   these contexts whole (``saeval.steering.pass_kl``), the KL is taken from it: no extra pass.
 - **Quality of generations** (generate_until tasks), every document, for the baseline too (the
   pairing needs both sides): the perplexity of the generated text under the unsteered model
-  (AxBench's fluency proxy), distinct-2 and the 4-gram repetition rate of its tokens.
+  (AxBench's fluency proxy), distinct-2 and the 4-gram repetition rate of its tokens. The text
+  is what the model generated (lm-eval's ``resps``, cut at the stop sequence), not the answer
+  the task's filters extract from it, scored as the token ids the model produced after its
+  prompt's ids (``saeval.steering.generated``).
 
 One JSON file per (sub)task beside lm-eval's samples (``saeval.run.layout.side_effects_file``).
 """
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from saeval.steering.lm_eval_model import SteeredHFLM
 
 SCHEMA = "saeval.side_effects/1"
+Produced = Mapping[tuple[int, ...], list[list[int]]]  # prompt ids -> generated ids
 KL_POSITIONS = "every position of the conditioning text (first request of each document)"
 
 Counted = Callable[[str, int, int], None]  # (what, done, total): a measure's progress
@@ -44,9 +48,12 @@ def measure(
     kl_docs: int,
     counted: Counted = _ignore,
     task: str = "",
+    produced: Produced | None = None,
 ) -> dict[str, Any]:
     """The side-effect record of one (sub)task from its samples JSONL (lm-eval's format);
-    ``counted`` hears each pass's documents done (named after ``task``)."""
+    ``counted`` hears each pass's documents done (named after ``task``); ``produced``: the ids
+    generated for it (``SteeredHFLM.generated``), by prompt ids."""
+    produced = produced or {}
     records = sorted(_records(samples_jsonl), key=lambda record: int(record["doc_id"]))
     started = time.perf_counter()
     of = f" of {task}" if task else ""
@@ -56,7 +63,8 @@ def measure(
     kl_seconds = time.perf_counter() - started
     generation = None
     if _is_generation(records):
-        generation = _generation(lm, records, _counter(counted, f"generations scored{of}"))
+        start = _counter(counted, f"generations scored{of}")
+        generation = _generation(lm, records, produced, start)
     if kl is not None:
         kl["seconds"] = round(kl_seconds, 3)
     return {"schema": SCHEMA, "kl": kl, "generation": generation}
@@ -70,11 +78,14 @@ def side_effect_texts(
     counted: Counted = _ignore,
 ) -> dict[str, str]:
     """The side-effect record of every (sub)task of ``output``, as JSON texts to save (progress
-    names the subtask where a group has several)."""
+    names the subtask where a group has several; it takes the generated ids the model kept
+    since the last call)."""
+    produced = lm.generated.take()
     named = len(output.samples) > 1
     texts = {}
     for task, samples in output.samples.items():
-        record = measure(lm, samples, scale, kl_docs, counted, task if named else "")
+        name = task if named else ""
+        record = measure(lm, samples, scale, kl_docs, counted, name, produced)
         texts[task] = json.dumps(record, indent=2) + "\n"
     return texts
 
@@ -160,27 +171,26 @@ def _kl(
 
 
 def _generation(
-    lm: SteeredHFLM, records: list[dict[str, Any]], start: Start
+    lm: SteeredHFLM, records: list[dict[str, Any]], produced: Produced, start: Start
 ) -> list[dict[str, Any]]:
     """Per document: perplexity of the generation under the unsteered model, distinct-2,
     repetition rate and its token count."""
     from saeval.steering.divergence import continuation_nll
 
     limit = int(lm.max_length)
-    texts = [str(record["filtered_resps"][0]) for record in records]
-    generated = [lm.tok_encode(text, add_special_tokens=False)[: limit - 1] for text in texts]
-    prompts = [
-        lm.tok_encode(_first_argument(record))[-(limit - len(tokens)) :]
-        for record, tokens in zip(records, generated, strict=True)
+    pairs = [_generated_pair(lm, record, produced) for record in records]
+    pairs = [
+        (prompt[-(limit - len(tokens[: limit - 1])) :], tokens[: limit - 1])
+        for prompt, tokens in pairs
     ]
     pad_id = lm.tokenizer.pad_token_id or 0
-    scored = [(p, g) for p, g in zip(prompts, generated, strict=True) if g]
+    scored = [(p, g) for p, g in pairs if g]
     done = start(len(scored))
     nll = iter(
         continuation_nll(lm.model, scored, batch_size=_batch_size(lm), pad_id=pad_id, done=done)
     )
     rows = []
-    for record, tokens in zip(records, generated, strict=True):
+    for record, (_, tokens) in zip(records, pairs, strict=True):
         total, count = next(nll) if tokens else (0.0, 0)
         rows.append(
             {
@@ -188,10 +198,41 @@ def _generation(
                 "gen_ppl": perplexity(total, count),
                 "distinct_2": distinct_2(tokens),
                 "repetition_4": repetition_rate(tokens),
-                "tokens": len(tokens),
+                "gen_tokens": len(tokens),
             }
         )
     return rows
+
+
+def _generated_pair(
+    lm: SteeredHFLM, record: Mapping[str, Any], produced: Produced
+) -> tuple[list[int], list[int]]:
+    """(prompt ids, generated ids) of a document's generation, as the model saw and produced
+    them: the recorded ids up to the end of lm-eval's text (``resps``, before any filter);
+    where none were recorded here (a baseline from the cache, another rank's documents), the
+    prompt as lm-eval encodes it and the text tokenised on its own."""
+    text = str(record["resps"][0][0])
+    gen_kwargs = record["arguments"]["gen_args_0"]["arg_1"]
+    room = int(lm.max_length) - int(gen_kwargs.get("max_gen_toks", lm.max_gen_toks))
+    encoded, _ = lm.tok_batch_encode([_first_argument(record)], left_truncate_len=room)
+    prompt = encoded[0].tolist()
+    for tokens in produced.get(tuple(prompt), []):
+        covered = _covering(lm, tokens, text)
+        if covered is not None:
+            return prompt, covered
+    return prompt, lm.tok_encode(text, add_special_tokens=False)
+
+
+def _covering(lm: SteeredHFLM, tokens: list[int], text: str) -> list[int] | None:
+    """The shortest start of ``tokens`` that decodes to ``text`` and more (lm-eval cuts the
+    decoded text at a stop sequence); None if no start does."""
+    for end in range(len(tokens) + 1):
+        decoded = str(lm.tok_decode(tokens[:end]))
+        if decoded.startswith(text):
+            return tokens[:end]
+        if not text.startswith(decoded.rstrip("\ufffd")):
+            return None
+    return None
 
 
 def _batch_size(lm: SteeredHFLM) -> int:

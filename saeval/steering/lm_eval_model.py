@@ -30,6 +30,7 @@ from lm_eval.models.huggingface import HFLM
 from saeval.errors import SteeringError, UsageError
 from saeval.spec.steer_file import read_steer_file
 from saeval.steering.finite import check_logits, guarding
+from saeval.steering.generated import GeneratedTokens
 from saeval.steering.hooks import attach
 from saeval.steering.pass_kl import Contexts, contexts_of, flat_positions, kl_of_copies, per_context
 from saeval.steering.plan import SteerPlan, build_plan
@@ -87,6 +88,7 @@ class SteeredHFLM(HFLM):
         self.plan = _steer_plan(_one_of("steer_path", steer_path, "csv_path", csv_path), plan)
         super().__init__(pretrained=model, **kwargs)
         self.scale: float | None = None if scale is None else float(scale)
+        self.generated = GeneratedTokens()  # what generate_until produced, for its measures
         self.check_plan()
 
     def set_scale(self, scale: float | None) -> None:
@@ -150,18 +152,18 @@ class SteeredHFLM(HFLM):
     ) -> torch.Tensor:
         """HFLM's generation, steered; while ``sharing``, one generation of every configuration
         sharing it (``shared_generation``). Rows of modes other than ``all`` see the prefill as
-        the prompt and each later forward call (one token from the KV cache) as generated."""
+        the prompt and each later forward call (one token from the KV cache) as generated. The
+        generated ids are kept in ``generated``."""
+        mask = kwargs.get("attention_mask")
         shared = self._shared
+        found = None
         if shared is not None and self.scale in shared.scales:
             found = self._shared_generation(shared, context, max_length, stop, kwargs)
-            if found is not None:
-                return found
-        with (
-            guarding(),
-            self.steering(),
-            self._describing_generation(context, kwargs.get("attention_mask")),
-        ):
-            return super()._model_generate(context, max_length, stop, **kwargs)
+        if found is None:
+            with guarding(), self.steering(), self._describing_generation(context, mask):
+                found = super()._model_generate(context, max_length, stop, **kwargs)
+        self.generated.record(context, mask, found)
+        return found
 
     def _describing_generation(
         self, context: torch.Tensor, attention_mask: torch.Tensor | None

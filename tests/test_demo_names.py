@@ -1,0 +1,40 @@
+"""The demo's stable names: --model saeval-demo and the saeval_demo tasks, from $SAEVAL_CACHE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from saeval.demo.names import DEMO_MODEL_NAME, with_demo_assets
+
+
+def test_demo_names_resolve_in_the_configured_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAEVAL_CACHE", str(tmp_path / "cache"))
+    model_dir = tmp_path / "cache" / "gemma-3-270m"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").write_text("{}")  # a converted model: nothing to build
+    model, folders = with_demo_assets(DEMO_MODEL_NAME, ["saeval_demo"], [tmp_path])
+    assert model == str(model_dir)
+    assert folders[0] == tmp_path and len(folders) == 2
+    assert folders[1].parent.parent == tmp_path / "cache"
+    assert (folders[1] / "dog_preference.yaml").is_file()
+    assert with_demo_assets("gpt2", ["hellaswag"], []) == ("gpt2", ())
+
+
+def test_the_duration_estimate_counts_documents_and_configurations() -> None:
+    from saeval.demo.duration import SECONDS_PER_DOCUMENT, documents, estimate_seconds
+    from saeval.demo.paths import TASKS_SOURCE_DIR
+
+    lines = {
+        p.name: len(p.read_text().strip().splitlines()) for p in TASKS_SOURCE_DIR.glob("*.jsonl")
+    }
+    assert documents(None) == sum(lines.values()) == 182
+    assert documents(10) == 10 + 10 + 10 + 8
+    seconds = estimate_seconds((0.5, 1, 2, 4), None, first_position=True, converted=True)
+    assert seconds == pytest.approx((182 * 5 + lines["knowledge.jsonl"]) * SECONDS_PER_DOCUMENT)
+    assert estimate_seconds((1,), 1, first_position=False, converted=False) == pytest.approx(
+        4 * 2 * SECONDS_PER_DOCUMENT + 60.0
+    )
