@@ -305,3 +305,20 @@ def test_saeval_run_generates_once_and_no_shared_prefix_generates_per_configurat
     ours, theirs = _responses(shared), _responses(separate)
     assert sorted(ours) == ["baseline", "steered@0.5", "steered@2"] and ours == theirs
     assert ours["baseline"] != ours["steered@2"]
+
+
+def test_sampled_generations_are_shared_too(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``do_sample: true`` goes through the shared generation (its random draws are its own)."""
+    lm = _lm(bundle, "llama")
+    rows = _hf_generate_rows(monkeypatch)
+    sampled = {"until": ["\n"], "max_gen_toks": 6, "do_sample": True, "temperature": 1.0}
+    requests = [Instance("generate_until", {}, (p, dict(sampled)), idx=0) for p, _ in PROMPTS]
+    answers = SharedAnswers(list(SCALES))
+    texts = []
+    for scale in SCALES:
+        lm.set_scale(scale)
+        with lm.sharing(answers):
+            texts.append(lm.generate_until(requests, disable_tqdm=True))
+        answers.finished(scale)
+    assert rows == [9, 9, 3]  # batches of 3, 3 and 1 prompts, three copies each, once
+    assert all(len(per_scale) == len(PROMPTS) for per_scale in texts)
