@@ -144,6 +144,13 @@ class Leaderboard:
         return records
 
 
+def _capability_margin(base: ResultSet, families: _Families, margin: float) -> float:
+    """The capability metric's margin: ``margin`` where its values lie in [0, 1], else the
+    relative margin of the baseline's value (``MarginTest.for_metric``)."""
+    value = base.tasks[CAPABILITY].metrics[families.keys[CAPABILITY]].value
+    return MarginTest(absolute=margin).for_metric(families.keys[CAPABILITY], value, []).value
+
+
 def leaderboard(
     baseline: ResultSet,
     entries: Sequence[Entry],
@@ -167,10 +174,7 @@ def leaderboard(
         baseline, tuple(target), tuple(capability), target_metric, capability_metric
     )
     base = families.add_to(baseline)
-    size = margin
-    if capability:
-        value = base.tasks[CAPABILITY].metrics[families.keys[CAPABILITY]].value
-        size = MarginTest(absolute=margin).for_metric(families.keys[CAPABILITY], value, []).value
+    size = _capability_margin(base, families, margin) if capability else margin
     sets = {(e.intervention, e.control, e.scale): families.add_to(e.results) for e in entries}
     rows, notes = [], []
     for entry in entries:

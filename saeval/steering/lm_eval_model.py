@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,12 +27,12 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from saeval.errors import SteeringError, UsageError
-from saeval.spec.steer_file import read_steer_file
 from saeval.steering.finite import check_logits, guarding
 from saeval.steering.generated import GeneratedTokens
 from saeval.steering.hooks import attach
+from saeval.steering.model_args import one_of, steer_plan
 from saeval.steering.pass_kl import Contexts, contexts_of, flat_positions, kl_of_copies, per_context
-from saeval.steering.plan import SteerPlan, build_plan
+from saeval.steering.plan import SteerPlan
 from saeval.steering.positions import (
     Positions,
     decoding_step,
@@ -45,8 +44,10 @@ from saeval.steering.scoring import Answer, Batch, Request, keeping, score
 from saeval.steering.shared_generation import (
     batch_key,
     describing_generation,
+    eos_ids,
     generate_shared,
     own_width,
+    shared_output,
 )
 from saeval.steering.shared_prefix import (
     Configuration,
@@ -80,12 +81,12 @@ class SteeredHFLM(HFLM):
         """Load ``pretrained`` (alias ``base_name``) as ``HFLM`` does (every HFLM argument is
         accepted) and steer it with ``steer_path`` (alias ``csv_path``) or a prebuilt ``plan``.
         ``scale`` multiplies every coefficient; ``None`` starts with steering off."""
-        model = _one_of("pretrained", pretrained, "base_name", base_name)
+        model = one_of("pretrained", pretrained, "base_name", base_name)
         if model is None:
             raise UsageError(
                 "the sae_steered model needs pretrained= (or base_name=) in --model_args"
             )
-        self.plan = _steer_plan(_one_of("steer_path", steer_path, "csv_path", csv_path), plan)
+        self.plan = steer_plan(one_of("steer_path", steer_path, "csv_path", csv_path), plan)
         super().__init__(pretrained=model, **kwargs)
         self.scale: float | None = None if scale is None else float(scale)
         self.generated = GeneratedTokens()  # what generate_until produced, for its measures
@@ -184,33 +185,23 @@ class SteeredHFLM(HFLM):
     ) -> torch.Tensor | None:
         """The current configuration's output ids, from one generation of every configuration
         sharing the batch; None after a steering error in such a pass (each generates alone)."""
+        given = kwargs.get("attention_mask")
+        mask = torch.ones_like(context) if given is None else given
+        eos = eos_ids(kwargs, self.model.generation_config.eos_token_id)
+
+        def generate(ids: torch.Tensor, tiled_mask: torch.Tensor) -> torch.Tensor:
+            options = {**kwargs, "attention_mask": tiled_mask}
+            return HFLM._model_generate(self, ids, max_length, list(stop), **options)
+
+        def width(output: torch.Tensor) -> int:
+            return own_width(output, context.shape[1], stop, self.tokenizer, eos, max_length)
+
+        def generate_all(scales: list[Scale]) -> list[torch.Tensor]:
+            edits = self._configurations(scales)
+            return generate_shared(self.model, edits, context, mask, generate, width)
+
         key = batch_key(context, max_length, stop, kwargs)
-        if shared.generation(self.scale, key) is None and not shared.broken:
-            scales = list(shared.scales)
-            given = kwargs.get("attention_mask")
-            mask = torch.ones_like(context) if given is None else given
-            eos = kwargs.get("eos_token_id", self.model.generation_config.eos_token_id)
-            eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-
-            def generate(ids: torch.Tensor, tiled_mask: torch.Tensor) -> torch.Tensor:
-                options = {**kwargs, "attention_mask": tiled_mask}
-                return HFLM._model_generate(self, ids, max_length, list(stop), **options)
-
-            def width(output: torch.Tensor) -> int:
-                return own_width(
-                    output, context.shape[1], stop, self.tokenizer, eos_ids, max_length
-                )
-
-            try:
-                with guarding():  # every copy's finite checks read once, after the generation
-                    outputs = generate_shared(
-                        self.model, self._configurations(scales), context, mask, generate, width
-                    )
-            except SteeringError:
-                shared.broken = True
-            else:
-                shared.store_generations(scales, key, outputs)
-        return shared.generation(self.scale, key)
+        return shared_output(shared, self.scale, key, generate_all)
 
     @contextlib.contextmanager
     def sharing(self, shared: SharedAnswers | None) -> Iterator[None]:
@@ -381,33 +372,3 @@ class SteeredHFLM(HFLM):
 def _given(answer: Answer | None) -> Answer:
     assert answer is not None, "every request has a stored or a computed answer"
     return answer
-
-
-def load_plan(steer_path: str | PathLike[str]) -> SteerPlan:
-    """Read a steer file (any dialect, or lm-eval's .pt) and build its plan (SAEs on the CPU;
-    edits move to each activation)."""
-    return build_plan(read_steer_file(Path(steer_path)))
-
-
-def _steer_plan(steer_path: str | None, plan: SteerPlan | None) -> SteerPlan:
-    """The plan given, or the one built from the steer file given (exactly one of them)."""
-    if steer_path is not None and plan is not None:
-        raise UsageError("give steer_path or a prebuilt plan, not both")
-    if steer_path is not None:
-        return load_plan(steer_path)
-    if plan is None:
-        raise UsageError("the sae_steered model needs steer_path= (or csv_path=) in --model_args")
-    return plan
-
-
-def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> str | None:
-    """The value of an argument given under its own name or under its seed alias."""
-    if value is not None and alias_value is not None:
-        raise UsageError(f"give {name} or its alias {alias}, not both")
-    chosen = value if value is not None else alias_value
-    if chosen is not None and not isinstance(chosen, str | PathLike):
-        raise UsageError(
-            f"{name} must be a model name or path, not a {type(chosen).__name__}",
-            hint="a name keeps accelerate data parallelism and parallelize=True working",
-        )
-    return None if chosen is None else str(chosen)

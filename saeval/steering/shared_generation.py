@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from saeval.errors import SteeringError
+from saeval.steering.finite import guarding
 from saeval.steering.hooks import attach, decoder_layers
 from saeval.steering.positions import (
     Positions,
@@ -38,6 +39,8 @@ from saeval.steering.positions import (
 from saeval.steering.shared_prefix import (
     Configuration,
     RequestKey,
+    Scale,
+    SharedAnswers,
     halves_on_oom,
     per_copy,
     shared_layers,
@@ -74,6 +77,33 @@ def generate_shared(
         outputs[index] = output[:, : own_width(output)]
     assert all(output is not None for output in outputs), "one output per configuration"
     return [output for output in outputs if output is not None]
+
+
+def shared_output(
+    shared: SharedAnswers,
+    scale: Scale,
+    key: RequestKey,
+    generate_all: Callable[[list[Scale]], list[Tensor]],
+) -> Tensor | None:
+    """Configuration ``scale``'s output ids of batch ``key``: the first configuration of
+    ``shared`` to meet the batch generates it for all of them (``generate_all``, every finite
+    check read once after it); None after a steering error there (each then generates alone)."""
+    if shared.generation(scale, key) is None and not shared.broken:
+        scales = list(shared.scales)
+        try:
+            with guarding():
+                outputs = generate_all(scales)
+        except SteeringError:
+            shared.broken = True
+        else:
+            shared.store_generations(scales, key, outputs)
+    return shared.generation(scale, key)
+
+
+def eos_ids(kwargs: dict[str, Any], default: int | list[int] | None) -> list[int]:
+    """The EOS ids a generation stops at: ``eos_token_id`` of its kwargs, else ``default``."""
+    eos = kwargs.get("eos_token_id", default)
+    return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
 @contextmanager
