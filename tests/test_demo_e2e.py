@@ -134,7 +134,7 @@ def test_bad_scales_and_a_bad_steer_file_stop_before_the_runner(
     patched: list[RunConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = invoke("demo", "--scales", "1,x")
-    assert result.exit_code == 2 and "--scale takes numbers" in result.stderr
+    assert result.exit_code == 2 and "--scale: 'x' is not a number" in result.stderr
     bad = tmp_path / "demo.csv"
     bad.write_text("latent_idx,steering_coefficient,sae_release,sae_id\n99999,1,saeval-demo,x\n")
     monkeypatch.setattr(demo_run, "DEMO_STEER_FILE", bad)

@@ -11,6 +11,7 @@ import pytest
 
 from saeval.analysis.compare import Side
 from saeval.analysis.figure_style import TaskFacts, geometric, interval_bars, metric_name
+from saeval.analysis.margins import Margin, MarginTest
 from saeval.analysis.plots import plot_sweep
 from saeval.analysis.summary_figure import SUMMARY_FILE, main_series
 from saeval.analysis.sweep import Sweep, SweepPoint, SweepSeries
@@ -31,11 +32,11 @@ def _series(task: str, metric: str, base: float, deltas: list[float], half: floa
             ci_high=delta + half,
             p=0.5,
             test="McNemar",
-            non_inferior=None,
+            safe=None,
         )
         for scale, delta in zip(SCALES, deltas, strict=True)
     )
-    return SweepSeries(task, metric, True, base, None, points, None, None)
+    return SweepSeries(task, metric, True, base, None, points, None, None, Margin(0.02, False))
 
 
 def _sweep() -> Sweep:
@@ -46,7 +47,7 @@ def _sweep() -> Sweep:
         _series("gen", "gen_tokens", 3.0, [0.0] * 4, 0.5),
         _series("gen", "exact_match,strip", 0.6, [0.0, -0.1, -0.2, -0.3], 0.1),
     )
-    return Sweep(Side("baseline", "b", "/cache/gemma-3-270m"), series, 0.02, 0.05, ())
+    return Sweep(Side("baseline", "b", "/cache/gemma-3-270m"), series, MarginTest(0.02), 0.05, ())
 
 
 FACTS = TaskFacts(titles={"dog": "dog preference"}, n={"dog": 40, "know": 100},

@@ -109,10 +109,10 @@ def test_recorded_ids_are_scored_as_produced_up_to_the_stop(tiny_bundle: Path) -
               "resps": [[" dog"]], "filtered_resps": ["dog"]}  # fmt: skip
     samples = json.dumps(record) + "\n"
     produced = {tuple(prompt): [[*spelled, *newline, eos, eos]]}
-    (row,) = measure(lm, samples, None, 0, produced)["generation"]
+    (row,) = measure(lm, samples, None, 0, produced=produced)["generation"]
     assert row["gen_tokens"] == 4
     assert row["gen_ppl"] == pytest.approx(_nll_ppl(lm.model, prompt, spelled), rel=1e-5)
-    (fallback,) = measure(lm, samples, None, 0, {})["generation"]
+    (fallback,) = measure(lm, samples, None, 0, produced={})["generation"]
     retokenised = lm.tok_encode(" dog", add_special_tokens=False)
     assert fallback["gen_tokens"] == len(retokenised) != 4
     assert fallback["gen_ppl"] == pytest.approx(_nll_ppl(lm.model, prompt, retokenised), rel=1e-5)

@@ -30,6 +30,7 @@ SKIPPING_THE_FIRST = {KNOWLEDGE: [1] * 7 + [0] * 3}
 def configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
     assets = demo_run.DemoAssets(tmp_path / "model", tmp_path / "sae", tmp_path / "tasks")
     monkeypatch.setattr(demo_run, "prepare_assets", lambda: assets)
+    monkeypatch.setattr(demo_run, "latent_sentence", lambda assets, device: "dog latent 0: (fake)")
     seen: list[RunConfig] = []
 
     def fake_run(config: RunConfig, events: RunEvents | None = None) -> RunResult:

@@ -60,8 +60,8 @@ def test_a_run_still_refuses_the_file_on_its_reading_problems(tmp_path: Path) ->
     with pytest.raises(SteerFileError) as raised:
         read_steer_file(path)
     assert raised.value.problems == [
-        f"{path}:2 steering_coefficient: 'xyz' is not a number; expected a finite number "
-        "such as 240.0"
+        f"{path}:2 steering_coefficient: 'xyz' is not a number; expected a plain decimal "
+        "number (digits 0-9, an optional sign, point and exponent) such as 240.0 or 2.5e-3"
     ]
 
 

@@ -95,8 +95,9 @@ def command(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
     if refused:
         option = f"--{refused[0].replace('_', '-')}"
         raise UsageError(
-            f"{option} does not apply to an experiment: its file sets it",
-            hint=f"set it in {paths[0]} (tasks:, scales:, dtype:, ...; see README, Experiments)",
+            f"{option} does not apply to an experiment",
+            hint=f"an experiment takes its options from {paths[0]} (tasks:, scales:, dtype:, "
+            "...; see README, Experiments)",
         )
     if not given["allow_large"]:
         _check_size(paths[0])
