@@ -38,3 +38,33 @@ def test_the_duration_estimate_counts_documents_and_configurations() -> None:
     assert estimate_seconds((1,), 1, first_position=False, converted=False) == pytest.approx(
         4 * 2 * SECONDS_PER_DOCUMENT + 60.0
     )
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_demo_experiment_names_the_demo_model_and_tasks_without_a_cache_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """steers/demo_experiment.yaml says `model: saeval-demo`; validation never converts it:
+    before the first conversion it checks against the Hugging Face id the demo model copies,
+    after it against the folder; the demo tasks come from the configured cache."""
+    from typer.testing import CliRunner
+
+    from saeval.cli.main import app
+    from saeval.demo.names import experiment_demo_names
+
+    monkeypatch.setenv("SAEVAL_CACHE", str(tmp_path / "cache"))
+    path = str(REPO / "steers" / "demo_experiment.yaml")
+    assert "cache" not in (REPO / "steers" / "demo_experiment.yaml").read_text().split("model:")[1]
+    names = experiment_demo_names(path, None, build=False)
+    assert names["model"] == "google/gemma-3-270m"
+    assert [folder.parent.parent for folder in names["include_path"]] == [tmp_path / "cache"]
+    assert experiment_demo_names(path, "other/model", build=False).get("model") is None
+    result = CliRunner().invoke(app, ["validate", path])
+    assert result.exit_code == 0, result.output
+    assert "18 evaluations; valid" in result.output.replace("\n", " ")
+    model_dir = tmp_path / "cache" / "gemma-3-270m"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").write_text("{}")  # converted: the folder is checked
+    assert experiment_demo_names(path, None, build=False)["model"] == str(model_dir)

@@ -40,12 +40,13 @@ def command(
 ) -> None:
     """Mean KL(unsteered || steered) per token on a corpus, with a 95% CI, for each scale."""
     quiet_libraries()
+    from saeval.demo.names import demo_model
     from saeval.run.kl import measure_kl
 
     report = measure_kl(
         tuple(steer_files),
         texts,
-        model=model,
+        model=demo_model(model),
         device=device,
         scales=parse_scales(scale),
         dtype=dtype,

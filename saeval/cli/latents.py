@@ -36,13 +36,14 @@ def command(
 ) -> None:
     """How strongly each latent row fires on a corpus: numbers to choose a coefficient from."""
     quiet_libraries()
+    from saeval.demo.names import demo_model
     from saeval.run.latents import measure_latents
     from saeval.spec.texts import read_texts
 
     report = measure_latents(
         tuple(steer_files),
         read_texts(texts),
-        model=model,
+        model=demo_model(model),
         device=device,
         dtype=dtype,
         batch_size=batch_size,

@@ -82,6 +82,7 @@ _SHARED = ("model", "device", "limit", "kl_docs", "output", "name", "resume")  #
 def command(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
     """Run the one experiment file among `saeval run`'s arguments: ``given`` holds every option
     as parsed, ``defaults`` their defaults (a steer-file option that differs is refused)."""
+    from saeval.demo.names import experiment_demo_names
     from saeval.run.experiment import ExperimentOptions, run_experiment
 
     paths = given["steer_files"]
@@ -105,6 +106,7 @@ def command(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
     skipped = ("slurm_time", "allow_large")
     options |= {name: given[name] for name in EXPERIMENT_OPTIONS if name not in skipped}
     options |= _placement(given["device"], given["devices"], given["executor"], given["slurm_time"])
+    options |= experiment_demo_names(paths[0], given["model"])
     with ProgressEvents() as events:
         result = run_experiment(paths[0], ExperimentOptions(**options), events)
     show(result)

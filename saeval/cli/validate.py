@@ -42,6 +42,7 @@ from rich.text import Text
 from saeval.analysis.table_fit import COMPACT, SHORT_LABELS, FitColumn, FitTable
 from saeval.cli.console import err, out
 from saeval.cli.options import FormatOpt, ModelOpt, OnlineOpt, OutputFormat
+from saeval.demo.names import demo_model
 from saeval.errors import ResolutionError
 from saeval.spec.experiment import is_experiment_file
 from saeval.spec.resolve import Resolution, ResolvedRow, Status, validate
@@ -75,7 +76,7 @@ def command(
 
         check_experiment(steer_files, model=model, online=online, output=output, show=show)
         return
-    resolution = validate(steer_files, model=model, online=online)
+    resolution = validate(steer_files, model=demo_model(model, build=False), online=online)
     if output is OutputFormat.JSON:
         typer.echo(json.dumps(resolution.to_dict(), indent=2))
     else:

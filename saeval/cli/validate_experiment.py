@@ -31,7 +31,15 @@ def check_experiment(
             "give one experiment file alone (its interventions name their steer files)",
             hint=f"got {len(paths)} files: {', '.join(paths)}",
         )
-    checked = validate_experiment(paths[0], model=model, online=online)
+    from saeval.demo.names import experiment_demo_names
+
+    names = experiment_demo_names(paths[0], model, build=False)
+    checked = validate_experiment(
+        paths[0],
+        model=names.get("model", model),
+        include_path=names.get("include_path"),
+        online=online,
+    )
     if output is OutputFormat.JSON:
         typer.echo(json.dumps(checked.to_dict(), indent=2))
     else:

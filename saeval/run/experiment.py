@@ -42,6 +42,7 @@ class ExperimentOptions:
     name: str | None = None
     resume: bool = False
     model: str | None = None
+    include_path: tuple[Path, ...] | None = None
     limit: int | float | None = None
     kl_docs: int | None = None
     devices: tuple[str, ...] | None = None

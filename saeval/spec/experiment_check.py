@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,9 +121,14 @@ def _plain(value: Any) -> Any:
 
 
 def validate_experiment(
-    path: str | Path, *, model: str | None = None, online: bool = False
+    path: str | Path,
+    *,
+    model: str | None = None,
+    include_path: Sequence[Path] | None = None,
+    online: bool = False,
 ) -> ExperimentCheck:
-    """Check an experiment file and everything it names, offline, collecting every problem."""
+    """Check an experiment file and everything it names, offline, collecting every problem;
+    ``model`` and ``include_path`` replace the file's."""
     shown = str(path)
     try:
         experiment = read_experiment(path)
@@ -135,7 +141,9 @@ def validate_experiment(
     }
     across = _model_problems(shown, model, resolutions)
     try:
-        validate_tasks(experiment.tasks, experiment.include_path)
+        validate_tasks(
+            experiment.tasks, experiment.include_path if include_path is None else include_path
+        )
     except TaskError as error:
         across.append(f"{shown} tasks: {error.message}")
     return ExperimentCheck(shown, experiment, resolutions, problems_across=tuple(across))
