@@ -126,3 +126,23 @@ def test_a_resumed_run_counts_the_units_done_before() -> None:
     lines.started("steered", "mc", 3, 4)  # steps 1 and 2 were done by the first run
     lines.finished("steered", "mc", 4, cached=False)
     assert written[-1] == "[3/4] steered mc: done in 0:00:00; 3/4 done, ETA 0:00:00"
+
+
+def test_the_eta_counts_every_unit_a_shared_pass_did() -> None:
+    """Two tasks of three configurations each, sharing passes: the first unit of a task does
+    the work of all three, so after it one task's work is left, not five units'."""
+    written: list[str] = []
+    now = [0.0]
+    lines = LogLines(written.append, now=lambda: now[0])
+    for task in ("a", "b"):
+        lines.grouped(task, 3)
+    order = [(c, t) for c in ("baseline", "steered@1", "steered@2") for t in ("a", "b")]
+    for step, (configuration, task) in enumerate(order, start=1):
+        lines.started(configuration, task, step, 6)
+        now[0] += 60.0 if configuration == "baseline" else 0.0
+        lines.finished(configuration, task, 6, cached=False)
+    done = [line for line in written if ": done in" in line]
+    # 3 units' work in 60 s; 6 - 1 done - 2 done by the shared pass = 3 left: 60 s
+    assert done[0] == "[1/6] baseline a: done in 0:01:00; 1/6 done, ETA 0:01:00"
+    assert done[1] == "[2/6] baseline b: done in 0:01:00; 2/6 done"  # nothing left to evaluate
+    assert done[-1] == "[6/6] steered@2 b: done in 0:00:00; 6/6 done"

@@ -94,6 +94,8 @@ class ProgressEvents:
     def group_started(self, task: str, configurations: Sequence[str]) -> None:
         """Draw the ``configurations`` of ``task`` (sharing passes) as one line."""
         self.groups.expect(task, configurations)
+        if self.log is not None:
+            self.log.grouped(task, len(configurations))
 
     def task_started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """Add a spinning line for the (configuration, task) (the display starts with the first)."""

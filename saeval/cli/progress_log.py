@@ -50,6 +50,8 @@ class LogLines:
     first: float | None = None  # when this process started its first unit
     done: int = 0  # units done, counting those before the first one started here
     evaluated: int = 0  # units evaluated here (not taken from the cache)
+    groups: dict[str, int] = field(default_factory=dict)  # task -> units one shared pass does
+    prepaid: dict[str, int] = field(default_factory=dict)  # task -> units its pass has done
 
     def started(self, configuration: str, task: str, step: int, steps: int) -> None:
         """A (configuration, task) began (``step`` of ``steps``)."""
@@ -74,15 +76,27 @@ class LogLines:
         if done >= total:
             self.phase = None
 
+    def grouped(self, task: str, units: int) -> None:
+        """The next ``units`` units of ``task`` share passes: the first to run does all their
+        work, the others then take their answers at once."""
+        self.groups[task] = units
+
     def finished(self, configuration: str, task: str, steps: int, cached: bool) -> None:
         """A unit was saved: its time, the units done of all and the run's ETA (at the rate
-        units have been evaluated here so far)."""
+        units have been evaluated here so far, a shared pass counting every unit it did)."""
         now = self.now()
         label, started = self.units.pop((configuration, task))
         self.done += 1
-        self.evaluated += not cached
+        if task in self.groups:  # the first of its group: its passes did the others' work
+            size = self.groups.pop(task)
+            self.prepaid[task] = size - 1
+            self.evaluated += 0 if cached else size
+        elif self.prepaid.get(task, 0) > 0:
+            self.prepaid[task] -= 1
+        else:
+            self.evaluated += not cached
         how = "reused from the cache" if cached else f"done in {clock(now - started)}"
-        left = steps - self.done
+        left = steps - self.done - sum(self.prepaid.values())
         timing = ""
         if left > 0 and self.evaluated and self.first is not None:
             timing = f", ETA {clock((now - self.first) / self.evaluated * left)}"
