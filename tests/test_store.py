@@ -304,3 +304,54 @@ def test_compare_refuses_a_run_file_that_fails_its_checksum(tmp_path: Path) -> N
     samples.unlink()
     with pytest.raises(ResultsError, match=f"{samples.name} is missing"):
         load_side(tmp_path / "run" / "baseline")
+
+
+@pytest.mark.parametrize("killed", ["before the results file", "before the record"])
+def test_a_kill_while_a_task_is_saved_keeps_every_earlier_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed: str
+) -> None:
+    """Task b's save dies between run.json and the results file (or after the results file,
+    before its record): the results file holds a's or a's and b's numbers, both saeval's own,
+    so a resume keeps a and reruns b only."""
+    from saeval.run import store as store_module
+
+    run = RunStore.create(tmp_path / "run", _manifest())
+    run.configuration_dir("baseline", None)
+    samples = [_sample(0, True), _sample(1, False)]
+    run.save_task("baseline", "a", task_output(_results("a", 0.5, samples), TRACKER_FIELDS), 1)
+
+    def die(*args: Any) -> None:
+        raise KeyboardInterrupt  # the process is gone: nothing after this line runs
+
+    if killed == "before the results file":
+        real = store_module.write_atomic
+
+        def write(path: Path, data: str | bytes) -> None:
+            (die if path.name.startswith("results") else real)(path, data)
+
+        monkeypatch.setattr(store_module, "write_atomic", write)
+    else:
+        monkeypatch.setattr(run.manifest, "completed", _Dying(run.manifest.completed, die))
+    with pytest.raises(KeyboardInterrupt):
+        run.save_task("baseline", "b", task_output(_results("b", 0.0, samples), TRACKER_FIELDS), 1)
+    run.close()
+    monkeypatch.undo()
+    store = RunStore.open(tmp_path / "run", lock=True)
+    assert store.forget_damaged() == []
+    assert [(r.configuration, r.task) for r in store.manifest.completed] == [("baseline", "a")]
+    assert store.manifest.file_sha256_replaced == {}
+    (results,) = (tmp_path / "run" / "baseline").glob("results_*.json")
+    key = f"baseline/{results.name}"
+    assert store.manifest.file_sha256[key] == hashlib.sha256(results.read_bytes()).hexdigest()
+    store.close()
+
+
+class _Dying(list):  # type: ignore[type-arg]
+    """A completed-records list whose append is the moment the process dies."""
+
+    def __init__(self, records: list[Any], die: Any) -> None:
+        super().__init__(records)
+        self.die = die
+
+    def append(self, record: Any) -> None:
+        self.die()

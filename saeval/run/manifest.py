@@ -27,6 +27,9 @@ Fields (``schema_version`` 1)::
     file_sha256      {"<configuration>/<file name>": sha256} of every results, samples and
                      side-effects file, recorded when it is written (``saeval.analysis.checksums``;
                      absent in run folders of older saevals: their files are unverified)
+    file_sha256_replaced  {"<configuration>/<results file>": sha256} the file had before the
+                     write in progress replaces it: a process killed between the file and
+                     run.json leaves either content, both saeval's own (empty between writes)
     comparison       {files: [...]} file names, once written
 """
 
@@ -154,6 +157,7 @@ class Manifest:
     errors: list[ErrorRecord] = field(default_factory=list)
     comparison: dict[str, Any] | None = None
     file_sha256: dict[str, str] = field(default_factory=dict)
+    file_sha256_replaced: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON-able data, head fields first."""

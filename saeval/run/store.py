@@ -151,6 +151,7 @@ class RunStore:
         them; returns what to tell the user (``files missing, running again: steered/mmlu``).
         A damaged results file is removed with every record of its configuration (it holds
         all of that configuration's tasks)."""
+        self._settle_replaced()
         dropped: dict[int, str] = {}  # index in completed -> the problem
         for index, record in enumerate(self.manifest.completed):
             problem = None if index in dropped else self._damage(record)
@@ -228,7 +229,7 @@ class RunStore:
             self._write(configuration, name, text)
         results_name = results_file(when)
         merged = merge_results(self._results(folder / results_name), output.results)
-        self._write(configuration, results_name, dump_json(merged))
+        self._replace(configuration, results_name, dump_json(merged))
         record = TaskRecord(
             configuration,
             task,
@@ -249,6 +250,28 @@ class RunStore:
         data = text.encode("utf-8")
         write_atomic(self.folder / configuration / name, data)
         self.manifest.file_sha256[relative_name(configuration, name)] = sha256_of(data)
+
+    def _replace(self, configuration: str, name: str, text: str) -> None:
+        """Rewrite a file that finished tasks already rely on (a configuration's results): run.json
+        first names both its old and its new sha256, so a kill between the two writes leaves a
+        file that still verifies; the old one is forgotten once the new file is in place."""
+        key = relative_name(configuration, name)
+        data = text.encode("utf-8")
+        old = self.manifest.file_sha256.get(key)
+        if old is not None:
+            self.manifest.file_sha256_replaced[key] = old
+        self.manifest.file_sha256[key] = sha256_of(data)
+        self.save()
+        write_atomic(self.folder / configuration / name, data)
+        self.manifest.file_sha256_replaced.pop(key, None)
+
+    def _settle_replaced(self) -> None:
+        """After a kill inside ``_replace``: a results file holding its old content is that
+        content's (its sha256 becomes the recorded one again)."""
+        for key, old in self.manifest.file_sha256_replaced.items():
+            if file_problem(self.folder / key, old) is None:
+                self.manifest.file_sha256[key] = old
+        self.manifest.file_sha256_replaced.clear()
 
     @staticmethod
     def _results(path: Path) -> dict[str, Any]:
