@@ -146,8 +146,13 @@ def _scale_text(scale: float | None) -> str:
     return MISSING if scale is None else f"{scale:g}"
 
 
-def sweep_cells(result: Sweep) -> list[dict[str, str]]:
-    """Formatted cells: per series a baseline row, then one row per strength."""
+def sweep_cells(result: Sweep, *, compact: bool = False) -> list[dict[str, str]]:
+    """Formatted cells: per series a baseline row, then one row per strength; ``compact`` (the
+    terminal table) shows values without their stderr (the change's interval is beside them)."""
+
+    def value(estimate: float, stderr: float | None) -> str:
+        return fmt_number(estimate) if compact else fmt_estimate(estimate, stderr)
+
     level = ci_header(1 - result.alpha)
     verdict_header = VERDICT_HEADERS[result.margins.test == EQUIVALENCE]
     with_kl = any(point.kl is not None for s in result.series for point in s.points)
@@ -159,7 +164,7 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
                 "task": series.task,
                 "metric": series.metric,
                 "scale": "baseline",
-                "value": fmt_estimate(series.baseline, series.baseline_stderr),
+                "value": value(series.baseline, series.baseline_stderr),
                 "delta": "",
                 level: "",
                 "p": "",
@@ -176,7 +181,7 @@ def sweep_cells(result: Sweep) -> list[dict[str, str]]:
                     "task": series.task,
                     "metric": series.metric,
                     "scale": f"{point.scale:g}",
-                    "value": fmt_estimate(point.value, point.stderr),
+                    "value": value(point.value, point.stderr),
                     "delta": fmt_number(point.delta, signed=True),
                     level: fmt_ci(point.ci_low, point.ci_high),
                     "p": fmt_p(point.p),
@@ -233,7 +238,7 @@ def _view(report: Report) -> _View:
         title=f"steering sweep vs {report.baseline.label} ({margins.test}; margin "
         f"{margins.absolute:g}, unbounded metrics {margins.relative:.0%} of baseline)",
         cells=cells,
-        table_cells=cells,
+        table_cells=sweep_cells(report, compact=True),
         styles=[""] * len(cells),
         caption="",
         summary=[
@@ -304,6 +309,8 @@ def table(report: Report) -> FitTable:
     columns = [  # "KL" ("steered KL" in a comparison), its unit in the caption
         FitColumn(header.removesuffix(KL_HEADER) + KL_SHORT, "right")
         if header.endswith(KL_HEADER)
+        else FitColumn(header.replace("-", "-\n"), "right")  # "non-inferior" breaks at its "-"
+        if header in VERDICT_HEADERS
         else FitColumn(header, "right")
         if header not in TEXT_COLUMNS
         else FitColumn(header)
@@ -320,7 +327,10 @@ def table(report: Report) -> FitTable:
         rows=[list(cell.values()) for cell in rows],
         styles=view.styles,
         caption=caption.strip(),
-        steps=_narrow_steps(headers),
+        steps=[  # the KL column goes last: it is in the KL plots and every file format
+            *_narrow_steps(headers),
+            *(c.header for c, h in zip(columns, headers, strict=True) if h.endswith(KL_HEADER)),
+        ],
         short_rows=[list((cell | {"task": short[cell["task"]]}).values()) for cell in rows],
         legend=[f"tasks: {legend}"] if legend else [],
     )
