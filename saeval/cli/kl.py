@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
 from rich.table import Table
 
 from saeval.cli.console import out
@@ -14,9 +12,11 @@ from saeval.cli.options import (
     DeviceOpt,
     DtypeOpt,
     FormatOpt,
+    LatentSteerFilesArg,
     ModelOpt,
     OutputFormat,
     ScaleOpt,
+    TextsBatchOpt,
     TextsOpt,
     parse_scales,
 )
@@ -27,15 +27,13 @@ if TYPE_CHECKING:
 
 
 def command(
-    steer_files: Annotated[
-        list[Path], typer.Argument(help="Steer file(s): one latent per row (steer.csv).")
-    ],
+    steer_files: LatentSteerFilesArg,
     texts: TextsOpt,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
     scale: ScaleOpt = "1",
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 4,
+    batch_size: TextsBatchOpt = 4,
     fmt: FormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Mean KL(unsteered || steered) per token on a corpus, with a 95% CI, for each scale."""

@@ -4,7 +4,6 @@ coefficient from (max and p99 activation, firing frequency, ||W_dec[i]||, mean |
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,7 +12,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from saeval.cli.console import out
-from saeval.cli.options import DeviceOpt, DtypeOpt, FormatOpt, ModelOpt, OutputFormat, TextsOpt
+from saeval.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    LatentSteerFilesArg,
+    ModelOpt,
+    OutputFormat,
+    TextsBatchOpt,
+    TextsOpt,
+)
 from saeval.cli.progress import quiet_libraries
 
 if TYPE_CHECKING:
@@ -21,14 +29,12 @@ if TYPE_CHECKING:
 
 
 def command(
-    steer_files: Annotated[
-        list[Path], typer.Argument(help="Steer file(s): one latent per row (steer.csv).")
-    ],
+    steer_files: LatentSteerFilesArg,
     texts: TextsOpt,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 4,
+    batch_size: TextsBatchOpt = 4,
     top: Annotated[
         int, typer.Option(min=0, help="Text snippets shown per latent (strongest first).")
     ] = 3,

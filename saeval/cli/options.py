@@ -51,6 +51,10 @@ DeviceOpt = Annotated[
     typer.Option(help="cpu, cuda, cuda:N or mps (default: cuda:0 if present, else cpu)."),
 ]
 DtypeOpt = Annotated[str, typer.Option(help="Model dtype: auto, bfloat16, float16 or float32.")]
+LatentSteerFilesArg = Annotated[  # the commands that read latents of steer files over texts
+    list[Path], typer.Argument(help="Steer file(s): one latent per row (steer.csv).")
+]
+TextsBatchOpt = Annotated[int, typer.Option(min=1, help="Texts per forward pass.")]
 TextsOpt = Annotated[
     Path,
     typer.Option(
