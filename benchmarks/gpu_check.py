@@ -45,7 +45,7 @@ from benchmarks.gpu_check_fixtures import (
 )
 from benchmarks.gpu_check_hooks import hook_overhead
 from saeval.atomic import write_atomic
-from saeval.run.layout import BASELINE, run_configurations
+from saeval.records.run_folder import BASELINE, run_configurations
 
 SCHEMA = "saeval.gpu-check/1"
 SWEEP = ("0.5", "1", "2", "4")

@@ -26,7 +26,7 @@ def test_the_checker_names_the_file_line_and_rule(tmp_path: Path) -> None:
     (root / "__init__.py").write_text("")
     (root / "spec" / "model.py").write_text('"""x"""\n\nimport torch\n')
     (root / "analysis" / "table.py").write_text("from saeval.run.store import RunStore\n")
-    (root / "analysis" / "names.py").write_text("from saeval.run.layout import BASELINE\n")
+    (root / "analysis" / "names.py").write_text("from saeval.records.run_folder import BASELINE\n")
     (root / "run" / "a.py").write_text("def f():\n    from saeval.run import b\n")
     (root / "run" / "b.py").write_text("from saeval.run import a\n")
     (root / "run" / "c.py").write_text(

@@ -12,7 +12,7 @@ from scipy import stats as sps
 from saeval.analysis import render
 from saeval.analysis.compare import MCNEMAR, compare
 from saeval.analysis.results import DocSample, MetricValue, ResultSet, TaskResult
-from saeval.analysis.side_effects import KlSummary
+from saeval.records.side_effects import KlSummary
 
 KEY = "acc,none"
 

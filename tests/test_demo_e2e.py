@@ -19,8 +19,8 @@ from saeval.analysis.report_files import write_comparison
 from saeval.cli.main import app
 from saeval.demo import run as demo_run
 from saeval.demo.lm_tasks import DEMO_TASKS
+from saeval.records.run_folder import configuration_name
 from saeval.run.config import RunConfig, RunEvents, RunResult
-from saeval.run.layout import configuration_name
 
 REPO = Path(__file__).resolve().parents[1]
 PREFERENCE, KNOWLEDGE = demo_run.PREFERENCE_TASK, demo_run.KNOWLEDGE_TASK

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from saeval.analysis.leaderboard import leaderboard
 from saeval.analysis.leaderboard_render import render_leaderboard
-from saeval.analysis.side_effects import KlSummary
+from saeval.records.side_effects import KlSummary
 from saeval.cli.main import app
 from saeval.spec.experiment import read_experiment
 

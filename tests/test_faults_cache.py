@@ -15,8 +15,8 @@ from sae_builders import MC_TASK
 from typer.testing import CliRunner
 
 from saeval.cli.main import app
+from saeval.records.run_folder import CACHE_DIR
 from saeval.run.baseline_cache import KEY_FILE, BaselineCache, baseline_key
-from saeval.run.layout import CACHE_DIR
 from saeval.run.lm_eval_format import TaskOutput
 
 

@@ -568,7 +568,7 @@ def test_quiet_lm_eval_counts_requests_and_puts_everything_back() -> None:
 
 def test_progress_events_show_requests_done_of_the_running_task() -> None:
     from saeval.cli.progress import ProgressEvents
-    from saeval.run.manifest import TaskRecord
+    from saeval.records.run_record import TaskRecord
 
     with ProgressEvents() as events:
         events.task_started("baseline", MC_TASK, 1, 2)

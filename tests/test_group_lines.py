@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from saeval.cli.progress import ProgressEvents
-from saeval.run.manifest import TaskRecord
+from saeval.records.run_record import TaskRecord
 
 NAMES = ["baseline", "steered@0.5", "steered@2"]
 

@@ -151,9 +151,9 @@ def test_saeval_kl_prints_the_library_numbers(tiny_bundle: Path, tmp_path: Path)
     printed = json.loads(result.stdout)
     report = measure_kl([steer], texts, model=str(tiny_bundle / "model"), scales=(0, 1, 2))
     expected = [m.to_dict() for m in report.measurements]
-    keys = ("scale", "mean_kl", "ci_low", "ci_high", "tokens")
+    keys = ("scale", "mean", "ci_low", "ci_high", "tokens")
     assert [{k: e[k] for k in keys} for e in printed] == [{k: e[k] for k in keys} for e in expected]
-    assert printed[0]["mean_kl"] == 0.0 and 0 < printed[1]["mean_kl"] < printed[2]["mean_kl"]
+    assert printed[0]["mean"] == 0.0 and 0 < printed[1]["mean"] < printed[2]["mean"]
     table = CliRunner().invoke(app, args)
     assert table.exit_code == 0 and "mean KL" in table.stdout
 

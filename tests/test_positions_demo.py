@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from saeval.analysis.report_files import write_comparison
 from saeval.cli.main import app
 from saeval.demo import run as demo_run
+from saeval.records.run_folder import configuration_name
 from saeval.run.config import RunConfig, RunEvents, RunResult
-from saeval.run.layout import configuration_name
 
 PREFERENCE, KNOWLEDGE = demo_run.PREFERENCE_TASK, demo_run.KNOWLEDGE_TASK
 # Knowledge right in 10/10 unsteered, 8/10 at 1x, 5/10 at 2x; 7/10 at 2x without the first

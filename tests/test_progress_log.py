@@ -14,7 +14,7 @@ from sae_builders import GEN_TASK, MC_TASK
 
 from saeval.cli.progress import ProgressEvents
 from saeval.cli.progress_log import LogLines, clock, eta
-from saeval.run.manifest import TaskRecord
+from saeval.records.run_record import TaskRecord
 
 REPO = Path(__file__).resolve().parents[1]
 

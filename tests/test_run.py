@@ -79,7 +79,7 @@ def first_run(fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_run_writes_lm_eval_folders_manifest_and_comparison(first_run: Path) -> None:
     data = manifest(first_run)
-    assert data["schema_version"] == 1 and data["status"] == "complete"
+    assert data["schema"] == "saeval.run/2" and data["status"] == "complete"
     assert [task["name"] for task in data["tasks"]] == [MC_TASK, GEN_TASK, ROLLING_TASK]
     assert all(len(task["config_sha256"]) == 64 for task in data["tasks"])
     assert data["model"]["dtype"] == "float32" and data["model"]["revision"].startswith("local:")

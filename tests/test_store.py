@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from saeval.analysis.results_io import load_side
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError
+from saeval.records.run_folder import configuration_name
+from saeval.records.run_record import Manifest, ModelRecord, Status, spec_sha256
 from saeval.run.baseline_cache import BaselineCache, baseline_key
-from saeval.run.layout import configuration_name
 from saeval.run.lm_eval_format import TaskOutput, merge_results, task_output
-from saeval.run.manifest import Manifest, ModelRecord, Status, spec_sha256
 from saeval.run.store import RunStore
 
 

@@ -16,9 +16,9 @@ from saeval.analysis import stats
 from saeval.analysis.defaults import check_alpha
 from saeval.analysis.pairing import OnPaired, Pairing, on_paired, pair_documents, paired_values
 from saeval.analysis.results import ResultSet, TaskResult
-from saeval.analysis.side_effects import kl_fields
 from saeval.analysis.stats import MCNEMAR, PAIRED_T, SIGN
 from saeval.errors import ResultsError, UsageError
+from saeval.records.side_effects import kl_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -160,7 +160,7 @@ def compare(
                 notes.append(f"{name}: {metric_label(key)} skipped: {_NOT_ON_PAIRED}")
                 continue
             row = _row(name, key, task_a, task_b, pairing, 1.0 - alpha)
-            rows.append(replace(row, **kl_fields(task_b.kl)))
+            rows.append(replace(row, **kl_columns(task_b.kl)))
     rows = _select(rows, metrics)
     side_a, side_b = _side(a), _side(b)
     if side_a.label == side_b.label:

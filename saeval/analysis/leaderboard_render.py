@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
-from typing import Any
 
 from saeval.analysis.compare import metric_label
 from saeval.analysis.leaderboard import BoardRow, Effect, Leaderboard
 from saeval.analysis.render import KL_HEADER, MISSING, ci_header, fmt_ci, fmt_number, fmt_p
 from saeval.analysis.table_fit import COMPACT, FitColumn, FitTable
 from saeval.errors import UsageError
+from saeval.records.json_file import json_text
+from saeval.records.reports import LEADERBOARD_SCHEMA, LeaderboardRecord
 
-SCHEMA = "saeval.leaderboard/1"
 LEADERBOARD_FORMATS = ("markdown", "csv", "json")
 SWEET_SPOT = "*"
 WORST_TASK = "worst task"
@@ -156,10 +155,10 @@ def _markdown_row(values: list[str]) -> str:
     return "| " + " | ".join(value.replace("|", "\\|") for value in values) + " |"
 
 
-def to_data(board: Leaderboard) -> dict[str, Any]:
-    """Every number unrounded (schema ``saeval.leaderboard/1``)."""
+def to_data(board: Leaderboard) -> LeaderboardRecord:
+    """Every number unrounded (``saeval.records.reports.LeaderboardRecord``)."""
     return {
-        "schema": SCHEMA,
+        "schema": LEADERBOARD_SCHEMA,
         "baseline": asdict(board.baseline),
         "target_tasks": list(board.target_tasks),
         "capability_tasks": list(board.capability_tasks),
@@ -186,7 +185,7 @@ def render_leaderboard(board: Leaderboard, fmt: str) -> str:
         frame = pd.DataFrame(board.to_records()).astype({"control": "Int64"})
         return str(frame.to_csv(index=False))
     if fmt == "json":
-        return json.dumps(to_data(board), indent=2, allow_nan=False) + "\n"
+        return json_text(to_data(board), allow_nan=False)
     raise UsageError(
         f"unknown format {fmt!r}", hint=f"use one of: {', '.join(LEADERBOARD_FORMATS)}"
     )

@@ -3,11 +3,9 @@ formatted for reading (4 significant digits, p-values like 0.0021 or <1e-4)."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from saeval.analysis.compare import Comparison, ComparisonRow
 from saeval.analysis.margins import EQUIVALENCE
@@ -22,6 +20,8 @@ from saeval.analysis.table_fit import (
     shortest_unique_suffixes,
 )
 from saeval.errors import UsageError
+from saeval.records.json_file import json_text
+from saeval.records.reports import COMPARISON_SCHEMA, SWEEP_SCHEMA, ComparisonRecord, SweepRecord
 
 FORMATS = ("markdown", "csv", "json", "latex")
 MISSING = "—"
@@ -204,7 +204,7 @@ class _View:
     styles: list[str]
     caption: str
     summary: list[str]
-    data: dict[str, Any]  # the JSON form
+    data: ComparisonRecord | SweepRecord  # the JSON form
 
 
 def _view(report: Report) -> _View:
@@ -220,6 +220,7 @@ def _view(report: Report) -> _View:
             caption="\n".join(f"({number}) {note}" for note, number in footnotes.items()),
             summary=list(report.notes),
             data={
+                "schema": COMPARISON_SCHEMA,
                 "a": asdict(report.a),
                 "b": asdict(report.b),
                 "alpha": report.alpha,
@@ -247,17 +248,23 @@ def _view(report: Report) -> _View:
             *map(steerability_line, report.steerability),
             *report.notes,
         ],
-        data={
-            "baseline": asdict(report.baseline),
-            "margin": report.margin,
-            "relative_margin": report.margins.relative,
-            "margin_test": report.margins.test,
-            "alpha": report.alpha,
-            "series": [asdict(series) for series in report.series],
-            "steerability": [entry.to_dict() for entry in report.steerability],
-            "notes": list(report.notes),
-        },
+        data=_sweep_record(report),
     )
+
+
+def _sweep_record(report: Sweep) -> SweepRecord:
+    """comparison.json of a sweep (a comparison's is in ``_view``): every number unrounded."""
+    return {
+        "schema": SWEEP_SCHEMA,
+        "baseline": asdict(report.baseline),
+        "margin": report.margin,
+        "relative_margin": report.margins.relative,
+        "margin_test": report.margins.test,
+        "alpha": report.alpha,
+        "series": [asdict(series) for series in report.series],
+        "steerability": [entry.to_dict() for entry in report.steerability],
+        "notes": list(report.notes),
+    }
 
 
 def _sweep_method(report: Sweep) -> str:
@@ -376,7 +383,7 @@ def to_markdown(report: Report) -> str:
 
 def to_json(report: Report) -> str:
     """Every number unrounded, plus the sides, settings and notes."""
-    return json.dumps(_view(report).data, indent=2, allow_nan=False) + "\n"
+    return json_text(_view(report).data, allow_nan=False)
 
 
 def to_latex(report: Report) -> str:

@@ -7,7 +7,6 @@ next to it, or, without ``--output``, into ``<run name>-plots/`` in the current 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +20,8 @@ from saeval.analysis.results_io import load_run
 from saeval.analysis.steerability_plot import plot_steerability
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError
-from saeval.run.layout import COMPARISON, MANIFEST
+from saeval.records.run_folder import COMPARISON, MANIFEST
+from saeval.records.run_record import read_manifest
 
 _FILES = (("md", "markdown"), ("csv", "csv"), ("json", "json"))
 PLOTS_SUFFIX = "-plots"
@@ -126,13 +126,11 @@ def write_comparison(
 def positions_notes(folder: Path) -> list[str]:
     """One note per steer file of the run with a row steering only some positions: every row's
     positions mode, in file order (none when every row steers every position)."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if not (folder / MANIFEST).is_file():
         return []
     notes = []
-    for record in manifest.get("steer_files", []) if isinstance(manifest, dict) else []:
-        modes = record.get("positions") or []
-        if any(mode != "all" for mode in modes):
-            notes.append(f"steering positions of {record['path']}, row by row: {', '.join(modes)}")
+    for record in read_manifest(folder).steer_files:
+        if any(mode != "all" for mode in record.positions):
+            modes = ", ".join(record.positions)
+            notes.append(f"steering positions of {record.path}, row by row: {modes}")
     return notes

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from saeval.analysis.side_effects import KlSummary
+from saeval.records.side_effects import KlSummary
 
 
 @dataclass(frozen=True)

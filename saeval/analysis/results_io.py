@@ -15,22 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from saeval.analysis.checksums import verify_configuration
 from saeval.analysis.results import DocSample, MetricValue, ResultSet, RunSides, TaskResult
-from saeval.analysis.samples_io import (
-    NON_FINITE_HINT,
-    aggregate_notes,
-    parse_json,
-    read_samples,
-    read_text,
-)
-from saeval.analysis.side_effects_io import (
-    GENERATION_METRICS,
-    generation_means,
-    read_side_effects,
-)
+from saeval.analysis.samples_io import NON_FINITE_HINT, aggregate_notes, read_samples
+from saeval.analysis.side_effects import generation_means, generation_values
 from saeval.errors import ResultsError, UsageError
-from saeval.run.layout import (
+from saeval.records.checksums import verify_configuration
+from saeval.records.json_file import read_results_json
+from saeval.records.run_folder import (
     BASELINE,
     configuration_scale,
     file_stamp,
@@ -38,6 +29,7 @@ from saeval.run.layout import (
     samples_file,
     side_effects_file,
 )
+from saeval.records.side_effects import GENERATION_MEASURES, read_side_effects
 
 _RESULTS_GLOB = "results*.json"
 _SKIP_KEYS = frozenset({"name", "alias", "sample_len", "sample_count", "samples"})
@@ -120,7 +112,7 @@ def _results_files(folder: Path) -> list[Path]:
 def _load_files(files: list[Path], *, source: Path, label: str, notes: list[str]) -> ResultSet:
     """Merge results files of one model: for each task, the newest file that has it."""
     ordered = sorted(files, key=lambda file: (file_stamp(file), file.stat().st_mtime))
-    loaded = [(file, read_json(file)) for file in ordered]
+    loaded = [(file, read_results_json(file)) for file in ordered]
     models = {_model_name(data) for _, data in loaded}
     if len(models) > 1:
         raise ResultsError(
@@ -154,14 +146,6 @@ def _superseded_notes(ordered: list[Path], used: Mapping[str, Path]) -> list[str
     kept = sorted({file.name for file in used.values()})
     note = f"{ordered[-1].parent}: {len(ordered)} results files; using {', '.join(kept)}"
     return [note + (f" (newest per task; ignored {', '.join(unused)})" if unused else "")]
-
-
-def read_json(file: Path) -> dict[str, Any]:
-    """Read an lm-eval results JSON; ResultsError names the file and line of any problem."""
-    data = parse_json(read_text(file), file, None, "file")
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise ResultsError(f"{file}: not an lm-eval results file (no 'results' object)")
-    return data
 
 
 def _model_name(data: Mapping[str, Any]) -> str | None:
@@ -229,14 +213,14 @@ def _with_side_effects(task: TaskResult, path: Path) -> TaskResult:
     """``task`` with its KL summary, and its generation measures as per-document metrics."""
     effects = read_side_effects(path)
     samples = dict(task.samples or {})
-    for doc_id, values in effects.generation.items():
+    for doc_id, values in generation_values(effects).items():
         if doc_id in samples:
             doc = samples[doc_id]
             samples[doc_id] = DocSample(doc.doc_id, doc.doc_hash, {**doc.values, **values})
     means = generation_means(effects)
     metrics = {**task.metrics, **{key: MetricValue(*mean) for key, mean in means.items()}}
     names = [key.partition(",")[0] for key in means]
-    better = {**task.higher_is_better, **{name: GENERATION_METRICS[name] for name in names}}
+    better = {**task.higher_is_better, **{name: GENERATION_MEASURES[name] for name in names}}
     kept = samples if task.samples is not None else None
     return replace(task, metrics=metrics, higher_is_better=better, samples=kept, kl=effects.kl)
 

@@ -8,7 +8,6 @@ file cut short or from another evaluation is said, not silently compared).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,29 +15,11 @@ from typing import Any
 
 from saeval.analysis.results import DocSample, MetricValue
 from saeval.errors import ResultsError
+from saeval.records.json_file import parse_json, read_text
 
 MEAN_AGGREGATIONS = frozenset({"mean", "nanmean"})
 _NAN_MEAN = "nanmean"  # its per-document NaNs are documents without a value, not errors
 NON_FINITE_HINT = "the evaluation that wrote it met NaN or infinity; its numbers mean nothing"
-
-
-def parse_json(text: str, file: Path, line: int | None, what: str) -> Any:
-    """``json.loads``; ResultsError naming the file and line (``line`` for one JSONL record)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ResultsError(
-            f"{file}:{line or error.lineno}: invalid JSON ({error.msg}, column {error.colno})",
-            hint=f"the {what} is corrupt or truncated; rerun the evaluation that wrote it",
-        ) from None
-
-
-def read_text(file: Path) -> str:
-    """A file's UTF-8 text; ResultsError naming the file when it cannot be read."""
-    try:
-        return file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ResultsError(f"{file}: cannot read ({error})") from None
 
 
 def read_samples(file: Path, aggregations: Mapping[str, str] | None = None) -> dict[int, DocSample]:

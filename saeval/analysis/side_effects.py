@@ -1,5 +1,12 @@
 """What steering costs besides the benchmark score: KL summaries and the quality of generations.
 
+A task's side-effects file (``saeval.records.side_effects``) gives it generation measures as
+per-document metrics (``gen_ppl``, ``distinct_2``, ``repetition_4``, ``gen_tokens``: the
+generation's length in tokens; filter ``none``) with a mean and its standard error, so a
+comparison pairs them document by document like any other continuous metric (paired t). KL is a
+property of the steered side alone (it is 0 for the baseline by definition): the task's ``kl``
+summary.
+
 KL (nats) comes per position from ``saeval.steering.divergence``; here it is summarised over
 documents: the token-weighted mean, a confidence interval for it, and the 95th percentile over
 positions. The interval treats documents as the sampling units (positions of one document are
@@ -17,25 +24,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TypedDict
 
 import numpy as np
 from scipy import stats
 
+from saeval.records.side_effects import GENERATION_MEASURES, KlSummary, SideEffects
+
 REPEAT_N = 4
-
-
-@dataclass(frozen=True)
-class KlSummary:
-    """KL(unsteered || steered) over documents: token-weighted mean, its CI, p95, counts."""
-
-    mean_kl: float
-    ci_low: float | None
-    ci_high: float | None
-    p95: float
-    tokens: int
-    documents: int
+GENERATION_FILTER = "none"  # the filter name of a generation measure's metric key
 
 
 def summarize_kl(per_document: Sequence[Sequence[float]], confidence: float = 0.95) -> KlSummary:
@@ -75,25 +71,24 @@ def _ratio_interval(
     return float(low), float(high)
 
 
-class KlColumns(TypedDict):
-    """The KL columns of a comparison row."""
+def generation_values(effects: SideEffects) -> dict[int, dict[str, float]]:
+    """Per document, its generation measures keyed as metrics ("gen_ppl,none", ...)."""
+    return {
+        doc_id: {f"{name},{GENERATION_FILTER}": value for name, value in values.items()}
+        for doc_id, values in effects.generation.items()
+    }
 
-    kl: float | None
-    kl_ci_low: float | None
-    kl_ci_high: float | None
-    kl_p95: float | None
 
-
-def kl_fields(summary: KlSummary | None) -> KlColumns:
-    """A comparison row's KL columns from a task's summary (all None when not measured)."""
-    if summary is None:
-        return KlColumns(kl=None, kl_ci_low=None, kl_ci_high=None, kl_p95=None)
-    return KlColumns(
-        kl=summary.mean_kl,
-        kl_ci_low=summary.ci_low,
-        kl_ci_high=summary.ci_high,
-        kl_p95=summary.p95,
-    )
+def generation_means(effects: SideEffects) -> dict[str, tuple[float, float | None]]:
+    """Per generation measure ("gen_ppl,none", ...): its mean over the documents that have it
+    and the standard error sd / sqrt(n) (None for one document)."""
+    means = {}
+    for name in GENERATION_MEASURES:
+        values = np.array([doc[name] for doc in effects.generation.values() if name in doc])
+        if values.size:
+            stderr = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else None
+            means[f"{name},{GENERATION_FILTER}"] = (float(values.mean()), stderr)
+    return means
 
 
 def distinct_2(tokens: Sequence[int]) -> float | None:

@@ -114,7 +114,7 @@ def command(
         write_plots,
     )
     from saeval.analysis.results_io import load_run, load_side
-    from saeval.run.layout import is_run_folder
+    from saeval.records.run_folder import is_run_folder
 
     check_alpha(alpha)
     check_margin(margin)

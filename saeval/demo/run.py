@@ -97,7 +97,7 @@ def first_position_sentence(report: Sweep | None, folder: Path) -> str | None:
     """'knowledge at 2x: 0.53 with every position steered, 0.55 leaving the first position
     alone' from the sweep and the extra run's folder (None if either lacks the number)."""
     from saeval.analysis.results_io import load_side
-    from saeval.run.layout import configuration_name
+    from saeval.records.run_folder import configuration_name
 
     series = None if report is None else _acc_series(report, KNOWLEDGE_TASK)
     points = () if series is None else series.points
@@ -121,7 +121,7 @@ def target_figures(folder: Path, report: Sweep | None) -> list[Path]:
     from saeval.analysis.figure_style import task_facts
     from saeval.analysis.report_files import write_plots
     from saeval.analysis.results_io import load_side
-    from saeval.run.layout import BASELINE
+    from saeval.records.run_folder import BASELINE
 
     baseline = load_side(folder / BASELINE, label=BASELINE)
     return write_plots(report, folder, task_facts(baseline, (PREFERENCE_TASK,)))

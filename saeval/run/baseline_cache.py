@@ -28,10 +28,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from saeval.records.run_folder import CACHE_DIR
+from saeval.records.run_record import Manifest, now, spec_sha256
 from saeval.run.config import BOOTSTRAP_ITERS, RunConfig
-from saeval.run.layout import CACHE_DIR
 from saeval.run.lm_eval_format import TaskOutput, dump_json
-from saeval.run.manifest import Manifest, now, spec_sha256
 from saeval.spec.tasks import TaskSpec
 
 _TMP = ".tmp"

@@ -17,8 +17,8 @@ from saeval.analysis.defaults import (
     check_relative_margin,
 )
 from saeval.errors import UsageError
-from saeval.run.layout import name_problem
-from saeval.run.manifest import TaskRecord
+from saeval.records.run_folder import name_problem
+from saeval.records.run_record import TaskRecord
 from saeval.spec.gen_kwargs import gen_kwargs_problem
 from saeval.spec.positions import MODES
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from saeval.run.manifest import ModelRecord
+from saeval.records.run_record import ModelRecord
 
 if TYPE_CHECKING:
     from saeval.steering.lm_eval_model import SteeredHFLM

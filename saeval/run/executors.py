@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from saeval.errors import UsageError
-from saeval.run.experiment_layout import WORKERS_DIR
+from saeval.records.experiment_folder import WORKERS_DIR
 from saeval.run.workers import work
 from saeval.spec.experiment import SlurmOptions
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 from saeval.analysis.leaderboard import Leaderboard
 from saeval.errors import TaskError, UsageError
+from saeval.records.experiment_folder import WORKERS_DIR
+from saeval.records.run_record import Status, now
 from saeval.run.config import RunEvents, SilentEvents
 from saeval.run.device import check_device
 from saeval.run.executors import Pool, make_pool
-from saeval.run.experiment_layout import WORKERS_DIR
 from saeval.run.experiment_report import write_reports
 from saeval.run.experiment_spec import Prepared, open_experiment_folder, prepare
 from saeval.run.interrupts import Sigterm, interrupted
-from saeval.run.manifest import Status, now
 from saeval.run.ranks import launched_size
 from saeval.run.store import RunStore
 from saeval.run.unit_queue import claims, manifest_lock, reset_queue, shared_store

@@ -16,8 +16,8 @@ from saeval.analysis.report import build_report
 from saeval.analysis.report_files import write_plots
 from saeval.analysis.results_io import ResultSet, RunSides, load_side
 from saeval.atomic import write_atomic
-from saeval.run.experiment_layout import INTERVENTIONS_DIR, LEADERBOARD, Configuration
-from saeval.run.layout import BASELINE, COMPARISON
+from saeval.records.experiment_folder import INTERVENTIONS_DIR, LEADERBOARD, Configuration
+from saeval.records.run_folder import BASELINE, COMPARISON
 
 _FORMATS = (("md", "markdown"), ("csv", "csv"), ("json", "json"))
 

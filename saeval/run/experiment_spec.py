@@ -11,7 +11,6 @@ the same definition.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -19,9 +18,11 @@ from typing import Any
 
 from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN
 from saeval.atomic import write_atomic
-from saeval.errors import ResolutionError, ResultsError, UsageError
+from saeval.errors import ResolutionError, UsageError
+from saeval.records.experiment_folder import EXPERIMENT_FILE, configurations, units
+from saeval.records.experiment_record import ExperimentRecord, read_definition
+from saeval.records.json_file import json_text
 from saeval.run.config import DEFAULT_KL_DOCS, RunConfig
-from saeval.run.experiment_layout import EXPERIMENT_FILE, configurations, units
 from saeval.run.folder import open_run_folder
 from saeval.run.steer_set import SteerSet, read_steer_set
 from saeval.run.store import RunStore
@@ -31,7 +32,6 @@ from saeval.spec.sae_facts import ResolvedSae
 from saeval.spec.steer_file import SteerFile
 from saeval.spec.tasks import TaskSet, validate_tasks
 
-SCHEMA = "saeval.experiment/1"
 DEFAULT_CONTROL_SEED = 0  # the experiment's seed, when it sets none, for its controls
 
 
@@ -187,31 +187,7 @@ def _record_definition(store: RunStore, prepared: Prepared) -> None:
                 hint="resume with the same experiment file, or start a new run without --resume",
             )
         return
-    data = {
-        "schema": SCHEMA,
-        "file": str(experiment.path),
-        "sha256": experiment.sha256,
-        "text": experiment.text,
-        "definition": prepared.definition,
-    }
-    write_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def read_definition(folder: Path) -> dict[str, Any]:
-    """The definition an experiment run folder records; ResultsError if it has none."""
-    path = folder / EXPERIMENT_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(
-            f"{folder} is not an experiment run (no {EXPERIMENT_FILE})",
-            hint="saeval run STEER.csv runs one steer file; an experiment is a .yaml file",
-        ) from None
-    except (OSError, ValueError) as error:
-        raise ResultsError(f"{path}: cannot read it ({error})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ResultsError(f"{path}: not a saeval experiment record (schema {SCHEMA})")
-    definition = data.get("definition")
-    if not isinstance(definition, dict):
-        raise ResultsError(f"{path}: has no definition")
-    return definition
+    record = ExperimentRecord(
+        str(experiment.path), experiment.sha256, experiment.text, prepared.definition
+    )
+    write_atomic(path, json_text(record.to_dict()))

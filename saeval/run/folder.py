@@ -17,12 +17,13 @@ import itertools
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saeval.errors import ResultsError, UsageError
+from saeval.records.run_record import Manifest, ModelRecord, Status, SteerFileRecord, spec_sha256
 from saeval.run.environment import command_line, folder_fingerprint, software
-from saeval.run.manifest import Manifest, ModelRecord, Status, SteerFileRecord, spec_sha256
 from saeval.run.ranks import current
 from saeval.run.store import RunStore
 
@@ -61,9 +62,9 @@ def open_run_folder(
         spec_sha256=digest,
         command=command_line(),
         steer_files=[_steer_file_record(f) for f in steer],
-        saes=saes,
+        saes=[sae.to_dict() for sae in saes],
         model=ModelRecord(id=model_id, dtype=config.dtype, device=device),
-        tasks=list(tasks.specs),
+        tasks=[asdict(spec) for spec in tasks.specs],
         limit=config.limit,
         num_fewshot=config.num_fewshot,
         seeds=config.seeds,

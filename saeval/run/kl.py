@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saeval.analysis.side_effects import KlSummary, summarize_kl
+from saeval.analysis.side_effects import summarize_kl
+from saeval.records.side_effects import KlSummary
 from saeval.run.device import check_device
 from saeval.run.evaluation import steered_lm
 from saeval.run.steer_set import read_steer_set
@@ -29,16 +30,12 @@ class KlMeasurement:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form ``saeval kl --format json`` prints, one entry per scale."""
-        summary = self.summary
+        """The JSON form ``saeval kl --format json`` prints, one entry per scale: the KL
+        summary in its one shape (``saeval.records.side_effects``), its document count and time."""
         return {
             "scale": self.scale,
-            "mean_kl": summary.mean_kl,
-            "ci_low": summary.ci_low,
-            "ci_high": summary.ci_high,
-            "p95": summary.p95,
-            "tokens": summary.tokens,
-            "documents": summary.documents,
+            **self.summary.to_dict(),
+            "documents": self.summary.documents,
             "seconds": round(self.seconds, 3),
         }
 

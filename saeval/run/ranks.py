@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from saeval.errors import DeviceError
+from saeval.records.run_folder import MANIFEST
 from saeval.run import evaluation
 from saeval.run.config import RunConfig, RunResult
-from saeval.run.layout import MANIFEST
 from saeval.run.quiet import quiet_lm_eval
 
 if TYPE_CHECKING:

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 from saeval.analysis.report import Report
 from saeval.analysis.report_files import write_comparison
 from saeval.errors import DeviceError, ResultsError, SaevalError, SteeringError, TaskError
+from saeval.records.run_folder import BASELINE, MANIFEST, configuration_name
+from saeval.records.run_record import Status, TaskRecord
 from saeval.run import evaluation, ranks
 from saeval.run.baseline_cache import BaselineCache, baseline_inputs, baseline_key
 from saeval.run.config import RunConfig, RunEvents, RunResult, SilentEvents
 from saeval.run.device import check_device
 from saeval.run.folder import open_run_folder
 from saeval.run.interrupts import Sigterm, interrupted
-from saeval.run.layout import BASELINE, MANIFEST, configuration_name
-from saeval.run.manifest import Status, TaskRecord
 from saeval.run.positions_check import single_token_tasks, steers_generated_only, warning
 from saeval.run.quiet import quiet_lm_eval
 from saeval.run.side_effects import side_effect_texts

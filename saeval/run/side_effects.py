@@ -14,7 +14,8 @@
   the task's filters extract from it, scored as the token ids the model produced after its
   prompt's ids (``saeval.steering.generated``).
 
-One JSON file per (sub)task beside lm-eval's samples (``saeval.run.layout.side_effects_file``).
+One JSON file per (sub)task beside lm-eval's samples (``saeval.records.run_folder``), in the
+shape of ``saeval.records.side_effects``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from saeval.analysis.side_effects import distinct_2, perplexity, repetition_rate, summarize_kl
+from saeval.records.json_file import json_text
+from saeval.records.side_effects import kl_record, side_effects_record
 
 if TYPE_CHECKING:
     from saeval.run.lm_eval_format import TaskOutput
     from saeval.steering.lm_eval_model import SteeredHFLM
 
-SCHEMA = "saeval.side_effects/1"
 Produced = Mapping[tuple[int, ...], list[list[int]]]  # prompt ids -> generated ids
 KL_POSITIONS = "every position of the conditioning text (first request of each document)"
 
@@ -67,7 +69,7 @@ def measure(
         generation = _generation(lm, records, produced, start)
     if kl is not None:
         kl["seconds"] = round(kl_seconds, 3)
-    return {"schema": SCHEMA, "kl": kl, "generation": generation}
+    return side_effects_record(kl, generation)
 
 
 def side_effect_texts(
@@ -86,7 +88,7 @@ def side_effect_texts(
     for task, samples in output.samples.items():
         name = task if named else ""
         record = measure(lm, samples, scale, kl_docs, counted, name, produced)
-        texts[task] = json.dumps(record, indent=2) + "\n"
+        texts[task] = json_text(record)
     return texts
 
 
@@ -155,19 +157,11 @@ def _kl(
             prompt_ends=[0 if rolling else len(doc) for doc in documents],
             done=start(len(documents)),
         )
-    summary = summarize_kl(per_position)
-    return {
-        "documents": [
-            {"doc_id": int(record["doc_id"]), "sum": float(sum(values)), "tokens": len(values)}
-            for record, values in zip(records, per_position, strict=True)
-        ],
-        "mean": summary.mean_kl,
-        "ci_low": summary.ci_low,
-        "ci_high": summary.ci_high,
-        "p95": summary.p95,
-        "tokens": summary.tokens,
-        "positions": KL_POSITIONS,
-    }
+    documents_kl = [
+        (int(record["doc_id"]), float(sum(values)), len(values))
+        for record, values in zip(records, per_position, strict=True)
+    ]
+    return kl_record(documents_kl, summarize_kl(per_position), KL_POSITIONS)
 
 
 def _generation(

@@ -3,10 +3,10 @@
 Every file is written to a temporary file in the same folder and moved into place with
 ``os.replace`` (``saeval.atomic``). A (configuration, task) counts as finished once its record
 is in ``run.json``; files of an unfinished task are overwritten when ``--resume`` reruns it.
-Names of folders and files come from ``saeval.run.layout``, formats from
-``saeval.run.lm_eval_format`` and the manifest schema from ``saeval.run.manifest``. Each
+Names of folders and files come from ``saeval.records.run_folder``, formats from
+``saeval.run.lm_eval_format`` and the manifest schema from ``saeval.records.run_record``. Each
 results, samples and side-effects file's sha256 goes into run.json as it is written
-(``saeval.analysis.checksums``); ``--resume`` reruns what no longer matches it.
+(``saeval.records.checksums``); ``--resume`` reruns what no longer matches it.
 
 A store that writes holds the folder's lock (``saeval.run.lock``) until ``close``. Every name
 ``run.json`` gives (configuration folders, their time stamps, results and samples files) must be
@@ -15,16 +15,15 @@ one plain name inside the run folder: a manifest pointing elsewhere is refused w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from saeval.analysis.checksums import MISSING, file_problem, relative_name, sha256_of
-from saeval.analysis.results_io import read_json
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError
-from saeval.run.layout import (
+from saeval.records.checksums import MISSING, file_problem, relative_name, sha256_of
+from saeval.records.json_file import json_text, read_results_json
+from saeval.records.run_folder import (
     MANIFEST,
     name_problem,
     results_file,
@@ -32,16 +31,17 @@ from saeval.run.layout import (
     side_effects_file,
     stamp,
 )
-from saeval.run.lm_eval_format import TaskOutput, dump_json, merge_results
-from saeval.run.lock import RunLock
-from saeval.run.manifest import (
+from saeval.records.run_record import (
     ConfigurationRecord,
     ErrorRecord,
     Manifest,
     Status,
     TaskRecord,
     now,
+    read_manifest,
 )
+from saeval.run.lm_eval_format import TaskOutput, dump_json, merge_results
+from saeval.run.lock import RunLock
 
 
 class RunStore:
@@ -82,7 +82,8 @@ class RunStore:
             raise ResultsError(f"{folder} is not a saeval run folder (no {MANIFEST})")
         held = RunLock.acquire(folder) if lock else None
         try:
-            manifest = _read_manifest(folder, path)
+            manifest = read_manifest(folder)
+            _check_names(folder, manifest, path)
         except BaseException:
             if held is not None:
                 held.release()
@@ -103,8 +104,7 @@ class RunStore:
     def save(self) -> None:
         """Rewrite run.json atomically."""
         self.manifest.updated = now()
-        text = json.dumps(self.manifest.to_dict(), indent=2) + "\n"
-        write_atomic(self.folder / MANIFEST, text)
+        write_atomic(self.folder / MANIFEST, json_text(self.manifest.to_dict()))
 
     def set_status(self, status: Status) -> None:
         """Record the run's status."""
@@ -276,18 +276,7 @@ class RunStore:
     @staticmethod
     def _results(path: Path) -> dict[str, Any]:
         """The configuration's results so far ({} before its first task)."""
-        return read_json(path) if path.exists() else {}
-
-
-def _read_manifest(folder: Path, path: Path) -> Manifest:
-    """The manifest at ``path``; ResultsError if it cannot be read or names files elsewhere."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ResultsError(f"{path}: cannot read the manifest ({error})") from None
-    manifest = Manifest.from_dict(data, path)
-    _check_names(folder, manifest, path)
-    return manifest
+        return read_results_json(path) if path.exists() else {}
 
 
 def _check_names(folder: Path, manifest: Manifest, path: Path) -> None:

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from saeval.run.experiment_layout import QUEUE_DIR
+from saeval.records.experiment_folder import QUEUE_DIR
 from saeval.run.store import RunStore
 
 MANIFEST_LOCK = ".manifest.lock"

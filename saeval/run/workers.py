@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError, SaevalError
+from saeval.records.experiment_folder import CONTROLS_DIR, WORKERS_DIR, Configuration, control_name
+from saeval.records.experiment_record import read_definition
+from saeval.records.run_record import Manifest, now
 from saeval.run import evaluation
 from saeval.run.baseline_cache import BaselineCache, baseline_inputs, baseline_key
 from saeval.run.config import RunConfig, SilentEvents
-from saeval.run.experiment_layout import CONTROLS_DIR, WORKERS_DIR, Configuration, control_name
-from saeval.run.experiment_spec import read_definition
 from saeval.run.lm_eval_format import TaskOutput
-from saeval.run.manifest import Manifest, now
 from saeval.run.quiet import quiet_lm_eval
 from saeval.run.side_effects import side_effect_texts
 from saeval.run.store import RunStore
@@ -212,7 +212,7 @@ class _Units:
 def _checked_tasks(config: RunConfig, manifest: Manifest) -> TaskSet:
     """The tasks, as the run recorded them when it started (a changed task is refused)."""
     tasks = validate_tasks(config.tasks, config.include_path)
-    before = {spec.name: spec.config_sha256 for spec in manifest.tasks}
+    before = {spec["name"]: spec["config_sha256"] for spec in manifest.tasks}
     changed = [s.name for s in tasks.specs if before.get(s.name) != s.config_sha256]
     if changed:
         raise ResultsError(

@@ -1,8 +1,9 @@
-"""``run.json``: the typed, versioned manifest of one run, and its JSON form.
+"""``run.json``: the typed, versioned manifest of one run, its JSON form and its one reader.
 
-Fields (``schema_version`` 1)::
+Fields (schema ``saeval.run/2``; ``saeval.run/1`` had ``"schema_version": 1`` instead of
+``schema`` and every other field the same, and still reads)::
 
-    schema_version   int, 1
+    schema           "saeval.run/2"
     name             the run folder's name
     status           started (folder made, nothing loaded) | running (model loaded) |
                      interrupted (Ctrl-C or SIGTERM) | failed (an error stopped it) | complete
@@ -12,9 +13,11 @@ Fields (``schema_version`` 1)::
     spec_sha256      sha256 of `spec`
     steer_files      [{path, sha256, dialect, text, positions}]            SteerFileRecord
                      (positions: each row's positions mode, the run's default filled in)
-    saes             the resolved SAEs (release, sae_id, hook_name, ...)   ResolvedSae
+    saes             the resolved SAEs (release, sae_id, hook_name, ...): each as
+                     ``saeval.spec.sae_facts.ResolvedSae.to_dict`` writes it
     model            {id, revision, dtype, device, device_name, batch_size} ModelRecord
-    tasks            [{name, kind, version, config_sha256, yaml_path}]     TaskSpec
+    tasks            [{name, kind, version, config_sha256, yaml_path}]: each as
+                     ``saeval.spec.tasks.TaskSpec`` (``dataclasses.asdict``)
     limit, num_fewshot, seeds {random, numpy, torch, fewshot}, apply_chat_template, gen_kwargs
     scales           the steering strengths
     configurations   {name: {scale, stamp}}                                ConfigurationRecord
@@ -25,7 +28,7 @@ Fields (``schema_version`` 1)::
     python, platform, git_revision (of the working directory, if it is a git checkout)
     errors           [{time, configuration, task, type, message, traceback}]  ErrorRecord
     file_sha256      {"<configuration>/<file name>": sha256} of every results, samples and
-                     side-effects file, recorded when it is written (``saeval.analysis.checksums``;
+                     side-effects file, recorded when it is written (``saeval.records.checksums``;
                      absent in run folders of older saevals: their files are unverified)
     file_sha256_replaced  {"<configuration>/<results file>": sha256} the file had before the
                      write in progress replaces it: a process killed between the file and
@@ -45,11 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from saeval.errors import ResultsError
-from saeval.spec.sae_facts import ResolvedSae
-from saeval.spec.tasks import TaskSpec
+from saeval.records.json_file import load_json
+from saeval.records.run_folder import MANIFEST
+from saeval.records.schema import LEGACY_KEY, schema_id, schema_of
 
-SCHEMA_VERSION = 1
-_HEAD = ("schema_version", "name", "status", "created", "updated", "command")
+KIND = "run"
+VERSION = 2
+SCHEMA = schema_id(KIND, VERSION)
+_HEAD = ("schema", "name", "status", "created", "updated", "command")
 
 
 class Status(StrEnum):
@@ -134,9 +140,9 @@ class Manifest:
     spec_sha256: str
     command: str
     steer_files: list[SteerFileRecord]
-    saes: list[ResolvedSae]
+    saes: list[dict[str, Any]]
     model: ModelRecord
-    tasks: list[TaskSpec]
+    tasks: list[dict[str, Any]]
     limit: int | float | None
     num_fewshot: int | None
     seeds: dict[str, int]
@@ -147,7 +153,7 @@ class Manifest:
     python: str
     platform: str
     git_revision: str | None
-    schema_version: int = SCHEMA_VERSION
+    schema: str = SCHEMA
     status: str = Status.STARTED.value
     created: str = field(default_factory=now)
     updated: str = field(default_factory=now)
@@ -162,8 +168,7 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON-able data, head fields first."""
         data = {item.name: getattr(self, item.name) for item in fields(self)}
-        data["saes"] = [sae.to_dict() for sae in self.saes]
-        for name in ("steer_files", "tasks", "completed", "errors"):
+        for name in ("steer_files", "completed", "errors"):
             data[name] = [asdict(record) for record in data[name]]
         data["model"] = asdict(self.model)
         data["configurations"] = {k: asdict(v) for k, v in self.configurations.items()}
@@ -171,27 +176,29 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any, path: Path) -> Manifest:
-        """Rebuild a manifest read from ``path``; ResultsError if it is not one we can read."""
+        """Rebuild a manifest read from ``path`` (schema 1 or 2; the result is schema 2);
+        ResultsError if it is not one we can read."""
         if not isinstance(data, Mapping):
             raise ResultsError(f"{path}: not a saeval run manifest (not a JSON object)")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ResultsError(
-                f"{path}: manifest schema_version {version!r}, this saeval reads {SCHEMA_VERSION}"
-            )
+        schema_of(data, KIND, (1, VERSION), path)
+        current = {key: value for key, value in data.items() if key != LEGACY_KEY}
         try:
-            return cls(**_typed(data))
+            return cls(**(_typed(current) | {"schema": SCHEMA}))
         except (TypeError, AttributeError) as error:
             raise ResultsError(f"{path}: not a saeval run manifest ({error})") from None
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest of the run folder ``folder``; ResultsError if it cannot be read."""
+    path = folder / MANIFEST
+    return Manifest.from_dict(load_json(path, "manifest"), path)
 
 
 def _typed(data: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest's fields with every record rebuilt as its dataclass."""
     typed = dict(data)
     typed["steer_files"] = [SteerFileRecord(**r) for r in data.get("steer_files", [])]
-    typed["saes"] = [ResolvedSae(**r) for r in data.get("saes", [])]
     typed["model"] = ModelRecord(**data.get("model", {}))
-    typed["tasks"] = [TaskSpec(**r) for r in data.get("tasks", [])]
     typed["configurations"] = {
         name: ConfigurationRecord(**r) for name, r in data.get("configurations", {}).items()
     }

@@ -2,24 +2,23 @@
 
 Whoever writes such a file (``saeval run``, each worker of an experiment: all through
 ``saeval.run.store.RunStore.save_task``) records its sha256 in ``run.json`` under
-``file_sha256``, keyed by its path in the run folder (``baseline/results_<stamp>.json``).
-``--resume`` and ``saeval compare`` check every file they are about to trust against it: a file
-that was cut short, edited or removed after the run wrote it is recomputed (``--resume``) or
-refused (``compare``). A ``run.json`` from an older saeval has no ``file_sha256``: its files
-still read, and the comparison says they are unverified.
+``file_sha256`` (``saeval.records.run_record``), keyed by its path in the run folder
+(``baseline/results_<stamp>.json``). ``--resume`` and ``saeval compare`` check every file they
+are about to trust against it: a file that was cut short, edited or removed after the run
+wrote it is recomputed (``--resume``) or refused (``compare``). A ``run.json`` from an older
+saeval has no ``file_sha256``: its files still read, and the comparison says they are
+unverified.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
-from typing import Any
 
 from saeval.errors import ResultsError
-from saeval.run.layout import MANIFEST, name_problem
+from saeval.records.run_folder import MANIFEST, name_problem
+from saeval.records.run_record import read_manifest
 
-FIELD = "file_sha256"
 MISSING = "is missing"
 _DATA_SUFFIXES = (".json", ".jsonl")
 DAMAGED_HINT = (
@@ -51,18 +50,6 @@ def file_problem(path: Path, expected: str) -> str | None:
     return None
 
 
-def recorded(run_folder: Path) -> dict[str, str] | None:
-    """``file_sha256`` of a run folder's run.json; None when run.json has none (older saeval)."""
-    try:
-        manifest: Any = json.loads((run_folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ResultsError(f"{run_folder / MANIFEST}: cannot read the manifest ({error})") from None
-    found = manifest.get(FIELD) if isinstance(manifest, dict) else None
-    if not isinstance(found, dict):
-        return None
-    return {str(key): str(value) for key, value in found.items()}
-
-
 def verify_configuration(folder: Path) -> list[str]:
     """Check a run's configuration folder against its run.json before it is read.
 
@@ -73,8 +60,8 @@ def verify_configuration(folder: Path) -> list[str]:
     run_folder = folder.parent
     if not (run_folder / MANIFEST).is_file():
         return []
-    sums = recorded(run_folder)
-    if sums is None:
+    sums = read_manifest(run_folder).file_sha256
+    if not sums:  # a run.json of a saeval that recorded none
         return [
             f"{folder}: files unverified: {run_folder / MANIFEST} records no sha256 of them "
             "(written by an older saeval)"

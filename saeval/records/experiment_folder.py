@@ -1,6 +1,7 @@
 """The configurations and units of an experiment run folder (standard library only).
 
-Layout of one experiment run (besides ``run.json`` and the lm-eval files of ``saeval.run.layout``)::
+Layout of one experiment run (besides ``run.json`` and the lm-eval files of
+``saeval.records.run_folder``)::
 
     <run>/experiment.json               the experiment: its file, definition, units, control seeds
     <run>/baseline/                     the one shared baseline
@@ -22,7 +23,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from saeval.run.layout import BASELINE
+from saeval.records.run_folder import BASELINE
 
 EXPERIMENT_FILE = "experiment.json"
 CONTROLS_DIR = "controls"

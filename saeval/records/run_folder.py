@@ -1,8 +1,10 @@
 """Every name in a run folder, written and parsed here only (standard library imports only).
 
+(``saeval.records.experiment_folder`` adds an experiment run's names.)
+
 Layout of one run::
 
-    <output>/<run-name>/run.json               the manifest (``saeval.run.manifest``)
+    <output>/<run-name>/run.json               the manifest (``saeval.records.run_record``)
     <output>/<run-name>/baseline/              lm-eval's own files, unchanged format:
         results_<stamp>.json                   every finished task of this configuration
         samples_<task>_<stamp>.jsonl           per-document records, one file per (sub)task
