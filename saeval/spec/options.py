@@ -31,6 +31,16 @@ LM_EVAL_SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
 DEFAULT_KL_DOCS = 100
 
 
+def _as_is(name: str, value: Any) -> dict[str, Any]:
+    """An option as run.json's spec holds most: under its own name, its value as it is."""
+    return {name: value}
+
+
+def _no_problem(value: Any) -> str | None:
+    """Every value of the option's type is valid."""
+    return None
+
+
 @dataclass(frozen=True)
 class OptionInfo:
     """What the declaration says about one option besides its name, type and default."""
@@ -39,16 +49,12 @@ class OptionInfo:
     example: Any  # a valid value other than the default
     cache_key: bool  # it enters the baseline cache key
     key: Callable[[yaml.Node], Any] | None  # parser of the experiment-file key; None: no key
-    check: Callable[[Any], str | None]  # the problem with a value (after `--<name> `), or None
-    record: Callable[[str, Any], dict[str, Any]]  # how it enters run.json's spec (and the key)
+    check: Callable[[Any], str | None] = _no_problem  # a value's problem (after `--<name> `)
+    record: Callable[[str, Any], dict[str, Any]] = _as_is  # how run.json's spec (and key) hold it
     replaces_file_key: bool = False  # `saeval run EXP.yaml --<name>` replaces the file's value
     cli_type: Any = None  # what the command line parses (None: the field's type)
     from_cli: Callable[[Any], Any] | None = None  # command-line value -> option value
     cli_after: str | None = None  # the `saeval run` parameter it follows (None: the last option)
-
-
-def _as_is(name: str, value: Any) -> dict[str, Any]:
-    return {name: value}
 
 
 def option(default: Any, info: OptionInfo) -> Any:
@@ -111,7 +117,6 @@ class EvalOptions:
             cache_key=False,  # the loaded dtype enters the key through the model record
             key=lambda node: keys.choice(node, DTYPES),
             check=_dtype_problem,
-            record=_as_is,
             cli_after="device",
         ),
     )
@@ -123,7 +128,6 @@ class EvalOptions:
             cache_key=True,
             key=keys.batch_size,
             check=_batch_size_problem,
-            record=_as_is,
         ),
     )
     limit: int | float | None = option(
@@ -134,7 +138,6 @@ class EvalOptions:
             cache_key=True,
             key=keys.limit,
             check=_limit_problem,
-            record=_as_is,
             replaces_file_key=True,
             cli_type=float | None,
             from_cli=whole_limit,
@@ -148,7 +151,6 @@ class EvalOptions:
             cache_key=True,
             key=lambda node: keys.whole(node, 0),
             check=_at_least(0, "must be 0 or more"),
-            record=_as_is,
         ),
     )
     seed: int | None = option(
@@ -169,8 +171,6 @@ class EvalOptions:
             example=True,
             cache_key=True,
             key=keys.flag,
-            check=lambda value: None,
-            record=_as_is,
             cli_after="resume",
         ),
     )
@@ -195,7 +195,6 @@ class EvalOptions:
             cache_key=True,
             key=keys.text,
             check=_gen_kwargs_problem,
-            record=_as_is,
         ),
     )
 
