@@ -13,6 +13,7 @@ from saeval.analysis.defaults import EQUIVALENCE, NONINFERIORITY
 from saeval.errors import UsageError
 from saeval.spec.cells import number
 from saeval.spec.csv_records import Invalid
+from saeval.spec.options import help_of
 
 
 class OutputFormat(StrEnum):
@@ -50,7 +51,7 @@ DeviceOpt = Annotated[
     str | None,
     typer.Option(help="cpu, cuda, cuda:N or mps (default: cuda:0 if present, else cpu)."),
 ]
-DtypeOpt = Annotated[str, typer.Option(help="Model dtype: auto, bfloat16, float16 or float32.")]
+DtypeOpt = Annotated[str, typer.Option(help=help_of("dtype"))]
 LatentSteerFilesArg = Annotated[  # the commands that read latents of steer files over texts
     list[Path], typer.Argument(help="Steer file(s): one latent per row (steer.csv).")
 ]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,7 +13,6 @@ from saeval.cli import run_experiment
 from saeval.cli.console import out
 from saeval.cli.options import (
     DeviceOpt,
-    DtypeOpt,
     MarginOpt,
     MarginTestChoice,
     MarginTestOpt,
@@ -33,14 +31,16 @@ from saeval.cli.run_experiment import (
     SlurmPartitionOpt,
     SlurmTimeOpt,
 )
+from saeval.cli.run_options import with_eval_options
 from saeval.errors import UsageError
-from saeval.run.config import DEFAULT_KL_DOCS
 from saeval.spec.experiment import is_experiment_file
+from saeval.spec.options import EvalOptions
 
 if TYPE_CHECKING:
     from saeval.run.config import RunResult
 
 
+@with_eval_options
 def command(
     steer_files: Annotated[
         list[Path],
@@ -59,21 +59,6 @@ def command(
     ] = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
-    dtype: DtypeOpt = "auto",
-    batch_size: Annotated[str, typer.Option(help="Batch size: a number or auto.")] = "8",
-    limit: Annotated[
-        float | None,
-        typer.Option(help="Documents per task (a value below 1 is a fraction of each task)."),
-    ] = None,
-    num_fewshot: Annotated[
-        int | None, typer.Option(help="Few-shot examples per prompt (default: the task's).")
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            help="One seed for python, numpy, torch and few-shot sampling (default: lm-eval's)."
-        ),
-    ] = None,
     include_path: Annotated[
         list[Path] | None, typer.Option(help="Folder of extra lm-eval task YAMLs (repeatable).")
     ] = None,
@@ -94,26 +79,6 @@ def command(
         bool,
         typer.Option("--resume", help="Continue an interrupted run (--name, else the newest one)."),
     ] = False,
-    apply_chat_template: Annotated[
-        bool,
-        typer.Option(
-            "--apply-chat-template", help="Format prompts with the model's chat template."
-        ),
-    ] = False,
-    kl_docs: Annotated[
-        int | None,
-        typer.Option(
-            help="Documents per task whose prompts get a KL(unsteered || steered) pass (0: none; "
-            f"default {DEFAULT_KL_DOCS}, or an experiment file's kl_docs).",
-            show_default=False,
-        ),
-    ] = None,
-    gen_kwargs: Annotated[
-        str | None,
-        typer.Option(
-            help="Generation arguments of generate_until tasks: temperature=0,max_gen_toks=64."
-        ),
-    ] = None,
     positions: Annotated[
         str,
         typer.Option(
@@ -136,32 +101,31 @@ def command(
     slurm_time: SlurmTimeOpt = None,
     slurm_jobs: SlurmJobsOpt = None,
     allow_large: AllowLargeOpt = False,
+    *,
+    options: EvalOptions,
+    given: tuple[str, ...],
 ) -> None:
     """Evaluate the baseline and the steered model on lm-eval tasks, then compare them."""
-    given = dict(locals(), limit=_limit(limit))
     quiet_libraries()
     if any(is_experiment_file(path) for path in steer_files):
-        defaults = {key: p.default for key, p in inspect.signature(command).parameters.items()}
-        return run_experiment.command(given, defaults)
-    tasks = _steer_run_tasks(given)
+        placement = run_experiment.Placement(
+            device, devices, executor, slurm_partition, slurm_gpus_per_job, slurm_time, slurm_jobs
+        )
+        folder = run_experiment.Folder(model, output, name, resume)
+        return run_experiment.command(steer_files, given, options, folder, placement, allow_large)
+    task_names = _steer_run_tasks(tasks, given)
     from saeval.demo.names import with_demo_assets
     from saeval.run.config import RunConfig
     from saeval.run.ranks import is_main
     from saeval.run.runner import run
-    from saeval.spec.tasks import split_task_names
 
-    task_names = tuple(split_task_names(tasks))
     model, folders = with_demo_assets(model, task_names, include_path or ())
-    config = RunConfig(
+    config = RunConfig.of(
+        options,
         steer_files=tuple(steer_files),
         tasks=task_names,
         model=model,
         device=device,
-        dtype=dtype,
-        batch_size=batch_size,
-        limit=_limit(limit),
-        num_fewshot=num_fewshot,
-        seed=seed,
         include_path=folders,
         output=output,
         name=name,
@@ -171,9 +135,6 @@ def command(
         margin_test=margin_test.value,
         no_baseline=no_baseline,
         resume=resume,
-        apply_chat_template=apply_chat_template,
-        gen_kwargs=gen_kwargs,
-        kl_docs=DEFAULT_KL_DOCS if kl_docs is None else kl_docs,
         positions=positions,
         shared_prefix=not no_shared_prefix,
     )
@@ -183,32 +144,22 @@ def command(
         _show(result)
 
 
-def _steer_run_tasks(given: dict[str, Any]) -> str:
+def _steer_run_tasks(tasks: str | None, given: tuple[str, ...]) -> tuple[str, ...]:
     """--tasks, which a steer-file run needs (and it takes no option of experiments)."""
-    tasks: str | None = given["tasks"]
+    from saeval.spec.tasks import split_task_names
+
     if tasks is None:
         raise UsageError(
             "--tasks is required with steer files",
             hint="pass --tasks NAME[,NAME...], or run an experiment file (.yaml)",
         )
-    extra = [
-        name
-        for name in run_experiment.EXPERIMENT_OPTIONS
-        if given[name] is not None and given[name] is not False
-    ]
+    extra = [name for name in given if name in run_experiment.EXPERIMENT_OPTIONS]
     if extra:
         raise UsageError(
             f"--{extra[0].replace('_', '-')} is an option of experiment files (.yaml)",
             hint="a steer-file run takes --device",
         )
-    return tasks
-
-
-def _limit(value: float | None) -> int | float | None:
-    """A whole --limit of 1 or more is a document count; below 1 it is a fraction."""
-    if value is not None and value >= 1 and value.is_integer():
-        return int(value)
-    return value
+    return tuple(split_task_names(tasks))
 
 
 def _show(result: RunResult) -> None:

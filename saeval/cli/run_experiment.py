@@ -2,13 +2,16 @@
 
 The options of a steer-file run that an experiment file sets itself (``--tasks``, ``--scale``,
 ``--dtype``, ...) are refused with a pointer to the key, never silently ignored; ``--model``,
-``--device``, ``--limit``, ``--kl-docs``, ``--output``, ``--name`` and ``--resume`` apply as they
-do to a steer-file run, and ``--devices``, ``--executor`` and ``--slurm-*`` replace the file's keys.
+``--device``, ``--output``, ``--name``, ``--resume`` and the evaluation options declared with
+``replaces_file_key`` (``--limit``, ``--kl-docs``) apply as they do to a steer-file run, and
+``--devices``, ``--executor`` and ``--slurm-*`` replace the file's keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -18,6 +21,7 @@ from saeval.cli.console import out
 from saeval.cli.progress import ProgressEvents
 from saeval.errors import UsageError
 from saeval.spec.csv_records import Invalid
+from saeval.spec.options import EvalOptions, declared, info
 
 T = TypeVar("T")
 
@@ -76,23 +80,49 @@ EXPERIMENT_OPTIONS = (  # options only an experiment takes
     "slurm_jobs",
     "allow_large",
 )
-_SHARED = ("model", "device", "limit", "kl_docs", "output", "name", "resume")  # both kinds take
+_SHARED = ("steer_files", "model", "device", "output", "name", "resume")  # both kinds take
 
 
-def command(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
-    """Run the one experiment file among `saeval run`'s arguments: ``given`` holds every option
-    as parsed, ``defaults`` their defaults (a steer-file option that differs is refused)."""
+@dataclass(frozen=True)
+class Placement:
+    """Where an experiment's workers run, as the command line says (None: the file's keys)."""
+
+    device: str | None = None
+    devices: str | None = None
+    executor: str | None = None
+    slurm_partition: str | None = None
+    slurm_gpus_per_job: int | None = None
+    slurm_time: str | None = None
+    slurm_jobs: int | None = None
+
+
+@dataclass(frozen=True)
+class Folder:
+    """The run folder options both kinds of run take, and the model the command line names."""
+
+    model: str | None
+    output: Path
+    name: str | None
+    resume: bool
+
+
+def command(
+    paths: list[Path],
+    given: tuple[str, ...],
+    options: EvalOptions,
+    folder: Folder,
+    placement: Placement,
+    allow_large: bool,
+) -> None:
+    """Run the one experiment file among `saeval run`'s arguments; ``given`` names every
+    option the command line changed from its default (a steer-file option is refused)."""
     from saeval.demo.names import experiment_demo_names
     from saeval.run.experiment import ExperimentOptions, run_experiment
 
-    paths = given["steer_files"]
     if len(paths) != 1:
         raise UsageError(f"give one experiment file alone, got {len(paths)} files")
-    refused = [
-        name
-        for name, value in given.items()
-        if name not in (*_SHARED, *EXPERIMENT_OPTIONS, "steer_files") and value != defaults[name]
-    ]
+    replacing = [item.name for item in declared() if info(item).replaces_file_key]
+    refused = [name for name in given if name not in (*_SHARED, *EXPERIMENT_OPTIONS, *replacing)]
     if refused:
         option = f"--{refused[0].replace('_', '-')}"
         raise UsageError(
@@ -100,19 +130,29 @@ def command(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
             hint=f"an experiment takes its options from {paths[0]} (tasks:, scales:, dtype:, "
             "...; see README, Experiments)",
         )
-    if not given["allow_large"]:
+    if not allow_large:
         _check_size(paths[0])
-    options = {name: given[name] for name in _SHARED if name != "device"}
-    skipped = ("slurm_time", "allow_large")
-    options |= {name: given[name] for name in EXPERIMENT_OPTIONS if name not in skipped}
-    options |= _placement(given["device"], given["devices"], given["executor"], given["slurm_time"])
-    options |= experiment_demo_names(paths[0], given["model"])
+    devices, slurm_time_min = _placement(placement)
+    chosen = ExperimentOptions(
+        output=folder.output,
+        name=folder.name,
+        resume=folder.resume,
+        model=folder.model,
+        run_options={name: getattr(options, name) for name in given if name in replacing},
+        devices=devices,
+        executor=placement.executor,
+        slurm_partition=placement.slurm_partition,
+        slurm_gpus_per_job=placement.slurm_gpus_per_job,
+        slurm_time_min=slurm_time_min,
+        slurm_jobs=placement.slurm_jobs,
+    )
+    chosen = replace(chosen, **experiment_demo_names(str(paths[0]), folder.model))
     with ProgressEvents() as events:
-        result = run_experiment(paths[0], ExperimentOptions(**options), events)
+        result = run_experiment(paths[0], chosen, events)
     show(result)
 
 
-def _check_size(path: str) -> None:
+def _check_size(path: Path) -> None:
     """Refuse an experiment of more evaluations than ``MAX_EVALUATIONS`` before anything is
     written."""
     from saeval.spec.experiment import read_experiment
@@ -127,15 +167,15 @@ def _check_size(path: str) -> None:
         )
 
 
-def _placement(
-    device: str | None, devices: str | None, executor: str | None, time: str | None
-) -> dict[str, Any]:
+def _placement(placement: Placement) -> tuple[tuple[str, ...] | None, int | None]:
     """--devices (else --device) parsed, --executor checked, --slurm-time in minutes."""
     from saeval.spec.placement import parse_devices, parse_executor, slurm_minutes
 
-    parsed = _parsed("--devices" if devices else "--device", parse_devices, devices or device)
-    _parsed("--executor", parse_executor, executor)
-    return {"devices": parsed, "slurm_time_min": _parsed("--slurm-time", slurm_minutes, time)}
+    devices = placement.devices
+    option = "--devices" if devices else "--device"
+    parsed = _parsed(option, parse_devices, devices or placement.device)
+    _parsed("--executor", parse_executor, placement.executor)
+    return parsed, _parsed("--slurm-time", slurm_minutes, placement.slurm_time)
 
 
 def _parsed(option: str, parse: Callable[[str], T], text: str | None) -> T | None:

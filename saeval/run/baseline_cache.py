@@ -2,9 +2,10 @@
 
 The baseline cache key (`baseline_key`) is the sha256 of everything that determines one baseline
 task's numbers: model id + revision (or a local folder's fingerprint) + loaded dtype, device kind
-(and GPU name), batch size, the task's name, version and config fingerprint (resolved YAML,
-local data files and the Python files of its `!function` tags), num_fewshot, limit, the four
-seeds, apply_chat_template, gen_kwargs, bootstrap_iters and the lm_eval, transformers and torch
+(and GPU name), the task's name, version and config fingerprint (resolved YAML, local data
+files and the Python files of its `!function` tags), every evaluation option declared with
+``cache_key`` (``saeval.spec.options``: batch size, num_fewshot, limit, the four seeds,
+apply_chat_template, gen_kwargs), bootstrap_iters and the lm_eval, transformers and torch
 versions, and the number of data parallel ranks when there are several. Batch size and ranks
 are in the key: padding and batched kernels change log-likelihoods in the last bits and can flip
 near-tied answers, so a baseline is reused only when computed exactly as the steered runs beside
@@ -32,6 +33,7 @@ from saeval.records.run_folder import CACHE_DIR
 from saeval.records.run_record import Manifest, now, spec_sha256
 from saeval.run.config import BOOTSTRAP_ITERS, RunConfig
 from saeval.run.lm_eval_format import TaskOutput, dump_json
+from saeval.spec.options import recorded
 from saeval.spec.tasks import TaskSpec
 
 _TMP = ".tmp"
@@ -159,13 +161,8 @@ def baseline_inputs(manifest: Manifest, config: RunConfig, spec: TaskSpec) -> di
         "revision": model.revision,
         "dtype": model.dtype,
         "device": model.device_name,  # cpu, mps or the GPU's name
-        "batch_size": config.batch_size,
         "task": {"name": spec.name, "version": spec.version, "config": spec.config_sha256},
-        "num_fewshot": config.num_fewshot,
-        "limit": config.limit,
-        "seeds": config.seeds,
-        "apply_chat_template": config.apply_chat_template,
-        "gen_kwargs": config.gen_kwargs,
+        **recorded(config, cache_key=True),  # the declared options that decide the numbers
         "bootstrap_iters": BOOTSTRAP_ITERS,
         "packages": {name: packages.get(name) for name in ("lm_eval", "transformers", "torch")},
         **{key: manifest.spec[key] for key in ("data_parallel",) if key in manifest.spec},

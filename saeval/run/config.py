@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from saeval.analysis.defaults import (
     DEFAULT_MARGIN,
@@ -19,31 +19,24 @@ from saeval.analysis.defaults import (
 from saeval.errors import UsageError
 from saeval.records.run_folder import name_problem
 from saeval.records.run_record import TaskRecord
-from saeval.spec.gen_kwargs import gen_kwargs_problem
+from saeval.spec.options import DEFAULT_KL_DOCS, EvalOptions, set_options
 from saeval.spec.positions import MODES
 
 if TYPE_CHECKING:
     from saeval.analysis.report import Report
 
-LM_EVAL_SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
-MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
-DEFAULT_KL_DOCS = 100
 BOOTSTRAP_ITERS = 100_000  # lm-eval's default: stderrs match a plain `lm_eval` run
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """The options of `saeval run`, one field per command-line option."""
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(EvalOptions):
+    """The options of `saeval run`, one field per command-line option: the evaluation options
+    (``EvalOptions``, declared in ``saeval.spec.options``) and what places the run."""
 
     steer_files: tuple[Path, ...]
     tasks: tuple[str, ...]
     model: str | None = None
     device: str | None = None  # None: cuda:0 when a GPU is visible, else cpu
-    dtype: str = "auto"
-    batch_size: str = "8"  # "auto" or a number
-    limit: int | float | None = None  # a float below 1 is a fraction of each task
-    num_fewshot: int | None = None
-    seed: int | None = None  # None: lm-eval's seeds (0, 1234, 1234, 1234)
     include_path: tuple[Path, ...] = ()
     output: Path = Path("results")
     name: str | None = None
@@ -53,27 +46,22 @@ class RunConfig:
     margin_test: str = NONINFERIORITY
     no_baseline: bool = False
     resume: bool = False
-    apply_chat_template: bool = False
-    gen_kwargs: str | None = None
     kl_docs: int = DEFAULT_KL_DOCS  # documents per (sub)task with a KL pass; 0: none
     positions: str = "all"  # the positions mode of rows whose positions cell is empty
     shared_prefix: bool = True  # one pass for a task's configurations (False: one each)
 
-    @property
-    def seeds(self) -> dict[str, int]:
-        """The four seeds lm-eval takes (python, numpy, torch, few-shot sampler)."""
-        return dict(LM_EVAL_SEEDS) if self.seed is None else dict.fromkeys(LM_EVAL_SEEDS, self.seed)
+    @classmethod
+    def of(cls, options: EvalOptions, **placement: Any) -> RunConfig:
+        """The run of ``options`` (an option left None takes the run's default) placed by
+        ``placement`` (the other fields)."""
+        return cls(**set_options(options), **placement)
 
     def check(self) -> None:
         """Reject option values that lm-eval would only reject after the model is loaded."""
         self._check_numbers()
-        if self.kl_docs < 0:
-            raise UsageError(f"--kl-docs must be 0 (no KL) or more, got {self.kl_docs}")
-        if self.num_fewshot is not None and self.num_fewshot < 0:
-            raise UsageError(f"--num-fewshot must be 0 or more, got {self.num_fewshot}")
-        problem = None if self.gen_kwargs is None else gen_kwargs_problem(self.gen_kwargs)
+        problem = next(self.problems(), None)
         if problem is not None:
-            raise UsageError(f"--gen-kwargs (gen_kwargs): {problem}")
+            raise UsageError(problem)
         if self.positions not in MODES:
             raise UsageError(
                 f"--positions must be one of {', '.join(MODES)}, got {self.positions!r}"
@@ -82,33 +70,21 @@ class RunConfig:
             raise UsageError("--scale needs at least one strength")
         if len(set(self.scales)) != len(self.scales):
             raise UsageError(f"--scale lists a strength twice: {','.join(map(str, self.scales))}")
-        if self.batch_size != "auto" and not (self.batch_size.isdigit() and int(self.batch_size)):
+        named = None if self.name is None else name_problem(self.name)
+        if named is not None:
             raise UsageError(
-                f"--batch-size must be 'auto' or a positive number, got {self.batch_size!r}"
-            )
-        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
-            raise UsageError(
-                f"--dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}"
-            )
-        problem = None if self.name is None else name_problem(self.name)
-        if problem is not None:
-            raise UsageError(
-                f"--name {self.name!r} {problem}",
+                f"--name {self.name!r} {named}",
                 hint=f"--name is one folder name inside --output ({self.output})",
             )
 
     def _check_numbers(self) -> None:
         """Numbers are finite and in range (NaN passes every comparison, so it is named first)."""
-        if self.limit is not None and not (math.isfinite(self.limit) and self.limit > 0):
-            raise UsageError(f"--limit must be a finite number above 0, got {self.limit}")
         bad = [scale for scale in self.scales if not math.isfinite(scale)]
         if bad:
             raise UsageError(f"--scale takes finite numbers, got {bad[0]}")
         check_margin(self.margin)
         check_relative_margin(self.relative_margin)
         check_margin_test(self.margin_test)
-        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
-            raise UsageError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
 
 
 @dataclass(frozen=True)

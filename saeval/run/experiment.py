@@ -13,8 +13,10 @@ comparison are written (``saeval.run.experiment_report``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from saeval.analysis.leaderboard import Leaderboard
 from saeval.errors import TaskError, UsageError
@@ -43,14 +45,28 @@ class ExperimentOptions:
     resume: bool = False
     model: str | None = None
     include_path: tuple[Path, ...] | None = None
-    limit: int | float | None = None
-    kl_docs: int | None = None
+    run_options: Mapping[str, Any] = field(default_factory=dict)  # by declared name
     devices: tuple[str, ...] | None = None
     executor: str | None = None
     slurm_partition: str | None = None
     slurm_gpus_per_job: int | None = None
     slurm_time_min: int | None = None
     slurm_jobs: int | None = None
+
+    def applied(self, experiment: Experiment) -> Experiment:
+        """``experiment`` with the options given here replacing its keys."""
+        return with_overrides(
+            experiment,
+            model=self.model,
+            include_path=self.include_path,
+            devices=self.devices,
+            executor=self.executor,
+            slurm_partition=self.slurm_partition,
+            slurm_gpus_per_job=self.slurm_gpus_per_job,
+            slurm_time_min=self.slurm_time_min,
+            slurm_jobs=self.slurm_jobs,
+            **self.run_options,
+        )
 
 
 @dataclass(frozen=True)
@@ -80,8 +96,7 @@ def run_experiment(
             hint="pass --devices cuda:0,cuda:1,... (accelerate launch is for one steer file: "
             "saeval run STEER.csv --tasks ...)",
         )
-    changes = {k: v for k, v in vars(options).items() if k not in ("output", "name", "resume")}
-    experiment = with_overrides(read_experiment(path), **changes)
+    experiment = options.applied(read_experiment(path))
     devices = _devices(experiment)
     prepared = prepare(
         experiment,

@@ -12,7 +12,7 @@ the same definition.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,13 @@ from saeval.errors import ResolutionError, UsageError
 from saeval.records.experiment_folder import EXPERIMENT_FILE, configurations, units
 from saeval.records.experiment_record import ExperimentRecord, read_definition
 from saeval.records.json_file import json_text
-from saeval.run.config import DEFAULT_KL_DOCS, RunConfig
+from saeval.run.config import RunConfig
 from saeval.run.folder import open_run_folder
 from saeval.run.steer_set import SteerSet, read_steer_set
 from saeval.run.store import RunStore
 from saeval.spec.chat_template import check_local_template
 from saeval.spec.experiment import Experiment
+from saeval.spec.options import declared
 from saeval.spec.sae_facts import ResolvedSae
 from saeval.spec.steer_file import SteerFile
 from saeval.spec.tasks import TaskSet, validate_tasks
@@ -56,26 +57,18 @@ def prepare(
         for i in experiment.interventions
     }
     model_id = _one_model(experiment, sets)
-    options = experiment.options
-    config = RunConfig(
+    config = RunConfig.of(
+        experiment.options,
         steer_files=experiment.steer_files,
         tasks=experiment.tasks,
         model=model_id,
         device=device,
-        dtype=options.dtype,
-        batch_size=options.batch_size,
-        limit=options.limit,
-        num_fewshot=options.num_fewshot,
-        seed=options.seed,
         include_path=experiment.include_path,
         output=output,
         name=name,
         scales=tuple(sorted({s for i in experiment.interventions for s in i.scales})),
         margin=DEFAULT_MARGIN if experiment.margin is None else experiment.margin,
         resume=resume,
-        apply_chat_template=options.apply_chat_template,
-        gen_kwargs=options.gen_kwargs,
-        kl_docs=_kl_docs(experiment),
     )
     config.check()
     if config.apply_chat_template:
@@ -85,7 +78,7 @@ def prepare(
     saes = {(s.release, s.sae_id): s for steer_set in sets.values() for s in steer_set.saes}
     return Prepared(
         experiment,
-        _definition(experiment, sets, model_id),
+        _definition(experiment, sets, model_id, config),
         config,
         list(files.values()),
         list(saes.values()),
@@ -105,7 +98,9 @@ def _one_model(experiment: Experiment, sets: dict[str, SteerSet]) -> str:
     return next(iter(models.values()))
 
 
-def _definition(experiment: Experiment, sets: dict[str, SteerSet], model_id: str) -> dict[str, Any]:
+def _definition(
+    experiment: Experiment, sets: dict[str, SteerSet], model_id: str, config: RunConfig
+) -> dict[str, Any]:
     """What the workers run (JSON-able); a resumed experiment must define the same."""
     scales = {i.name: i.scales for i in experiment.interventions}
     seed = DEFAULT_CONTROL_SEED if experiment.options.seed is None else experiment.options.seed
@@ -115,7 +110,7 @@ def _definition(experiment: Experiment, sets: dict[str, SteerSet], model_id: str
         "target": list(experiment.target),
         "capability": list(experiment.capability),
         "include_path": [str(Path(p).resolve()) for p in experiment.include_path],
-        "options": asdict(experiment.options) | {"kl_docs": _kl_docs(experiment)},
+        "options": {item.name: getattr(config, item.name) for item in declared()},
         "interventions": {
             i.name: {
                 "steer": [str(f.path.resolve()) for f in sets[i.name].files],
@@ -137,12 +132,6 @@ def _definition(experiment: Experiment, sets: dict[str, SteerSet], model_id: str
             "alpha": DEFAULT_ALPHA if experiment.alpha is None else experiment.alpha,
         },
     }
-
-
-def _kl_docs(experiment: Experiment) -> int:
-    """Documents per (sub)task with a KL pass: the file's ``kl_docs``, else saeval run's default."""
-    kl_docs = experiment.options.kl_docs
-    return DEFAULT_KL_DOCS if kl_docs is None else kl_docs
 
 
 def open_experiment_folder(prepared: Prepared, device: str) -> RunStore:

@@ -17,7 +17,7 @@ import itertools
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from saeval.records.run_record import Manifest, ModelRecord, Status, SteerFileRe
 from saeval.run.environment import command_line, folder_fingerprint, software
 from saeval.run.ranks import current
 from saeval.run.store import RunStore
+from saeval.spec.options import EvalOptions, recorded
 
 if TYPE_CHECKING:
     from saeval.run.config import RunConfig
@@ -65,12 +66,8 @@ def open_run_folder(
         saes=[sae.to_dict() for sae in saes],
         model=ModelRecord(id=model_id, dtype=config.dtype, device=device),
         tasks=[asdict(spec) for spec in tasks.specs],
-        limit=config.limit,
-        num_fewshot=config.num_fewshot,
-        seeds=config.seeds,
-        apply_chat_template=config.apply_chat_template,
-        gen_kwargs=config.gen_kwargs,
         scales=list(config.scales),
+        **_option_fields(spec),
         **software(),
     )
     folder = config.output / (config.name or _default_name(config, steer))
@@ -108,23 +105,23 @@ def _spec(
     return {
         "steer_sha256": [file.sha256 for file in steer],
         "model": model_id,
-        "dtype": config.dtype,
         "device_kind": device.partition(":")[0],
-        "batch_size": config.batch_size,
         "tasks": list(config.tasks),
         "task_sha256": [spec.config_sha256 for spec in tasks.specs],
         "include_path": [str(Path(p).resolve()) for p in config.include_path],
-        "limit": config.limit,
-        "num_fewshot": config.num_fewshot,
-        "seeds": config.seeds,
         "scales": list(config.scales),
         "no_baseline": config.no_baseline,
-        "apply_chat_template": config.apply_chat_template,
-        "gen_kwargs": config.gen_kwargs,
-        **({"kl_docs": config.kl_docs} if config.kl_docs else {}),
+        **recorded(config),  # every declared evaluation option (saeval.spec.options)
         **({"positions": config.positions} if config.positions != "all" else {}),
         **({"data_parallel": ranks} if (ranks := current().world_size) > 1 else {}),
     }
+
+
+def _option_fields(spec: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's own fields that repeat an evaluation option of the spec (limit, seeds,
+    ...), for readers of run.json that look there."""
+    options = recorded(EvalOptions())
+    return {item.name: spec[item.name] for item in fields(Manifest) if item.name in options}
 
 
 def _steer_file_record(steer: SteerFile) -> SteerFileRecord:

@@ -37,6 +37,7 @@ from saeval.run.quiet import quiet_lm_eval
 from saeval.run.side_effects import side_effect_texts
 from saeval.run.store import RunStore
 from saeval.run.unit_queue import claim, shared_store
+from saeval.spec.options import from_record
 from saeval.spec.steer_file import AnyRow, read_steer_file
 from saeval.spec.steer_rows import with_default_positions
 from saeval.spec.tasks import TaskSet, validate_tasks
@@ -56,15 +57,14 @@ class _Detached(RunStore):
 
 def worker_config(definition: dict[str, Any], output: Path, device: str) -> RunConfig:
     """The options of ``saeval run`` every unit of the experiment is evaluated with."""
-    options = definition["options"]
-    return RunConfig(
+    return RunConfig.of(
+        from_record(definition["options"]),
         steer_files=(),
         tasks=tuple(definition["target"] + definition["capability"]),
         model=definition["model"],
         device=device,
         include_path=tuple(Path(p) for p in definition["include_path"]),
         output=output,
-        **options,
     )
 
 

@@ -20,6 +20,8 @@ import yaml
 
 from saeval.spec import experiment_keys as keys
 from saeval.spec.csv_records import Invalid, Problems
+from saeval.spec.options import EvalOptions, declared
+from saeval.spec.options import info as option_info
 from saeval.spec.placement import parse_devices, parse_executor, slurm_minutes
 from saeval.spec.positions import MODES
 from saeval.spec.yaml_nodes import Entry, compose, entries, items, line_of, qualified
@@ -58,20 +60,6 @@ class SlurmOptions:
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """The options every evaluation of the experiment shares (as ``saeval run`` names them)."""
-
-    limit: int | float | None = None
-    num_fewshot: int | None = None
-    batch_size: str = "8"
-    dtype: str = "auto"
-    seed: int | None = None
-    apply_chat_template: bool = False
-    gen_kwargs: str | None = None
-    kl_docs: int | None = None  # None: saeval run's default (--kl-docs)
-
-
-@dataclass(frozen=True)
 class Experiment:
     """A checked experiment file (see the module docstring and README)."""
 
@@ -83,7 +71,7 @@ class Experiment:
     capability: tuple[str, ...]  # tasks it must not hurt
     model: str | None = None
     include_path: tuple[Path, ...] = ()
-    options: RunOptions = field(default_factory=RunOptions)
+    options: EvalOptions = field(default_factory=EvalOptions)
     margin: float | None = None  # None: the reports' default
     alpha: float | None = None
     target_metric: str = "acc"
@@ -187,7 +175,7 @@ class _Reader:
                 self.problems.add(None, required, "missing; every experiment file needs it")
         if "interventions" in found:
             self._interventions(found["interventions"])
-        return self.values | {"options": RunOptions(**self.options)}
+        return self.values | {"options": EvalOptions(**self.options)}
 
     def _set(self, name: str, value: Any) -> None:
         self.values[name] = value
@@ -345,28 +333,20 @@ def _check_name(name: str) -> None:
 
 
 def _option_handlers(options: dict[str, Any]) -> dict[str, Callable[[Entry], None]]:
-    """The run options, with ``saeval run``'s names and checks."""
-    parsers: dict[str, Callable[[yaml.Node], Any]] = {
-        "limit": keys.limit,
-        "num_fewshot": lambda node: keys.whole(node, 0),
-        "batch_size": keys.batch_size,
-        "dtype": lambda node: keys.choice(node, keys.DTYPES),
-        "seed": lambda node: keys.whole(node, 0, keys.MAX_SEED),
-        "apply_chat_template": keys.flag,
-        "gen_kwargs": keys.text,
-        "kl_docs": lambda node: keys.whole(node, 0),
-    }
+    """The evaluation options an experiment file may set, with ``saeval run``'s names and
+    checks (``saeval.spec.options``)."""
 
-    def handler(name: str) -> Callable[[Entry], None]:
-        return lambda entry: options.__setitem__(name, parsers[name](entry.node))
+    def handler(name: str, parse: Callable[[yaml.Node], Any]) -> Callable[[Entry], None]:
+        return lambda entry: options.__setitem__(name, parse(entry.node))
 
-    return {name: handler(name) for name in parsers}
+    keyed = [(item.name, option_info(item).key) for item in declared()]
+    return {name: handler(name, parse) for name, parse in keyed if parse is not None}
 
 
 def with_overrides(experiment: Experiment, **changes: Any) -> Experiment:
     """The experiment with command-line options replacing its keys (None: keep the file's)."""
     given = {name: value for name, value in changes.items() if value is not None}
-    options = {name: given.pop(name) for name in ("limit", "kl_docs") if name in given}
+    options = {item.name: given.pop(item.name) for item in declared() if item.name in given}
     slurm = {name: given.pop(name) for name in list(given) if name.startswith("slurm_")}
     updated = replace(experiment, options=replace(experiment.options, **options), **given)
     if slurm:

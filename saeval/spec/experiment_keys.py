@@ -11,9 +11,6 @@ import yaml
 from saeval.spec.csv_records import Invalid
 from saeval.spec.yaml_nodes import items, kind, value
 
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
-
 
 def scalar(node: yaml.Node) -> Any:
     """The value of a scalar node; a list or mapping is Invalid."""
