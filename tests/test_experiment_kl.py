@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from saeval.analysis.leaderboard import leaderboard
 from saeval.analysis.leaderboard_render import render_leaderboard
-from saeval.records.side_effects import KlSummary
 from saeval.cli.main import app
+from saeval.records.side_effects import KlSummary
 from saeval.spec.experiment import read_experiment
 
 KL_DOCS = 2

@@ -164,8 +164,8 @@ def test_validate_at_80_columns_shows_the_row_the_sae_and_the_link() -> None:
 
 
 def test_the_kl_table_at_80_columns_keeps_every_number() -> None:
-    from saeval.records.side_effects import KlSummary
     from saeval.cli.kl import _table
+    from saeval.records.side_effects import KlSummary
     from saeval.run.kl import KlMeasurement, KlReport
 
     summaries = [
