@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 from saeval.analysis.report_files import write_comparison
 from saeval.cli.main import app
 from saeval.errors import ResultsError
+from saeval.records.experiment_record import ExperimentRecord, read_definition
 from saeval.records.run_record import SCHEMA, Manifest, read_manifest
 from saeval.records.schema import schema_of
-from saeval.records.side_effects import read_side_effects
+from saeval.records.side_effects import kl_columns, read_side_effects
 
 SCHEMA1_RUN = Path(__file__).parent / "golden" / "run-schema1"
 
@@ -90,3 +91,37 @@ def test_a_newer_schema_is_one_line_naming_the_file_and_the_versions_read(tmp_pa
     )
     with pytest.raises(ResultsError, match="schema None is not one"):
         schema_of({}, "run", (1, 2), run / "run.json")
+
+
+def test_one_kl_summary_shape_in_the_side_effects_file_and_the_comparison_row() -> None:
+    (path,) = (SCHEMA1_RUN / "steered").glob("side_effects_*.json")
+    written = json.loads(path.read_text())["kl"]
+    summary = read_side_effects(path).kl
+    assert summary is not None
+    assert summary.to_dict() == {key: written[key] for key in summary.to_dict()}
+    assert set(summary.to_dict()) == {"mean", "ci_low", "ci_high", "p95", "tokens"}
+    columns = kl_columns(summary)
+    assert columns == {
+        "kl": written["mean"],
+        "kl_ci_low": written["ci_low"],
+        "kl_ci_high": written["ci_high"],
+        "kl_p95": written["p95"],
+    }
+    assert set(kl_columns(None).values()) == {None}
+
+
+def test_side_effects_and_experiment_records_of_another_version_are_refused(
+    tmp_path: Path,
+) -> None:
+    (source,) = (SCHEMA1_RUN / "steered").glob("side_effects_*.json")
+    data = json.loads(source.read_text())
+    path = tmp_path / source.name
+    path.write_text(json.dumps(data | {"schema": "saeval.side_effects/9"}))
+    with pytest.raises(ResultsError, match=r"schema 'saeval\.side_effects/9' is not one"):
+        read_side_effects(path)
+    record = ExperimentRecord("e.yaml", "0" * 64, "tasks: [a]\n", {"model": "m"})
+    (tmp_path / "experiment.json").write_text(json.dumps(record.to_dict()))
+    assert read_definition(tmp_path) == {"model": "m"}
+    (tmp_path / "experiment.json").write_text(json.dumps(record.to_dict() | {"schema": "x"}))
+    with pytest.raises(ResultsError, match=r"experiment\.json: schema 'x' is not one"):
+        read_definition(tmp_path)
