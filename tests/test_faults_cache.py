@@ -15,8 +15,8 @@ from sae_builders import MC_TASK
 from typer.testing import CliRunner
 
 from saeval.cli.main import app
-from saeval.records.run_folder import CACHE_DIR
-from saeval.run.baseline_cache import KEY_FILE, BaselineCache, baseline_key
+from saeval.records.run_folder import CACHE_DIR, CACHE_KEY_FILE
+from saeval.run.baseline_cache import BaselineCache, baseline_key
 from saeval.run.lm_eval_format import TaskOutput
 
 
@@ -74,8 +74,8 @@ def _remove_samples(entry: Path) -> str:
 
 
 def _garble_key_file(entry: Path) -> str:
-    (entry / KEY_FILE).write_text("{not json")
-    return f"{KEY_FILE} unreadable"
+    (entry / CACHE_KEY_FILE).write_text("{not json")
+    return f"{CACHE_KEY_FILE} unreadable"
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ def test_put_writes_a_checksum_of_every_file(tmp_path: Path) -> None:
     cache = BaselineCache(tmp_path)
     key = baseline_key({"task": "t"})
     cache.put(key, _output(), {"task": "t"}, run="r")
-    meta = json.loads((cache.root / key / KEY_FILE).read_text())
+    meta = json.loads((cache.root / key / CACHE_KEY_FILE).read_text())
     assert set(meta["sha256"]) == {"results.json", "samples_t.jsonl"}
     for name, digest in meta["sha256"].items():
         assert hashlib.sha256((cache.root / key / name).read_bytes()).hexdigest() == digest
@@ -131,24 +131,24 @@ def test_put_writes_a_checksum_of_every_file(tmp_path: Path) -> None:
 def _wrong_key(cache: BaselineCache, key: str) -> tuple[str, str]:
     other = baseline_key({"task": "other"})
     (cache.root / key).rename(cache.root / other)
-    return other, f"{KEY_FILE} is for key {key[:12]}"
+    return other, f"{CACHE_KEY_FILE} is for key {key[:12]}"
 
 
 def _no_checksums(cache: BaselineCache, key: str) -> tuple[str, str]:
-    path = cache.root / key / KEY_FILE
+    path = cache.root / key / CACHE_KEY_FILE
     meta = json.loads(path.read_text())
     del meta["sha256"]
     path.write_text(json.dumps(meta))
-    return key, f"{KEY_FILE} unreadable: 'sha256'"
+    return key, f"{CACHE_KEY_FILE} unreadable: 'sha256'"
 
 
 def _samples_that_do_not_parse(cache: BaselineCache, key: str) -> tuple[str, str]:
     folder = cache.root / key
     data = b"{half a line\n"
     (folder / "samples_t.jsonl").write_bytes(data)
-    meta = json.loads((folder / KEY_FILE).read_text())
+    meta = json.loads((folder / CACHE_KEY_FILE).read_text())
     meta["sha256"]["samples_t.jsonl"] = hashlib.sha256(data).hexdigest()  # checksum agrees
-    (folder / KEY_FILE).write_text(json.dumps(meta))
+    (folder / CACHE_KEY_FILE).write_text(json.dumps(meta))
     return key, "samples_t.jsonl does not parse"
 
 

@@ -24,7 +24,8 @@ from typer.testing import CliRunner, Result
 
 from saeval.cli.main import app
 from saeval.errors import ResultsError
-from saeval.run.lock import LOCK_FILE, RunLock
+from saeval.records.run_folder import LOCK_FILE
+from saeval.run.lock import RunLock
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_TASKS = f"{MC_TASK},{GEN_TASK},{ROLLING_TASK}"

@@ -9,6 +9,7 @@ Layout of one experiment run (besides ``run.json`` and the lm-eval files of
     <run>/<intervention>~random<k>@<scale>/   its k-th random control at that strength
     <run>/controls/<intervention>~random<k>.json   what the control's seed drew
     <run>/queue/<unit>.claim            which worker took a unit (run by run, cleared on start)
+    <run>/.manifest.lock                held while a worker updates run.json
     <run>/workers/<worker>.json, .log   each worker's device, pid, timings and output
     <run>/leaderboard.{md,csv,json,png}
     <run>/interventions/<name>/comparison.{md,csv,json} (+ sweep plots): saeval run's reports
@@ -31,6 +32,8 @@ QUEUE_DIR = "queue"
 WORKERS_DIR = "workers"
 INTERVENTIONS_DIR = "interventions"
 LEADERBOARD = "leaderboard"  # leaderboard.md, .csv, .json, .png
+MANIFEST_LOCK = ".manifest.lock"
+CLAIM_SUFFIX = ".claim"  # queue/<unit>.claim
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,16 @@ def scale_text(scale: float) -> str:
 def control_name(intervention: str, control: int) -> str:
     """``dogs~random1``: the k-th random control of an intervention."""
     return f"{intervention}~random{control}"
+
+
+def control_file(intervention: str, control: int) -> str:
+    """``dogs~random1.json``: what the k-th control drew, in ``controls/``."""
+    return f"{control_name(intervention, control)}.json"
+
+
+def worker_file(worker: str, suffix: str) -> str:
+    """``w0.json`` (the worker's record) or ``w0.log`` (its output), in ``workers/``."""
+    return f"{worker}{suffix}"
 
 
 def configuration_folder(intervention: str, scale: float, control: int | None = None) -> str:

@@ -1,4 +1,5 @@
-"""``experiment.json``: the record of an experiment run folder, written once and read on resume.
+"""An experiment run folder's own records: ``experiment.json`` (written once, read on resume),
+each worker's ``workers/<worker>.json`` and each random control's ``controls/<name>.json``.
 
 Schema ``saeval.experiment/1``::
 
@@ -10,6 +11,10 @@ Schema ``saeval.experiment/1``::
                  capability, include_path, options, interventions {name: {steer, steer_sha256,
                  scales, positions}}, random_controls, control_seed, configurations (each a
                  ``saeval.records.experiment_folder.Configuration``), units, report settings
+
+``workers/<worker>.json`` (``saeval.worker/1``): the worker's device, pid, status, start,
+timings and units done (``saeval.run.workers``); ``controls/<name>.json`` (``saeval.control/1``):
+the intervention, the control's k and what its seed drew (``saeval.steering.controls``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from saeval.records.schema import schema_id, schema_of
 
 KIND = "experiment"
 SCHEMA = schema_id(KIND, 1)
+WORKER_SCHEMA = schema_id("worker", 1)
+CONTROL_SCHEMA = schema_id("control", 1)
 
 
 @dataclass(frozen=True)

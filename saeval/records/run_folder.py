@@ -11,7 +11,10 @@ Layout of one run::
     <output>/<run-name>/steered/               the same for the steered model (`--scale 1`)
     <output>/<run-name>/steered@<scale>/       one folder per strength when `--scale` is not just 1
     <output>/<run-name>/comparison.{md,csv,json}
-    <output>/.cache/baselines/<key>/           one cached baseline task (``run.baseline_cache``)
+    <output>/<run-name>/.lock                  the pid of the process writing the run
+    <output>/.cache/baselines/<key>/           one cached baseline task (``run.baseline_cache``):
+        key.json, results.json                 its key's inputs and checksums; lm-eval's results
+        samples_<task>.jsonl                   its samples, one file per (sub)task
 
 Each configuration folder is what ``lm_eval --output_path OUT --log_samples`` writes for a
 multi-task run (one results file, samples sharing its time stamp), so lm-eval's own tools read it.
@@ -29,7 +32,10 @@ MANIFEST = "run.json"
 BASELINE = "baseline"
 STEERED = "steered"
 COMPARISON = "comparison"  # comparison.md, comparison.csv, comparison.json
+LOCK_FILE = ".lock"
 CACHE_DIR = ".cache/baselines"
+CACHE_KEY_FILE = "key.json"
+CACHE_RESULTS_FILE = "results.json"  # a cached task's samples: samples_file(task, "")
 _CONFIGURATION = re.compile(r"^steered(?:@(?P<scale>[-+0-9.eE]+))?$")
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from saeval.records.run_folder import CACHE_DIR
+from saeval.records.run_folder import CACHE_DIR, CACHE_KEY_FILE, CACHE_RESULTS_FILE, samples_file
 from saeval.records.run_record import Manifest, now, spec_sha256
 from saeval.run.config import BOOTSTRAP_ITERS, RunConfig
 from saeval.run.lm_eval_format import TaskOutput, dump_json
@@ -37,7 +37,6 @@ from saeval.spec.options import recorded
 from saeval.spec.tasks import TaskSpec
 
 _TMP = ".tmp"
-KEY_FILE = "key.json"
 
 
 class BaselineCache:
@@ -56,8 +55,8 @@ class BaselineCache:
             return None
         try:
             meta, files = _verified(folder, key)
-            results = json.loads(files["results.json"])
-            samples = {task: files[_samples_name(task)] for task in meta["samples"]}
+            results = json.loads(files[CACHE_RESULTS_FILE])
+            samples = {task: files[samples_file(task, "")] for task in meta["samples"]}
         except _Damaged as damage:
             self._drop(folder)
             if on_damaged is not None:
@@ -94,15 +93,15 @@ class BaselineCache:
             if on_unusable is not None:
                 on_unusable(f"{self.root}: {error.strerror or error}")
             return
-        files = {"results.json": dump_json(output.results).encode()}
-        files |= {_samples_name(task): text.encode() for task, text in output.samples.items()}
+        files = {CACHE_RESULTS_FILE: dump_json(output.results).encode()}
+        files |= {samples_file(task, ""): text.encode() for task, text in output.samples.items()}
         meta = {"key": key, "inputs": dict(inputs), "run": run, "created": now()}
         meta["samples"] = sorted(output.samples)
         meta["sha256"] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
         try:
             for name, data in files.items():
                 (building / name).write_bytes(data)
-            (building / KEY_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            (building / CACHE_KEY_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             os.rename(building, final)
         except OSError:
             if not final.exists():
@@ -115,20 +114,16 @@ class _Damaged(Exception):
     """A cache entry that cannot be trusted; the message says why."""
 
 
-def _samples_name(task: str) -> str:
-    return f"samples_{task}.jsonl"
-
-
 def _verified(folder: Path, key: str) -> tuple[dict[str, Any], dict[str, str]]:
     """An entry's key record and its files' text, checked against the key and the checksums."""
     try:
-        meta = json.loads((folder / KEY_FILE).read_text(encoding="utf-8"))
-        names = ["results.json", *(_samples_name(task) for task in meta["samples"])]
+        meta = json.loads((folder / CACHE_KEY_FILE).read_text(encoding="utf-8"))
+        names = [CACHE_RESULTS_FILE, *(samples_file(task, "") for task in meta["samples"])]
         expected = meta["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise _Damaged(f"{KEY_FILE} unreadable: {error}") from None
+        raise _Damaged(f"{CACHE_KEY_FILE} unreadable: {error}") from None
     if meta.get("key") != key:
-        raise _Damaged(f"{KEY_FILE} is for key {str(meta.get('key'))[:12]}")
+        raise _Damaged(f"{CACHE_KEY_FILE} is for key {str(meta.get('key'))[:12]}")
     files = {}
     for name in names:
         try:
@@ -139,7 +134,7 @@ def _verified(folder: Path, key: str) -> tuple[dict[str, Any], dict[str, str]]:
             raise _Damaged(f"{name} does not match its checksum")
         try:
             files[name] = data.decode("utf-8")
-            lines = files[name].splitlines() if name != "results.json" else [files[name]]
+            lines = files[name].splitlines() if name != CACHE_RESULTS_FILE else [files[name]]
             for line in lines:
                 json.loads(line)
         except ValueError as error:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from saeval.errors import UsageError
-from saeval.records.experiment_folder import WORKERS_DIR
+from saeval.records.experiment_folder import WORKERS_DIR, worker_file
 from saeval.run.workers import work
 from saeval.spec.experiment import SlurmOptions
 
@@ -78,7 +78,7 @@ class LocalPool:
             command += [device, "--parent", str(os.getpid())]
             if device == "cpu":
                 command += ["--threads", str(self.threads)]
-            with open(self.folder / WORKERS_DIR / f"{worker}.log", "ab") as log:
+            with open(self.folder / WORKERS_DIR / worker_file(worker, ".log"), "ab") as log:
                 self.processes[worker] = subprocess.Popen(
                     command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )

@@ -20,7 +20,8 @@ from typing import Any
 
 from saeval.analysis.leaderboard import Leaderboard
 from saeval.errors import TaskError, UsageError
-from saeval.records.experiment_folder import WORKERS_DIR
+from saeval.records.experiment_folder import WORKERS_DIR, worker_file
+from saeval.records.run_folder import MANIFEST
 from saeval.records.run_record import Status, now
 from saeval.run.config import RunEvents, SilentEvents
 from saeval.run.device import check_device
@@ -221,7 +222,7 @@ class _Watch:
     def _stopped(self, worker: str, why: str) -> None:
         """Record a stopped worker against each unit it held that did not finish."""
         held = [i for i, name in claims(self.store.folder).items() if name == worker]
-        log = self.store.folder / WORKERS_DIR / f"{worker}.log"
+        log = self.store.folder / WORKERS_DIR / worker_file(worker, ".log")
         with shared_store(self.store.folder) as fresh:
             for index in held:
                 configuration, task = self.units[index]
@@ -245,6 +246,6 @@ def _check_complete(store: RunStore, units: list[tuple[str, ...]], since: str) -
     raise TaskError(
         f"{len(missing)} of {len(units)} evaluations did not finish{where}{first}",
         hint=f"{len(units) - len(missing)} results are kept; every error is in "
-        f"{store.folder / 'run.json'} and the workers' output in {store.folder / WORKERS_DIR}; "
+        f"{store.folder / MANIFEST} and the workers' output in {store.folder / WORKERS_DIR}; "
         f"after a fix, rerun with --resume --name {store.folder.name}",
     )

@@ -15,8 +15,7 @@ import os
 from pathlib import Path
 
 from saeval.errors import ResultsError
-
-LOCK_FILE = ".lock"
+from saeval.records.run_folder import LOCK_FILE
 
 
 class RunLock:

@@ -18,11 +18,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from saeval.records.experiment_folder import QUEUE_DIR
+from saeval.records.experiment_folder import CLAIM_SUFFIX, MANIFEST_LOCK, QUEUE_DIR
 from saeval.run.store import RunStore
-
-MANIFEST_LOCK = ".manifest.lock"
-CLAIM_SUFFIX = ".claim"
 
 
 @contextlib.contextmanager

@@ -15,7 +15,6 @@ A failing unit is recorded and the worker goes on with the next one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import sys
@@ -26,8 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError, SaevalError
-from saeval.records.experiment_folder import CONTROLS_DIR, WORKERS_DIR, Configuration, control_name
-from saeval.records.experiment_record import read_definition
+from saeval.records.experiment_folder import (
+    CONTROLS_DIR,
+    WORKERS_DIR,
+    Configuration,
+    control_file,
+    worker_file,
+)
+from saeval.records.experiment_record import CONTROL_SCHEMA, WORKER_SCHEMA, read_definition
+from saeval.records.json_file import json_text
 from saeval.records.run_record import Manifest, now
 from saeval.run import evaluation
 from saeval.run.baseline_cache import BaselineCache, baseline_inputs, baseline_key
@@ -93,7 +99,8 @@ def work(folder: Path, worker: str, device: str, parent: int | None = None) -> i
 
 
 def _write_record(folder: Path, worker: str, record: dict[str, Any]) -> None:
-    write_atomic(folder / WORKERS_DIR / f"{worker}.json", json.dumps(record, indent=2) + "\n")
+    path = folder / WORKERS_DIR / worker_file(worker, ".json")
+    write_atomic(path, json_text({"schema": WORKER_SCHEMA, **record}))
 
 
 class _Units:
@@ -194,8 +201,8 @@ class _Units:
         if control is not None and (name, control) not in self.plans:
             drawn = random_control(rows, self.plans[(name, None)], load, configuration.seed or 0)
             description = {"intervention": name, "control": control, **drawn.describe()}
-            path = self.folder / CONTROLS_DIR / f"{control_name(name, control)}.json"
-            write_atomic(path, json.dumps(description, indent=2) + "\n")
+            path = self.folder / CONTROLS_DIR / control_file(name, control)
+            write_atomic(path, json_text({"schema": CONTROL_SCHEMA, **description}))
             self.plans[(name, control)] = drawn.plan
         return self.plans[(name, control)]
 
