@@ -36,6 +36,12 @@ def _as_is(name: str, value: Any) -> dict[str, Any]:
     return {name: value}
 
 
+def when_set(name: str, value: Any) -> dict[str, Any]:
+    """An option that run.json's spec holds only when it is set (not 0, False or None), so
+    runs from before the option existed keep their spec and still resume."""
+    return {name: value} if value else {}
+
+
 def _no_problem(value: Any) -> str | None:
     """Every value of the option's type is valid."""
     return None
@@ -183,7 +189,7 @@ class EvalOptions:
             cache_key=False,  # the cache holds lm-eval's results; KL is measured each run
             key=lambda node: keys.whole(node, 0),
             check=_at_least(0, "must be 0 (no KL) or more"),
-            record=lambda name, value: {name: value} if value else {},
+            record=when_set,
             replaces_file_key=True,
         ),
     )
