@@ -107,16 +107,14 @@ def _forward_times(
 def _activation(model: Any, ids: Any, hook: str) -> Any:
     """The unsteered activation at ``hook`` for ``ids``."""
     from saeval.steering.hooks import locate
+    from saeval.steering.module_hooks import ModuleHook, registered
 
     seen: list[Any] = []
     module = locate(model, hook).module
-    handle = module.register_forward_hook(
-        lambda m, a, out: seen.append(out[0] if isinstance(out, tuple) else out)
-    )
-    try:
+    with registered(
+        ModuleHook(module, lambda m, a, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    ):
         model(input_ids=ids)
-    finally:
-        handle.remove()
     return seen[0]
 
 

@@ -41,6 +41,35 @@ def test_the_checker_names_the_file_line_and_rule(tmp_path: Path) -> None:
     )
 
 
+def test_cycles_count_typing_only_and_function_level_imports(tmp_path: Path) -> None:
+    """A circle held by ``if TYPE_CHECKING:`` or a function-level import is still a cycle, while
+    the layer rules keep ignoring typing-only imports."""
+    root = tmp_path / "saeval"
+    for layer in ("steering", "analysis"):
+        (root / layer).mkdir(parents=True)
+        (root / layer / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    typing_only = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from saeval.{}\n"
+    (root / "steering" / "plan.py").write_text("from saeval.steering.clamp import ClampGroup\n")
+    (root / "steering" / "clamp.py").write_text(typing_only.format("steering.plan import Sae"))
+    (root / "steering" / "finite.py").write_text(
+        "def f():\n    from saeval.steering.masking import mask\n"
+    )
+    (root / "steering" / "masking.py").write_text(
+        typing_only.format("steering import finite") + "else:\n    import saeval.run\n"
+    )
+    (root / "analysis" / "read.py").write_text(typing_only.format("run.store import RunStore"))
+    assert sorted(violations(root)) == sorted(
+        [
+            f"{root / 'steering' / 'clamp.py'}: import cycle saeval.steering.clamp -> "
+            "saeval.steering.plan -> saeval.steering.clamp",
+            f"{root / 'steering' / 'finite.py'}: import cycle saeval.steering.finite -> "
+            "saeval.steering.masking -> saeval.steering.finite",
+            f"{root / 'steering' / 'masking.py'}:5: steering must not import saeval.run",
+        ]
+    )
+
+
 def test_no_module_over_400_lines_and_no_function_over_50() -> None:
     too_long = []
     for path in sorted(PACKAGE.rglob("*.py")):

@@ -37,6 +37,7 @@ from saeval.demo.paths import (
     cache_root,
     publish_dir,
 )
+from saeval.steering.module_hooks import ModuleHook, registered
 
 if TYPE_CHECKING:
     import torch
@@ -184,12 +185,8 @@ def layer_output(
     def capture(_module: Any, _inputs: Any, output: Any) -> None:
         captured.append(output[0] if isinstance(output, tuple) else output)
 
-    handle = decoder.layers[layer].register_forward_hook(capture)
-    try:
-        with torch.no_grad():
-            decoder(input_ids=input_ids, attention_mask=attention_mask)
-    finally:
-        handle.remove()
+    with torch.no_grad(), registered(ModuleHook(decoder.layers[layer], capture)):
+        decoder(input_ids=input_ids, attention_mask=attention_mask)
     return captured[0].float()
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from saeval.errors import SteeringError
 from saeval.spec.dialects import Action
 from saeval.steering.interventions import ThroughSae, tensor_bytes
+from saeval.steering.sae_record import COMPETING, PER_TOKEN_NORMS, SLICEABLE, LoadedSae
 
 if TYPE_CHECKING:
     import torch
@@ -29,11 +30,6 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from saeval.spec.steer_file import SteerRow
-    from saeval.steering.plan import LoadedSae
-
-SLICEABLE = ("standard", "jumprelu", "gated")  # each latent's encoder depends on its own weights
-COMPETING = ("topk", "abstopk")  # latents compete: the full encoder is needed
-PER_TOKEN_NORMS = ("layer_norm", "constant_norm_rescale")  # decoder rows rescaled per token
 
 
 @dataclass

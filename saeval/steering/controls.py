@@ -32,8 +32,7 @@ if TYPE_CHECKING:
     import numpy as np
     from sae_lens import SAE
 
-    from saeval.steering.masking import ModeEdits
-    from saeval.steering.plan import HookPointPlan
+    from saeval.steering.hook_point import HookPointPlan, ModeEdits
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ def _randomise_add_vectors(
     norms = {}
     for name in sorted(control.points):
         point, source = control.points[name], intervention.points[name]
-        pairs: list[tuple[str | None, HookPointPlan | ModeEdits, HookPointPlan | ModeEdits]]
+        pairs: list[tuple[str | None, ModeEdits, ModeEdits]]
         pairs = [(None, point, source), *_by_mode(point, source)]
         for mode, drawn, kept in pairs:
             original = kept.add_vector

@@ -16,7 +16,8 @@ from saeval.spec.pt_steer_file import load_pt
 from saeval.spec.steer_file import AnyRow, SteerRow, VectorRow
 from saeval.spec.vector_files import read_vector
 from saeval.steering.finite import check_finite
-from saeval.steering.interventions import HeadAdd, Part, projection
+from saeval.steering.hook_point import Part
+from saeval.steering.interventions import HeadAdd, projection
 from saeval.steering.sparsify_loading import load_sparse_coder
 
 if TYPE_CHECKING:

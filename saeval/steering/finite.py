@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from saeval.errors import SteeringError
 from saeval.spec.dialects import CLAMPS, Action
 from saeval.spec.steer_rows import VectorRow
+from saeval.steering.sae_record import COMPETING, LoadedSae
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
     from saeval.spec.steer_file import AnyRow, SteerRow
     from saeval.steering.hooks import Edit
-    from saeval.steering.plan import LoadedSae
 
 _WEIGHTS_HINT = "the SAE's weights are damaged: save or download the SAE again"
 _OVERFLOW_HINT = (
@@ -77,8 +77,6 @@ def parameters_read(
     - ``add_through_sae``, and a clamp of a TopK-style SAE (its latents compete): every
       parameter, since the whole SAE encodes (and, through the SAE, decodes) every latent.
     """
-    from saeval.steering.clamp import COMPETING
-
     i = row.latent_idx
     if row.action is Action.ADD_THROUGH_SAE or (row.action in CLAMPS and architecture in COMPETING):
         return dict(state)

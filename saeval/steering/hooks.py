@@ -2,9 +2,10 @@
 
 ``saeval.spec.hook_points`` says which module's input or output holds a hook point's activation;
 this module finds that module in a loaded model and replaces the activation with
-``edit(activation)``. A hook name that does not start with ``blocks.`` is a Hugging Face module
-name relative to ``model.base_model`` (``layers.20``) or to the model (``model.layers.20``);
-the module's output is edited. torch is imported only inside the functions that need a model.
+``edit(activation)`` through a hook of ``saeval.steering.module_hooks``. A hook name that does
+not start with ``blocks.`` is a Hugging Face module name relative to ``model.base_model``
+(``layers.20``) or to the model (``model.layers.20``); the module's output is edited. torch is
+imported only inside the functions that need a model.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from saeval.spec.hook_points import (
     check_hook_name,
     is_module_name,
 )
+from saeval.steering.module_hooks import ModuleHook, registered
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
-    from torch.utils.hooks import RemovableHandle
 
 Edit = Callable[["Tensor"], "Tensor"]
 
@@ -119,14 +120,9 @@ def attach(model: nn.Module, edits: Mapping[str, Edit]) -> Iterator[None]:
     for hook_name, edit in edits.items():
         site = locate(model, hook_name)
         grouped.setdefault((id(site.module), site.on), (site, []))[1].append(edit)
-    handles: list[RemovableHandle] = []
-    try:
-        for site, site_edits in grouped.values():
-            handles.append(_register(site, _compose(site_edits)))
+    hooks = [_hook(site, _compose(site_edits)) for site, site_edits in grouped.values()]
+    with registered(*hooks):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _compose(edits: list[Edit]) -> Edit:
@@ -142,14 +138,14 @@ def _compose(edits: list[Edit]) -> Edit:
     return composed
 
 
-def _register(site: HookSite, edit: Edit) -> RemovableHandle:
-    """Install a forward hook (output) or forward pre-hook (input) applying ``edit``."""
+def _hook(site: HookSite, edit: Edit) -> ModuleHook:
+    """A forward hook (output) or forward pre-hook (input) applying ``edit``."""
     if site.on == "output":
 
         def output_hook(module: nn.Module, args: Any, output: Any) -> Any:
             return _replace_first(output, edit, site.module_name)
 
-        return site.module.register_forward_hook(output_hook)
+        return ModuleHook(site.module, output_hook)
 
     def input_hook(
         module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -163,7 +159,7 @@ def _register(site: HookSite, edit: Edit) -> RemovableHandle:
             "so its input cannot be edited"
         )
 
-    return site.module.register_forward_pre_hook(input_hook, with_kwargs=True)
+    return ModuleHook(site.module, input_hook, on="input", with_kwargs=True)
 
 
 def _replace_first(value: Any, edit: Edit, module_name: str) -> Any:

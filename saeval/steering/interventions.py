@@ -1,4 +1,5 @@
-"""The interventions that are not one summed add vector, each a ``delta(h, scale)``.
+"""The intervention protocol (a ``delta(h, scale)``, the change to an activation ``h``) and the
+interventions that are not one summed add vector (clamps: ``saeval.steering.clamp``).
 
 At a hook point with activation ``h`` (``c`` a row's coefficient times ``scale``):
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from saeval.spec.steer_file import AnyRow, SteerRow
-    from saeval.steering.clamp import ClampGroup
 
 
 class Intervention(Protocol):
@@ -42,18 +42,6 @@ class Intervention(Protocol):
     def nbytes(self) -> int:
         """Bytes of the tensors it keeps."""
         ...
-
-
-@dataclass
-class Part:
-    """One source's contribution to one hook point, before the hook point's parts are merged."""
-
-    hook_name: str
-    d_in: int | None  # the activation width it needs (None: a head slice of any width)
-    rows: list[AnyRow]
-    add_vector: Tensor | None = None
-    clamp: ClampGroup | None = None
-    interventions: list[Intervention] = field(default_factory=list)
 
 
 def tensor_bytes(tensor: Tensor) -> int:

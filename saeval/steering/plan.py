@@ -17,9 +17,8 @@ thresholds). The add vector is applied first, then the clamps and the other inte
 (``saeval.steering.interventions``), all computed from the same (added-to) activation and summed,
 so clamped latents hold their targets also next to add rows.
 
-A row whose ``positions`` mode is not ``all`` acts only where its mode's mask is true
-(``saeval.steering.masking``): rows are grouped by hook point and mode, and the plan's own
-fields hold mode ``all``, today's arithmetic without a mask.
+A row whose ``positions`` mode is not ``all`` acts only where its mode's mask is true: rows are
+grouped by hook point and mode, each hook point's plan in ``saeval.steering.hook_point``.
 
 Clamps keep a sliced encoder and their decoder rows (``saeval.steering.clamp``); projections their
 direction; vector rows and sparsify coders are read in ``saeval.steering.directions``; everything
@@ -29,102 +28,26 @@ else of each SAE is freed once the plan is built (``add_through_sae`` keeps its 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from saeval.errors import SteeringError
 from saeval.spec.dialects import CLAMPS, Action
 from saeval.spec.steer_file import AnyRow, SteerRow
 from saeval.spec.steer_rows import mode_of
-from saeval.steering.clamp import ClampGroup, clamp_group, through_sae
+from saeval.steering.clamp import clamp_group, through_sae
 from saeval.steering.directions import direction_parts
-from saeval.steering.finite import check_finite, check_sae_rows, check_scaled_add, finite_edit
+from saeval.steering.finite import check_sae_rows, finite_edit
+from saeval.steering.hook_point import HookPointPlan, Part, hook_points
 from saeval.steering.hooks import Edit
-from saeval.steering.interventions import Intervention, Part, projection, tensor_bytes
-from saeval.steering.masking import ModeEdits, masked_edit
+from saeval.steering.interventions import Intervention, projection
+from saeval.steering.sae_record import LoadedSae, SaeKey, loaded_sae
 
 if TYPE_CHECKING:
     from sae_lens import SAE
     from torch import Tensor
 
     from saeval.spec.steer_file import SteerFile
-
-SaeKey = tuple[str, str]  # (sae_release, sae_id)
-
-
-@dataclass(frozen=True)
-class LoadedSae:
-    """One SAE as loaded by sae_lens: what a plan records about it (for messages)."""
-
-    release: str
-    sae_id: str
-    architecture: str
-    hook_name: str | None
-    d_in: int
-    d_sae: int
-    model_name: str | None
-    neuronpedia_id: str | None
-
-
-@dataclass
-class HookPointPlan:
-    """Everything applied at one hook point: one summed add vector, the clamp groups and the
-    other interventions (projections, one-head adds, adds through an SAE)."""
-
-    hook_name: str
-    d_in: int | None  # None: only one-head edits, which check the width themselves
-    rows: tuple[AnyRow, ...]
-    add_vector: Tensor | None  # (d_in,) sum of c * W_dec[i] over add rows; None if none or zero
-    clamps: tuple[ClampGroup, ...] = ()
-    interventions: tuple[Intervention, ...] = ()
-    masked: tuple[ModeEdits, ...] = ()  # rows of the other positions modes, one entry per mode
-    _add_cache: dict[Any, Tensor] = field(default_factory=dict, repr=False)
-
-    def edit(self, h: Tensor, scale: float = 1.0) -> Tensor:
-        """Return the steered activation for ``h`` (batch, pos, d_in) at strength ``scale``."""
-        if self.d_in is not None and h.shape[-1] != self.d_in:
-            raise SteeringError(self._width_message(h.shape[-1]))
-        if self.masked:
-            add = self._scaled_add(h, scale) if self.add_vector is not None and scale else None
-            base = (add, (*self.clamps, *self.interventions))
-            return masked_edit(self.hook_name, base, self.masked, h, scale)
-        if self.add_vector is not None and scale != 0:
-            h = h + self._scaled_add(h, scale)
-        groups: tuple[Intervention, ...] = (*self.clamps, *self.interventions)
-        if groups:
-            deltas = [group.delta(h, scale) for group in groups]
-            delta = deltas[0]
-            for extra in deltas[1:]:
-                delta = delta + extra
-            h = h + delta.to(h.dtype)
-        return h
-
-    def _scaled_add(self, h: Tensor, scale: float) -> Tensor:
-        """``scale * add_vector`` in ``h``'s device and dtype (computed once per key, checked
-        in every guard)."""
-        key = (h.device, h.dtype, scale)
-        if key not in self._add_cache:
-            assert self.add_vector is not None
-            scaled = (self.add_vector * scale).to(device=h.device, dtype=h.dtype)
-            self._add_cache[key] = scaled
-        check_scaled_add(self._add_cache[key], scale, self.hook_name, self.rows)  # once per guard
-        return self._add_cache[key]
-
-    def _width_message(self, width: int) -> str:
-        """A d_in mismatch message naming every row of this hook point."""
-        where = ", ".join(row.where() for row in self.rows)
-        source = "SAE" if any(isinstance(row, SteerRow) for row in self.rows) else "vector"
-        return (
-            f"{where}: the {source} at {self.hook_name} has d_in={self.d_in}, but the model's "
-            f"activation there has width {width}"
-        )
-
-    def nbytes(self) -> int:
-        """Bytes of the tensors this hook point keeps (add vector, encoders, decoder rows)."""
-        total = 0 if self.add_vector is None else tensor_bytes(self.add_vector)
-        groups: tuple[Intervention, ...] = (*self.clamps, *self.interventions)
-        total += sum(edits.nbytes() for edits in self.masked)
-        return total + sum(group.nbytes() for group in groups)
 
 
 @dataclass
@@ -182,26 +105,12 @@ def plan_rows(rows: Iterable[AnyRow], load: Callable[[SaeKey], SAE]) -> SteerPla
     infos: list[LoadedSae] = []
     for key, sae_rows in by_sae.items():
         sae = load(key)
-        info = _info(key, sae)
+        info = loaded_sae(key, sae)
         infos.append(info)
         parts.extend(_parts_of(sae, info, sae_rows))
         del sae
     parts.extend(direction_parts(rows))
-    return SteerPlan(points=_points(parts), model_id=_model_id(infos), saes=infos)
-
-
-def _info(key: SaeKey, sae: SAE) -> LoadedSae:
-    metadata = sae.cfg.metadata
-    return LoadedSae(
-        release=key[0],
-        sae_id=key[1],
-        architecture=sae.cfg.architecture(),
-        hook_name=metadata.hook_name,
-        d_in=int(sae.cfg.d_in),
-        d_sae=int(sae.cfg.d_sae),
-        model_name=metadata.model_name,
-        neuronpedia_id=metadata.neuronpedia_id,
-    )
+    return SteerPlan(points=hook_points(parts), model_id=_model_id(infos), saes=infos)
 
 
 def _model_id(infos: Sequence[LoadedSae]) -> str | None:
@@ -271,62 +180,3 @@ def _add_vector(sae: SAE, rows: list[SteerRow]) -> Tensor:
         for row in rows:
             vector += row.coefficient * sae.W_dec[row.latent_idx]
     return vector.detach().clone()
-
-
-def _points(parts: list[Part]) -> dict[str, HookPointPlan]:
-    """Merge SAE parts into one plan per hook point (summing add vectors)."""
-    grouped: dict[str, list[Part]] = {}
-    for part in parts:
-        grouped.setdefault(part.hook_name, []).append(part)
-    return {hook: _merge(hook, group) for hook, group in grouped.items()}
-
-
-def _merge(hook_name: str, parts: list[Part]) -> HookPointPlan:
-    """One hook point's parts: mode ``all`` in the plan's own fields, each other mode's parts
-    in one ``ModeEdits``."""
-    rows = tuple(row for part in parts for row in part.rows)
-    widths = {part.d_in for part in parts if part.d_in is not None}
-    if len(widths) > 1:
-        where = ", ".join(row.where() for row in rows)
-        raise SteeringError(
-            f"{where}: SAEs at {hook_name} disagree on d_in ({', '.join(map(str, sorted(widths)))})"
-        )
-    by_mode: dict[str, list[Part]] = {}
-    for part in parts:
-        by_mode.setdefault(mode_of(part.rows[0]), []).append(part)
-    modes = {mode: _mode_edits(hook_name, mode, group) for mode, group in by_mode.items()}
-    base = modes.pop("all", ModeEdits("all", (), None))
-    return HookPointPlan(
-        hook_name=hook_name,
-        d_in=widths.pop() if widths else None,
-        rows=rows,
-        add_vector=base.add_vector,
-        clamps=base.clamps,
-        interventions=base.interventions,
-        masked=tuple(modes.values()),
-    )
-
-
-def _mode_edits(hook_name: str, mode: str, parts: list[Part]) -> ModeEdits:
-    """The parts of one positions mode at one hook point, their add vectors summed."""
-    rows = tuple(row for part in parts for row in part.rows)
-    vectors = [part.add_vector for part in parts if part.add_vector is not None]
-    add_vector = _sum(vectors) if vectors else None
-    if add_vector is not None:
-        check_finite(add_vector, f"summed add vector at {hook_name}", where=rows[0].where())
-    if add_vector is not None and not bool(add_vector.any()):
-        add_vector = None  # all coefficients zero: leave the activation untouched, bit for bit
-    return ModeEdits(
-        mode=mode,
-        rows=rows,
-        add_vector=add_vector,
-        clamps=tuple(part.clamp for part in parts if part.clamp is not None),
-        interventions=tuple(i for part in parts for i in part.interventions),
-    )
-
-
-def _sum(vectors: list[Tensor]) -> Tensor:
-    total = vectors[0]
-    for vector in vectors[1:]:
-        total = total + vector.to(total.dtype)
-    return total

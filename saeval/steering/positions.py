@@ -22,6 +22,8 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from saeval.steering.module_hooks import ModuleHook, registered
+
 if TYPE_CHECKING:
     from torch import Tensor
     from torch.nn import Module
@@ -116,14 +118,10 @@ def describing_calls(module: Module, layout: Callable[[int, Tensor], Positions])
     def after(module: Module, args: tuple[Any, ...], output: Any) -> None:
         _CURRENT.reset(tokens.pop())
 
-    handles = [
-        module.register_forward_pre_hook(before, with_kwargs=True),
-        module.register_forward_hook(after),
-    ]
+    hooks = ModuleHook(module, before, on="input", with_kwargs=True), ModuleHook(module, after)
     try:
-        yield
+        with registered(*hooks):
+            yield
     finally:
-        for handle in handles:
-            handle.remove()
         while tokens:  # a call that raised never reached ``after``
             _CURRENT.reset(tokens.pop())

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from saeval.steering.module_hooks import ModuleHook, registered
 from saeval.steering.positions import Positions, describing
 
 if TYPE_CHECKING:
@@ -186,12 +187,8 @@ def keeping(model: nn.Module, keep: Tensor, extra: Tensor | None = None) -> Iter
         flat = hidden.reshape(-1, width).index_select(0, extra)
         return (torch.cat([kept.reshape(-1, width), flat])[None], *args[1:])
 
-    handles = [
-        model.register_forward_pre_hook(no_cache, with_kwargs=True),
-        head.register_forward_pre_hook(kept_only),
-    ]
-    try:
+    with registered(
+        ModuleHook(model, no_cache, on="input", with_kwargs=True),
+        ModuleHook(head, kept_only, on="input"),
+    ):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()

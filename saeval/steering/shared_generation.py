@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from saeval.errors import SteeringError
 from saeval.steering.finite import guarding
 from saeval.steering.hooks import attach, decoder_layers
+from saeval.steering.module_hooks import ModuleHook, registered
 from saeval.steering.positions import (
     Positions,
     decoding_step,
@@ -49,7 +50,6 @@ from saeval.steering.shared_prefix import (
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
-    from torch.utils.hooks import RemovableHandle
 
 Generate = Callable[["Tensor", "Tensor"], "Tensor"]  # (input ids, attention mask) -> output ids
 OwnWidth = Callable[["Tensor"], int]  # one configuration's output ids -> its generation's width
@@ -117,26 +117,23 @@ def generating(
     names = list(dict.fromkeys(name for edits in configurations for name in edits))
     layers = decoder_layers(model)
     shared = shared_layers(model, names) if copies > 1 and layers is not None else 0
-    cuts: list[RemovableHandle] = []
-    handles: list[RemovableHandle] = []
 
     def prefilled(module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
-        for handle in cuts:  # the decoding steps run every copy through every layer
+        for handle in handles:  # these hooks: the decoding steps run every copy through every layer
             handle.remove()
-        handles.pop().remove()
         _tile_cache(_cache_of(kwargs, output), shared, rows, copies)
 
-    try:
-        if shared:
-            assert layers is not None
-            cuts += shared_once(layers[:shared], copies, rows)
-            handles.append(model.register_forward_hook(prefilled, with_kwargs=True))
-        edits = {name: per_copy(configurations, name, rows) for name in names}
-        with attach(model, edits), describing_generation(model, attention_mask):
-            yield shared
-    finally:
-        for handle in [*cuts, *handles]:
-            handle.remove()
+    prefill: list[ModuleHook] = []
+    if shared and layers is not None:
+        prefill += shared_once(layers[:shared], copies, rows)
+        prefill.append(ModuleHook(model, prefilled, with_kwargs=True))
+    edits = {name: per_copy(configurations, name, rows) for name in names}
+    with (
+        registered(*prefill) as handles,
+        attach(model, edits),
+        describing_generation(model, attention_mask),
+    ):
+        yield shared
 
 
 def _cache_of(kwargs: dict[str, Any], output: Any) -> Any:

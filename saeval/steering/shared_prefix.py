@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from saeval.steering.hooks import Edit, attach, decoder_layers, locate
+from saeval.steering.module_hooks import ModuleHook, registered
 from saeval.steering.pass_kl import ContextKey, context_key
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
-    from torch.utils.hooks import RemovableHandle
 
     from saeval.steering.scoring import Answer
 
@@ -66,28 +66,18 @@ def expanded(model: nn.Module, configurations: Sequence[Configuration], rows: in
     names = list(dict.fromkeys(name for edits in configurations for name in edits))
     layers = decoder_layers(model)
     shared = shared_layers(model, names) if copies > 1 and layers is not None else 0
-    handles: list[RemovableHandle] = []
-    try:
-        if shared:
-            assert layers is not None
-            handles += shared_once(layers[:shared], copies, rows)
-        edits = {name: per_copy(configurations, name, rows) for name in names}
-        with attach(model, edits):
-            yield shared
-    finally:
-        for handle in handles:
-            handle.remove()
+    cuts = shared_once(layers[:shared], copies, rows) if shared and layers is not None else []
+    edits = {name: per_copy(configurations, name, rows) for name in names}
+    with registered(*cuts), attach(model, edits):
+        yield shared
 
 
-def shared_once(shared: nn.ModuleList, copies: int, rows: int) -> list[RemovableHandle]:
+def shared_once(shared: nn.ModuleList, copies: int, rows: int) -> list[ModuleHook]:
     """Hooks making the ``shared`` layers compute one copy of a batch of ``copies`` copies of
     ``rows`` rows, their last one's output tiled back to every copy (register edits after)."""
-    handles = []
-    for layer in shared:
-        hook = _first_copy(copies * rows, rows)
-        handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
-    handles.append(shared[-1].register_forward_hook(_tiled(copies)))
-    return handles
+    cut = _first_copy(copies * rows, rows)
+    hooks = [ModuleHook(layer, cut, on="input", with_kwargs=True) for layer in shared]
+    return [*hooks, ModuleHook(shared[-1], _tiled(copies))]
 
 
 def _first_copy(total: int, rows: int) -> Any:
