@@ -100,6 +100,14 @@ def command(
             "--apply-chat-template", help="Format prompts with the model's chat template."
         ),
     ] = False,
+    system_instruction: Annotated[
+        str | None,
+        typer.Option(
+            help="A system prompt (lm-eval's system_instruction) for the baseline and every "
+            "steered configuration alike: it steers by asking, on the same documents.",
+            show_default=False,
+        ),
+    ] = None,
     kl_docs: Annotated[
         int | None,
         typer.Option(
@@ -172,6 +180,7 @@ def command(
         no_baseline=no_baseline,
         resume=resume,
         apply_chat_template=apply_chat_template,
+        system_instruction=system_instruction,
         gen_kwargs=gen_kwargs,
         kl_docs=DEFAULT_KL_DOCS if kl_docs is None else kl_docs,
         positions=positions,

@@ -2,13 +2,13 @@
 
 The baseline cache key (`baseline_key`) is the sha256 of everything that determines one baseline
 task's numbers: model id + revision (or a local folder's fingerprint) + loaded dtype, device kind
-(and GPU name), batch size, the task's name, version and config fingerprint (resolved YAML,
-local data files and the Python files of its `!function` tags), num_fewshot, limit, the four
-seeds, apply_chat_template, gen_kwargs, bootstrap_iters and the lm_eval, transformers and torch
-versions, and the number of data parallel ranks when there are several. Batch size and ranks
-are in the key: padding and batched kernels change log-likelihoods in the last bits and can flip
-near-tied answers, so a baseline is reused only when computed exactly as the steered runs beside
-it are.
+(and GPU name), batch size, the task's name, version and config fingerprint (resolved YAML, local
+data files and the Python files of its `!function` tags), num_fewshot, limit, the four seeds,
+apply_chat_template, system_instruction (when set), gen_kwargs, bootstrap_iters and the lm_eval,
+transformers and torch versions, and the number of data parallel ranks when there are several. Batch
+size and ranks are in the key: padding and batched kernels change log-likelihoods in the last bits
+and can flip near-tied answers, so a baseline is reused only when computed exactly as the steered
+runs beside it are.
 
 An entry is verified before it is reused: ``key.json`` parses and names the key looked up, every
 file has the sha256 that ``put`` wrote into ``key.json``, and every file parses. A damaged entry
@@ -166,6 +166,7 @@ def baseline_inputs(manifest: Manifest, config: RunConfig, spec: TaskSpec) -> di
         "seeds": config.seeds,
         "apply_chat_template": config.apply_chat_template,
         "gen_kwargs": config.gen_kwargs,
+        **({"system_instruction": text} if (text := config.system_instruction) else {}),
         "bootstrap_iters": BOOTSTRAP_ITERS,
         "packages": {name: packages.get(name) for name in ("lm_eval", "transformers", "torch")},
         **{key: manifest.spec[key] for key in ("data_parallel",) if key in manifest.spec},

@@ -54,6 +54,7 @@ class RunConfig:
     no_baseline: bool = False
     resume: bool = False
     apply_chat_template: bool = False
+    system_instruction: str | None = None  # lm-eval's system_instruction, for every configuration
     gen_kwargs: str | None = None
     kl_docs: int = DEFAULT_KL_DOCS  # documents per (sub)task with a KL pass; 0: none
     positions: str = "all"  # the positions mode of rows whose positions cell is empty
@@ -71,6 +72,8 @@ class RunConfig:
             raise UsageError(f"--kl-docs must be 0 (no KL) or more, got {self.kl_docs}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise UsageError(f"--num-fewshot must be 0 or more, got {self.num_fewshot}")
+        if self.system_instruction is not None and not self.system_instruction.strip():
+            raise UsageError("--system-instruction is empty; give the text, or leave it out")
         problem = None if self.gen_kwargs is None else gen_kwargs_problem(self.gen_kwargs)
         if problem is not None:
             raise UsageError(f"--gen-kwargs (gen_kwargs): {problem}")

@@ -120,6 +120,7 @@ def _spec(
         "no_baseline": config.no_baseline,
         "apply_chat_template": config.apply_chat_template,
         "gen_kwargs": config.gen_kwargs,
+        **({"system_instruction": text} if (text := config.system_instruction) else {}),
         **({"kl_docs": config.kl_docs} if config.kl_docs else {}),
         **({"positions": config.positions} if config.positions != "all" else {}),
         **({"data_parallel": ranks} if (ranks := current().world_size) > 1 else {}),
