@@ -112,7 +112,7 @@ def summary_lines(board: Leaderboard) -> list[str]:
         + ("" if board.target_tasks else " (strongest with capability non-inferior)")
         for name, scale in board.sweet_spots.items()
     ]
-    asked = {row.intervention: row for row in board.rows if row.prompt is not None}
+    asked = {r.intervention: r for r in board.rows if r.prompt is not None and r.control is None}
     lines += [
         f"{name} asks with the system prompt {row.prompt!r}"
         + ("; its vs intervention is the steering it is compared to minus it" if row.versus else "")
