@@ -103,8 +103,8 @@ def command(
     system_instruction: Annotated[
         str | None,
         typer.Option(
-            help="A system prompt (lm-eval's system_instruction) for the baseline and every "
-            "steered configuration alike: it steers by asking, on the same documents.",
+            help="A system prompt (lm-eval's system_instruction) given to the baseline and "
+            "every steered configuration alike (its baseline is cached apart).",
             show_default=False,
         ),
     ] = None,
