@@ -66,7 +66,7 @@ def test_the_demo_experiment_names_the_demo_model_and_tasks_without_a_cache_path
     assert experiment_demo_names(path, "other/model", build=False).get("model") is None
     result = CliRunner().invoke(app, ["validate", path])
     assert result.exit_code == 0, result.output
-    assert "18 evaluations; valid" in result.output.replace("\n", " ")
+    assert "20 evaluations; valid" in result.output.replace("\n", " ")  # with dogs_prompt
     model_dir = tmp_path / "cache" / "gemma-3-270m"
     model_dir.mkdir(parents=True)
     (model_dir / "config.json").write_text("{}")  # converted: the folder is checked
