@@ -64,6 +64,12 @@ ANSWERS = {
     1.0: {PREFERENCE: [1] * 5 + [0] * 5, KNOWLEDGE: [1] * 9 + [0]},
     4.0: {PREFERENCE: [1] * 8 + [0] * 2, KNOWLEDGE: [1] * 4 + [0] * 6},
 }
+# The prompted run (saeval.demo.prompting): asked, 4/10 dog and 9/10 right; asked and steered
+# at 1x, 7/10 and 8/10.
+PROMPTED = {
+    None: {PREFERENCE: [1] * 4 + [0] * 6, KNOWLEDGE: [1] * 9 + [0]},
+    1.0: {PREFERENCE: [1] * 7 + [0] * 3, KNOWLEDGE: [1] * 8 + [0] * 2},
+}
 
 
 @pytest.fixture
@@ -76,9 +82,11 @@ def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
 
     def fake_run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         configs.append(config)
-        folder = config.output / "demo-run"
+        asked = config.system_instruction is not None
+        folder = config.output / ("demo-run-prompt" if asked else "demo-run")
         for scale in (None, *config.scales):
-            write_side(folder / configuration_name(scale, config.scales), ANSWERS[scale])
+            answers = (PROMPTED if asked else ANSWERS)[scale]
+            write_side(folder / configuration_name(scale, config.scales), answers)
         report, files = write_comparison(folder, config.margin)
         return RunResult(folder, folder / "run.json", {}, (), report, tuple(files))
 
@@ -92,18 +100,26 @@ def test_demo_passes_its_options_to_the_runner_and_reports_the_effect(
     out = tmp_path / "out"
     result = invoke("demo", "--output", str(out), "--scales", "1,4", "--limit", "10")
     assert result.exit_code == 0, result.output
-    assert patched == [
-        RunConfig(
-            steer_files=(demo_run.DEMO_STEER_FILE,),
-            tasks=DEMO_TASKS,
-            model=str(tmp_path / "model"),
-            device=None,
-            limit=10,
-            include_path=(tmp_path / "tasks",),
-            output=out,
-            scales=(1.0, 4.0),
-        )
-    ]
+    plain = RunConfig(
+        steer_files=(demo_run.DEMO_STEER_FILE,),
+        tasks=DEMO_TASKS,
+        model=str(tmp_path / "model"),
+        device=None,
+        limit=10,
+        include_path=(tmp_path / "tasks",),
+        output=out,
+        scales=(1.0, 4.0),
+    )
+    # the demo also asks the model "Talk about dogs." on two tasks, unsteered and at 1x
+    prompted = replace(
+        plain,
+        tasks=(PREFERENCE, KNOWLEDGE),
+        scales=(1.0,),
+        system_instruction="Talk about dogs.",
+        kl_docs=0,
+        name="demo-run-prompt",
+    )
+    assert patched == [plain, prompted]
     stdout = result.stdout
     assert "demo.csv: 1 row valid" in stdout
     assert "steered@1 vs baseline" in stdout and "steering sweep vs baseline" in stdout
@@ -112,6 +128,15 @@ def test_demo_passes_its_options_to_the_runner_and_reports_the_effect(
     assert "knowledge (acc) against strength: 1.00 (baseline), 0.90 (1x), 0.40 (4x)" in stdout
     assert f"results: {out / 'demo-run'}" in stdout
     assert "dog latent 0: (fake)" in stdout
+    lines = " ".join(stdout.split())
+    assert (
+        'dog option chosen, asked "Talk about dogs." (system prompt, unsteered): 20% -> 40% '
+        "(2 to it, 0 away, McNemar p = 0.5); steered at 1x: 50%; asked and steered at 1x: 70%"
+    ) in lines
+    assert (
+        'knowledge acc, asked "Talk about dogs." (system prompt, unsteered): 1.00 -> 0.90 '
+        "(0 right, 1 wrong, McNemar p = 1); steered at 1x: 0.90; asked and steered at 1x: 0.80"
+    ) in lines
     assert "sweep_saeval_demo_knowledge_acc.png" in stdout
     assert "the first run converts Gemma 3 270M" in result.stderr
     assert f"demo model: {tmp_path / 'model'}" in result.stderr
@@ -124,8 +149,9 @@ def test_demo_device_default_limit_and_one_strength(
 ) -> None:
     result = invoke("demo", "--output", str(tmp_path), "--scale", "1", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    (config,) = patched
+    config, prompted = patched  # the demo's run, then its prompted run
     assert (config.device, config.limit, config.scales) == ("cpu", None, (1.0,))
+    assert prompted.system_instruction == "Talk about dogs." and prompted.device == "cpu"
     assert "steering sweep" not in result.stdout
     assert "knowledge (acc): 1.00 -> 0.90 at 1x" in result.stdout
 

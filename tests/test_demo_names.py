@@ -34,9 +34,12 @@ def test_the_duration_estimate_counts_documents_and_configurations() -> None:
     assert documents(None) == sum(lines.values()) == 182
     assert documents(10) == 10 + 10 + 10 + 8
     seconds = estimate_seconds((0.5, 1, 2, 4), None, first_position=True, converted=True)
-    assert seconds == pytest.approx((182 * 5 + lines["knowledge.jsonl"]) * SECONDS_PER_DOCUMENT)
+    prompted = 2 * (lines["dog_preference.jsonl"] + lines["knowledge.jsonl"])  # 2 configurations
+    assert seconds == pytest.approx(
+        (182 * 5 + lines["knowledge.jsonl"] + prompted) * SECONDS_PER_DOCUMENT
+    )
     assert estimate_seconds((1,), 1, first_position=False, converted=False) == pytest.approx(
-        4 * 2 * SECONDS_PER_DOCUMENT + 60.0
+        (4 * 2 + 2 * 2) * SECONDS_PER_DOCUMENT + 60.0
     )
 
 
@@ -63,7 +66,7 @@ def test_the_demo_experiment_names_the_demo_model_and_tasks_without_a_cache_path
     assert experiment_demo_names(path, "other/model", build=False).get("model") is None
     result = CliRunner().invoke(app, ["validate", path])
     assert result.exit_code == 0, result.output
-    assert "18 evaluations; valid" in result.output.replace("\n", " ")
+    assert "20 evaluations; valid" in result.output.replace("\n", " ")  # with dogs_prompt
     model_dir = tmp_path / "cache" / "gemma-3-270m"
     model_dir.mkdir(parents=True)
     (model_dir / "config.json").write_text("{}")  # converted: the folder is checked

@@ -14,8 +14,9 @@ import pytest
 from matplotlib.colors import to_rgb
 from scipy import stats as sps
 
+from saeval.analysis.board_rows import Entry
 from saeval.analysis.compare import MCNEMAR
-from saeval.analysis.leaderboard import Entry, Leaderboard, leaderboard
+from saeval.analysis.leaderboard import Leaderboard, leaderboard
 from saeval.analysis.leaderboard_plot import control_color, draw, plot_leaderboard, points
 from saeval.analysis.leaderboard_render import render_leaderboard, summary_lines, table
 from saeval.analysis.results_io import DocSample, MetricValue, ResultSet, TaskResult

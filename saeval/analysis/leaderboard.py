@@ -15,12 +15,16 @@ intervention x strength the family of tests holds:
   [0, 1] and the default relative margin of the baseline for unbounded ones
   (``saeval.analysis.margins``);
 - each random control against the intervention: two-sided, paired on the same documents, on
-  the target family (the capability family when there are no target tasks).
+  the target family (the capability family when there are no target tasks);
+- each row of a prompt intervention with ``compare_to`` against the steering configuration it
+  names, likewise (the steering minus the prompt).
+
+A prompt intervention's rows (``prompt``: the system prompt they were asked with; ``steers``
+False for a prompt alone, reported at strength 0) are tested against the baseline like any row.
 
 Holm's step-down adjusts all of them together; the confidence intervals are not adjusted (each
-is the unadjusted 1 - alpha interval of its row). The sweet spot of an intervention is its strength
-with the largest target effect in ``target_direction`` that is significant and whose capability
-is non-inferior (both after Holm); without target tasks, the strongest non-inferior strength.
+is the unadjusted 1 - alpha interval of its row). Each steering intervention's sweet spot is
+``saeval.analysis.sweet_spots``'s.
 """
 
 from __future__ import annotations
@@ -30,78 +34,18 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from saeval.analysis import stats
-from saeval.analysis.compare import NO_TEST, Comparison, ComparisonRow, Side, compare
+from saeval.analysis.board_rows import BoardRow, Effect, Entry
+from saeval.analysis.compare import Comparison, ComparisonRow, Side, compare
 from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN, check_alpha, check_margin
 from saeval.analysis.margins import MarginTest, non_inferiority_p
 from saeval.analysis.results import MetricValue, ResultSet, TaskResult
 from saeval.analysis.side_effects import pooled_kl
+from saeval.analysis.sweet_spots import sweet_spots
 from saeval.errors import ResultsError, UsageError
 
 TARGET = "[target]"
 CAPABILITY = "[capability]"
 DIRECTIONS = ("increase", "decrease")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One evaluated configuration: an intervention (``control`` None) or its k-th control."""
-
-    intervention: str
-    scale: float
-    results: ResultSet
-    control: int | None = None
-
-    @property
-    def label(self) -> str:
-        """``dogs`` or ``dogs~random1``."""
-        return label(self.intervention, self.control)
-
-
-def label(intervention: str, control: int | None) -> str:
-    """How reports name an intervention (``dogs``) or its k-th random control (``dogs~random1``)."""
-    return intervention if control is None else f"{intervention}~random{control}"
-
-
-@dataclass(frozen=True)
-class Effect:
-    """A paired delta with its confidence interval and test; ``task`` names a single task."""
-
-    delta: float
-    ci_low: float | None
-    ci_high: float | None
-    p: float | None
-    test: str = NO_TEST
-    n: int | None = None
-    p_holm: float | None = None
-    task: str | None = None
-
-    @classmethod
-    def of(cls, row: ComparisonRow, task: str | None = None) -> Effect:
-        """The effect a comparison row measured."""
-        return cls(row.delta, row.ci_low, row.ci_high, row.p, row.test, row.n_paired, task=task)
-
-
-@dataclass(frozen=True)
-class BoardRow:
-    """One intervention (or control) at one strength."""
-
-    intervention: str
-    control: int | None
-    scale: float
-    target: Effect | None  # pooled over the target tasks; None without target tasks
-    capability: Effect | None  # pooled over the capability tasks
-    worst: Effect | None  # the capability task with the largest loss
-    non_inferior: bool | None  # capability within the margin (one-sided, after Holm)
-    p_non_inferior: float | None = None
-    p_non_inferior_holm: float | None = None
-    versus: Effect | None = None  # a control's row: the intervention minus this control
-    sweet_spot: bool = False
-    kl: float | None = None  # KL(unsteered || steered) per token, over the tasks that measured it
-
-    @property
-    def label(self) -> str:
-        """``dogs`` or ``dogs~random1``."""
-        return label(self.intervention, self.control)
 
 
 @dataclass(frozen=True)
@@ -140,6 +84,8 @@ class Leaderboard:
             record["p_non_inferior_holm"] = row.p_non_inferior_holm
             record["sweet_spot"] = row.sweet_spot
             record["kl"] = row.kl
+            record["prompt"] = row.prompt
+            record["steers"] = row.steers
             records.append(record)
         return records
 
@@ -162,8 +108,11 @@ def leaderboard(
     target_direction: str = "increase",
     margin: float = DEFAULT_MARGIN,
     alpha: float = DEFAULT_ALPHA,
+    compare_to: Mapping[str, tuple[str, float]] | None = None,
 ) -> Leaderboard:
-    """Rank every intervention x strength (see the module docstring for the tests)."""
+    """Rank every intervention x strength (see the module docstring for the tests);
+    ``compare_to`` pairs a prompt intervention's rows with one steering configuration
+    (intervention, strength)."""
     check_margin(margin)
     check_alpha(alpha)
     if target_direction not in DIRECTIONS:
@@ -181,12 +130,8 @@ def leaderboard(
         key = (entry.intervention, entry.control, entry.scale)
         comparison = compare(base, sets[key], alpha=alpha)
         notes += [f"{entry.label}@{entry.scale:g}: {note}" for note in comparison.notes]
-        versus = None
-        if entry.control is not None:
-            mine = sets.get((entry.intervention, None, entry.scale))
-            if mine is None:
-                raise ResultsError(f"{entry.label}@{entry.scale:g} has no intervention to compare")
-            versus = families.primary(compare(sets[key], mine, alpha=alpha))
+        paired = _paired_with(entry, compare_to or {})
+        versus = None if paired is None else families.versus(sets, key, paired, alpha)
         rows.append(families.row(entry, comparison, versus, size))
     order = {
         name: index for index, name in enumerate(dict.fromkeys(e.intervention for e in entries))
@@ -195,7 +140,7 @@ def leaderboard(
         key=lambda r: (order[r.intervention], r.scale, -1 if r.control is None else r.control)
     )
     rows, family_size = _with_holm(rows, alpha)
-    rows, spots = _sweet_spots(rows, alpha, target_direction, bool(target))
+    rows, spots = sweet_spots(rows, alpha, target_direction, bool(target))
     return Leaderboard(
         baseline=Side(baseline.label, str(baseline.source), baseline.model_name),
         rows=tuple(rows),
@@ -211,6 +156,20 @@ def leaderboard(
         family_size=family_size,
         notes=tuple(dict.fromkeys(notes)),
     )
+
+
+_Key = tuple[str, int | None, float]  # (intervention, control, scale) of an entry
+
+
+def _paired_with(entry: Entry, compare_to: Mapping[str, tuple[str, float]]) -> _Key | None:
+    """The configuration an entry's ``versus`` compares with: a control's intervention at the
+    same strength, or the steering configuration a prompt intervention's ``compare_to`` names."""
+    if entry.control is not None:
+        return entry.intervention, None, entry.scale
+    if entry.intervention in compare_to:
+        name, scale = compare_to[entry.intervention]
+        return name, None, scale
+    return None
 
 
 class _Families:
@@ -246,6 +205,16 @@ class _Families:
         name = TARGET if TARGET in self.keys else CAPABILITY
         return Effect.of(_row_of(comparison, name, self.keys[name]))
 
+    def versus(
+        self, sets: Mapping[_Key, ResultSet], key: _Key, paired: _Key, alpha: float
+    ) -> Effect:
+        """The configuration ``paired`` minus configuration ``key``, on the primary family."""
+        mine = sets.get(paired)
+        if mine is None:
+            name, _, scale = key
+            raise ResultsError(f"{name}@{scale:g} has no intervention {paired[0]} to compare")
+        return self.primary(compare(sets[key], mine, alpha=alpha))
+
     def row(
         self, entry: Entry, comparison: Comparison, versus: Effect | None, margin: float
     ) -> BoardRow:
@@ -273,6 +242,8 @@ class _Families:
             p_non_inferior=p_ni,
             versus=versus,
             kl=pooled_kl([task.kl for task in entry.results.tasks.values() if task.kl]),
+            prompt=entry.prompt,
+            steers=entry.steers,
         )
 
 
@@ -333,7 +304,7 @@ def _with_holm(rows: list[BoardRow], alpha: float) -> tuple[list[BoardRow], int]
     for index, row in enumerate(rows):
         tests = {"versus": row.versus.p if row.versus else None}
         if row.control is None:
-            tests = {
+            tests |= {
                 "target": row.target.p if row.target else None,
                 "non_inferior": row.p_non_inferior,
             }
@@ -346,49 +317,6 @@ def _with_holm(rows: list[BoardRow], alpha: float) -> tuple[list[BoardRow], int]
         else:
             rows[index] = replace(row, **{name: replace(getattr(row, name), p_holm=p_holm)})
     return rows, len(slots)
-
-
-def _sweet_spots(
-    rows: list[BoardRow], alpha: float, direction: str, has_target: bool
-) -> tuple[list[BoardRow], dict[str, float | None]]:
-    """Mark each intervention's sweet spot (module docstring) and return them by name."""
-    sign = 1.0 if direction == "increase" else -1.0
-
-    def merit(row: BoardRow) -> float:
-        """The target effect in the goal direction (without target tasks: the strength)."""
-        return sign * row.target.delta if row.target is not None else abs(row.scale)
-
-    spots: dict[str, float | None] = {}
-    for name in dict.fromkeys(row.intervention for row in rows):
-        fit = [
-            row
-            for row in rows
-            if row.intervention == name
-            and row.control is None
-            and _fits(row, alpha, sign, has_target)
-        ]
-        spots[name] = max(fit, key=merit).scale if fit else None
-    marked = [
-        replace(row, sweet_spot=row.control is None and spots[row.intervention] == row.scale)
-        for row in rows
-    ]
-    return marked, spots
-
-
-def _fits(row: BoardRow, alpha: float, sign: float, has_target: bool) -> bool:
-    """Capability non-inferior (when measured) and a significant target effect in the goal
-    direction (when there are target tasks)."""
-    if row.capability is not None and row.non_inferior is not True:
-        return False
-    if not has_target:
-        return True
-    target = row.target
-    return (
-        target is not None
-        and target.p_holm is not None
-        and target.p_holm < alpha
-        and sign * target.delta > 0
-    )
 
 
 _EFFECT_FIELDS = tuple(item.name for item in fields(Effect))

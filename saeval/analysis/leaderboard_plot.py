@@ -1,8 +1,8 @@
 """The leaderboard's figure: capability delta against target delta, one point per intervention x
-strength with both CIs as error bars, each random control in a lighter shade of its
-intervention's colour, the capability margin as a band, a star on each sweet spot (when there
-is one). Without target tasks the x axis is the steering strength (logarithmic when the
-strengths are geometric)."""
+strength with both CIs as error bars (a diamond where the model was asked with a prompt), each
+random control in a lighter shade of its intervention's colour, the capability margin as a band,
+a star on each sweet spot (when there is one). Without target tasks the x axis is the steering
+strength (logarithmic when the strengths are geometric)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from saeval.analysis.board_rows import Effect
 from saeval.analysis.figure_style import TaskFacts, lighter, metric_name, strength_axis
-from saeval.analysis.leaderboard import Effect, Leaderboard
+from saeval.analysis.leaderboard import Leaderboard
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -32,6 +33,8 @@ class Point:
     y_err: tuple[float, float]
     control: bool
     sweet_spot: bool
+    prompt: bool = False  # asked with a system prompt (drawn as a diamond)
+    steers: bool = True  # False: a prompt alone
 
 
 def points(board: Leaderboard) -> list[Point]:
@@ -53,6 +56,8 @@ def points(board: Leaderboard) -> list[Point]:
                 y_err,
                 row.control is not None,
                 row.sweet_spot,
+                row.prompt is not None,
+                row.steers,
             )
         )
     return drawn
@@ -133,7 +138,7 @@ def _draw_point(axes: Any, point: Point, color: Any, name: str, labelled: set[st
         [point.y],
         xerr=[[point.x_err[0]], [point.x_err[1]]],
         yerr=[[point.y_err[0]], [point.y_err[1]]],
-        fmt="*" if point.sweet_spot else "o",
+        fmt="*" if point.sweet_spot else ("D" if point.prompt else "o"),
         markersize=12 if point.sweet_spot else 6,
         color=color,
         capsize=3,
@@ -149,8 +154,9 @@ OFFSETS = ((5, 5), (5, -11), (-14, 5), (-14, -11))
 def _label(axes: Any, point: Point, color: str, index: int) -> None:
     """The strength next to a point, its offset turning between four corners so that labels of
     neighbouring points do not sit on each other."""
+    text = f"{point.scale:g}x" if point.steers else "prompt"
     axes.annotate(
-        f"{point.scale:g}x",
+        text + ("+prompt" if point.prompt and point.steers else ""),
         (point.x, point.y),
         xytext=OFFSETS[index % len(OFFSETS)],
         textcoords="offset points",

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from saeval.analysis.board_rows import BoardRow, Effect
 from saeval.analysis.compare import metric_label
-from saeval.analysis.leaderboard import BoardRow, Effect, Leaderboard
+from saeval.analysis.leaderboard import Leaderboard
 from saeval.analysis.render import KL_HEADER, MISSING, ci_header, fmt_ci, fmt_number, fmt_p
 from saeval.analysis.table_fit import COMPACT, FitColumn, FitTable
 from saeval.errors import UsageError
@@ -15,6 +16,7 @@ from saeval.records.reports import LEADERBOARD_SCHEMA, LeaderboardRecord
 
 LEADERBOARD_FORMATS = ("markdown", "csv", "json")
 SWEET_SPOT = "*"
+PROMPT = "prompt"
 WORST_TASK = "worst task"
 # What a narrow terminal gives up, in order: the worst capability task, the outer border, then
 # the confidence intervals (their p-values stay).
@@ -41,7 +43,7 @@ def cells(board: Leaderboard) -> list[dict[str, str]]:
     found = []
     for row in board.rows:
         cell = {"intervention": row.label if row.control is None else f"  {row.label}"}
-        cell["scale"] = f"{row.scale:g}"
+        cell["scale"] = scale_text(row)
         if board.target_tasks:
             cell |= _effect_cells("target", row.target, level)
             cell["target p"] = _target_p(row)
@@ -58,6 +60,14 @@ def cells(board: Leaderboard) -> list[dict[str, str]]:
         cell[SWEET_SPOT_HEADER] = SWEET_SPOT if row.sweet_spot else ""
         found.append(cell)
     return found
+
+
+def scale_text(row: BoardRow) -> str:
+    """A row's strength: ``2``; ``2+prompt`` when it was also asked; ``prompt`` for a prompt
+    alone."""
+    if not row.steers:
+        return PROMPT
+    return f"{row.scale:g}" + ("" if row.prompt is None else f"+{PROMPT}")
 
 
 def _effect_cells(name: str, effect: Effect | None, level: str) -> dict[str, str]:
@@ -87,7 +97,8 @@ def _verdict(row: BoardRow) -> str:
 
 
 def _versus(effect: Effect | None) -> str:
-    """A control's row: the intervention minus the control, with the Holm-adjusted p."""
+    """A control's row: the intervention minus the control; a prompt's with compare_to: the
+    steering minus the prompt; with the Holm-adjusted p."""
     if effect is None:
         return ""
     return f"{fmt_number(effect.delta, signed=True)} (p {fmt_p(effect.p_holm)})"
@@ -100,6 +111,12 @@ def summary_lines(board: Leaderboard) -> list[str]:
         + (MISSING if scale is None else f"scale {scale:g}")
         + ("" if board.target_tasks else " (strongest with capability non-inferior)")
         for name, scale in board.sweet_spots.items()
+    ]
+    asked = {r.intervention: r for r in board.rows if r.prompt is not None and r.control is None}
+    lines += [
+        f"{name} asks with the system prompt {row.prompt!r}"
+        + ("; its vs intervention is the steering it is compared to minus it" if row.versus else "")
+        for name, row in asked.items()
     ]
     lines.append(
         f"Holm's correction across all {board.family_size} tests of the leaderboard "

@@ -2,7 +2,9 @@
 
 Validates the shipped steer file, makes sure the demo model (converted once from its PyPI GGUF
 into the saeval cache), the demo SAE and the demo tasks exist, then runs the baseline and a
-sweep of strengths like `saeval run` and prints the comparison and the dose-response tables.
+sweep of strengths like `saeval run` and prints the comparison and the dose-response tables,
+then asks the model "Talk about dogs." on two of the tasks (``saeval.demo.prompting``) to set
+prompting next to the steering.
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ def command(
     _offline()  # before anything imports huggingface_hub, which reads it once
     from saeval.cli.options import parse_scales
     from saeval.cli.progress import ProgressEvents, quiet_libraries
+    from saeval.demo.prompting import prompt_config, prompt_sentences
     from saeval.demo.run import (
         DEMO_STEER_FILE,
         demo_config,
         first_position_config,
+        headline_scale,
         latent_sentence,
     )
     from saeval.run.runner import run
@@ -67,7 +71,9 @@ def command(
         result = run(config, events)
         extra = first_position_config(config, result.folder.name)
         first_position = None if extra is None else run(extra, events).folder
-    _show(result, scales, first_position, latent_sentence(assets, device))
+        prompted = run(prompt_config(config, result.folder.name), events).folder
+    asked = prompt_sentences(result.folder, prompted, headline_scale(scales))
+    _show(result, scales, first_position, [*asked, latent_sentence(assets, device)])
 
 
 def _offline() -> None:
@@ -122,11 +128,11 @@ def _prepare() -> DemoAssets:
 
 
 def _show(
-    result: RunResult, scales: tuple[float, ...], first_position: Path | None, latent: str
+    result: RunResult, scales: tuple[float, ...], first_position: Path | None, more: list[str]
 ) -> None:
     """The comparison at 1x, the dose-response table, what they show (with the 2x knowledge
-    accuracy leaving the first position alone, from the ``first_position`` run folder, and the
-    dog latent's statistics ``latent``) and where the files are."""
+    accuracy leaving the first position alone, from the ``first_position`` run folder, and
+    ``more``: what the prompt did, the dog latent's statistics) and where the files are."""
     from saeval.analysis.render import table
     from saeval.analysis.report import sweep_of
     from saeval.demo.run import (
@@ -147,7 +153,7 @@ def _show(
         out.print(table(display_sweep(sweep)))
     lines = findings(comparison, scale, sweep)
     sentence = None if first_position is None else first_position_sentence(sweep, first_position)
-    for line in [*lines, *([sentence] if sentence else []), latent]:
+    for line in [*lines, *([sentence] if sentence else []), *more]:
         out.print(f"[bold]{escape(line)}[/]", highlight=False, soft_wrap=True)
     if result.reused:
         out.print(f"baseline reused from the cache for: {', '.join(result.reused)}", soft_wrap=True)

@@ -12,6 +12,7 @@ from saeval.demo.paths import TASKS_SOURCE_DIR
 SECONDS_PER_DOCUMENT = 0.4
 CONVERSION_SECONDS = 60.0  # the first run converts the model from its GGUF
 KNOWLEDGE_FILE = "knowledge.jsonl"
+PROMPTED_FILES = ("dog_preference.jsonl", KNOWLEDGE_FILE)  # saeval.demo.prompting's tasks
 
 
 def task_sizes() -> dict[str, int]:
@@ -33,10 +34,12 @@ def estimate_seconds(
     scales: Sequence[float], limit: int | None, *, first_position: bool, converted: bool
 ) -> float:
     """Seconds the demo should take on 2 CPU cores: the baseline and each strength on every
-    task, the knowledge task once more when ``first_position``, the conversion if not done."""
+    task, the knowledge task once more when ``first_position``, the prompted run (two
+    configurations of two tasks), the conversion if not done."""
     work = documents(limit) * (1 + len(scales))
     if first_position:
         work += documents(limit, only=KNOWLEDGE_FILE)
+    work += 2 * sum(documents(limit, only=name) for name in PROMPTED_FILES)
     return work * SECONDS_PER_DOCUMENT + (0.0 if converted else CONVERSION_SECONDS)
 
 
@@ -48,7 +51,8 @@ def estimate_sentence(
     minutes = max(1, round(seconds / 60))
     return (
         f"the demo evaluates {documents(limit)} documents x {1 + len(scales)} configurations"
-        f"{' (+ knowledge once more)' if first_position else ''}: about {minutes} minute"
+        f"{' (+ knowledge once more)' if first_position else ''}, then 2 of its tasks asked "
+        f"with a prompt: about {minutes} minute"
         f"{'s' if minutes != 1 else ''} on 2 CPU cores, less on a GPU"
         f"{'' if converted else ', including converting the model once'}"
     )

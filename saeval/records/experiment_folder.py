@@ -6,8 +6,10 @@ Layout of one experiment run (besides ``run.json`` and the lm-eval files of
     <run>/experiment.json               the experiment: its file, definition, units, control seeds
     <run>/baseline/                     the one shared baseline
     <run>/<intervention>@<scale>/       one folder per intervention x strength
+    <run>/<intervention>/               a prompt intervention without steer files
     <run>/<intervention>~random<k>@<scale>/   its k-th random control at that strength
     <run>/controls/<intervention>~random<k>.json   what the control's seed drew
+    <run>/controls/<intervention>~random<k>@<scale>.json   its matched strength (match: kl)
     <run>/queue/<unit>.claim            which worker took a unit (run by run, cleared on start)
     <run>/.manifest.lock                held while a worker updates run.json
     <run>/workers/<worker>.json, .log   each worker's device, pid, timings and output
@@ -45,10 +47,14 @@ class Configuration:
     scale: float | None = None
     control: int | None = None  # k of the k-th random control
     seed: int | None = None  # the control's seed
+    prompt: str | None = None  # lm-eval's system_instruction (a prompt intervention)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (``experiment.json``)."""
-        return dict(vars(self))
+        """JSON-able form (``experiment.json``; ``prompt`` only where there is one)."""
+        data = dict(vars(self))
+        if self.prompt is None:
+            del data["prompt"]
+        return data
 
 
 def scale_text(scale: float) -> str:
@@ -84,14 +90,24 @@ def control_seed(seed: int, intervention: str, control: int) -> int:
 
 
 def configurations(
-    scales: dict[str, tuple[float, ...]], controls: int, seed: int
+    scales: dict[str, tuple[float, ...]],
+    controls: int,
+    seed: int,
+    prompts: dict[str, str] | None = None,
 ) -> list[Configuration]:
     """The baseline, then for each intervention (``scales`` in order) and strength the
-    intervention and its ``controls`` random controls."""
+    intervention and its ``controls`` random controls; an intervention of no strengths is a
+    prompt alone (``prompts``: each prompt intervention's text), one configuration named as it."""
+    prompts = prompts or {}
     found = [Configuration(BASELINE)]
     for name, strengths in scales.items():
+        prompt = prompts.get(name)
+        if not strengths:
+            found.append(Configuration(name, name, prompt=prompt))
         for scale in strengths:
-            found.append(Configuration(configuration_folder(name, scale), name, scale))
+            found.append(
+                Configuration(configuration_folder(name, scale), name, scale, prompt=prompt)
+            )
             found += [
                 Configuration(
                     configuration_folder(name, scale, k),
@@ -99,6 +115,7 @@ def configurations(
                     scale,
                     k,
                     control_seed(seed, name, k),
+                    prompt,
                 )
                 for k in range(1, controls + 1)
             ]

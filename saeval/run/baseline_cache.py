@@ -5,11 +5,11 @@ task's numbers: model id + revision (or a local folder's fingerprint) + loaded d
 (and GPU name), the task's name, version and config fingerprint (resolved YAML, local data
 files and the Python files of its `!function` tags), every evaluation option declared with
 ``cache_key`` (``saeval.spec.options``: batch size, num_fewshot, limit, the four seeds,
-apply_chat_template, gen_kwargs), bootstrap_iters and the lm_eval, transformers and torch
-versions, and the number of data parallel ranks when there are several. Batch size and ranks
-are in the key: padding and batched kernels change log-likelihoods in the last bits and can flip
-near-tied answers, so a baseline is reused only when computed exactly as the steered runs beside
-it are.
+apply_chat_template, system_instruction when set, gen_kwargs), bootstrap_iters and the lm_eval,
+transformers and torch versions, and the number of data parallel ranks when there are several.
+Batch size and ranks are in the key: padding and batched kernels change log-likelihoods in the
+last bits and can flip near-tied answers, so a baseline is reused only when computed exactly as
+the steered runs beside it are.
 
 An entry is verified before it is reused: ``key.json`` parses and names the key looked up, every
 file has the sha256 that ``put`` wrote into ``key.json``, and every file parses. A damaged entry

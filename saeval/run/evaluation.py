@@ -147,6 +147,7 @@ def _simple_evaluate(
         bootstrap_iters=BOOTSTRAP_ITERS,
         evaluation_tracker=tracker,
         apply_chat_template=config.apply_chat_template,
+        system_instruction=config.system_instruction,
         gen_kwargs=config.gen_kwargs,
         task_manager=tasks.manager,
         random_seed=seeds["random"],

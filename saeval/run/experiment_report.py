@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from saeval.analysis.board_rows import Entry
 from saeval.analysis.figure_style import TaskFacts, task_facts
-from saeval.analysis.leaderboard import Entry, Leaderboard, leaderboard
+from saeval.analysis.leaderboard import Leaderboard, leaderboard
 from saeval.analysis.leaderboard_plot import plot_leaderboard
 from saeval.analysis.leaderboard_render import render_leaderboard
 from saeval.analysis.render import render
@@ -28,9 +29,16 @@ def write_reports(folder: Path, definition: dict[str, Any]) -> tuple[Leaderboard
     baseline = load_side(folder / BASELINE, label=BASELINE)
     configs = [Configuration(**c) for c in definition["configurations"]]
     entries = [
-        Entry(c.intervention, c.scale, load_side(folder / c.name, label=c.name), c.control)
+        Entry(
+            c.intervention,
+            0.0 if c.scale is None else c.scale,
+            load_side(folder / c.name, label=c.name),
+            c.control,
+            c.prompt,
+            steers=c.scale is not None,
+        )
         for c in configs
-        if c.intervention is not None and c.scale is not None
+        if c.intervention is not None
     ]
     report = definition["report"]
     board = leaderboard(
@@ -38,6 +46,7 @@ def write_reports(folder: Path, definition: dict[str, Any]) -> tuple[Leaderboard
         entries,
         target=definition["target"],
         capability=definition["capability"],
+        compare_to=_compare_to(definition["interventions"]),
         **report,
     )
     files = []
@@ -52,6 +61,15 @@ def write_reports(folder: Path, definition: dict[str, Any]) -> tuple[Leaderboard
             folder / INTERVENTIONS_DIR / name, baseline, own, report, facts
         )
     return board, files
+
+
+def _compare_to(interventions: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    """Each prompt intervention's ``compare_to``: (steering intervention, strength)."""
+    return {
+        name: (info["compare_to"][0], float(info["compare_to"][1]))
+        for name, info in interventions.items()
+        if "compare_to" in info
+    }
 
 
 def _intervention_report(

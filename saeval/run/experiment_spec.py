@@ -24,10 +24,11 @@ from saeval.records.experiment_record import ExperimentRecord, read_definition
 from saeval.records.json_file import json_text
 from saeval.run.config import RunConfig
 from saeval.run.folder import open_run_folder
-from saeval.run.steer_set import SteerSet, read_steer_set
+from saeval.run.steer_set import SteerSet, model_id_of, read_steer_set
 from saeval.run.store import RunStore
 from saeval.spec.chat_template import check_local_template
 from saeval.spec.experiment import Experiment
+from saeval.spec.experiment_interventions import Intervention, compared_with
 from saeval.spec.options import declared
 from saeval.spec.sae_facts import ResolvedSae
 from saeval.spec.steer_file import SteerFile
@@ -55,6 +56,7 @@ def prepare(
     sets = {
         i.name: read_steer_set(i.steer, experiment.model, i.positions)
         for i in experiment.interventions
+        if i.steers
     }
     model_id = _one_model(experiment, sets)
     config = RunConfig.of(
@@ -66,7 +68,7 @@ def prepare(
         include_path=experiment.include_path,
         output=output,
         name=name,
-        scales=tuple(sorted({s for i in experiment.interventions for s in i.scales})),
+        scales=tuple(sorted({s for i in experiment.interventions for s in i.scales})) or (1.0,),
         margin=DEFAULT_MARGIN if experiment.margin is None else experiment.margin,
         resume=resume,
     )
@@ -88,6 +90,15 @@ def prepare(
 
 def _one_model(experiment: Experiment, sets: dict[str, SteerSet]) -> str:
     """The model every intervention steers (``model:`` or the one their SAEs name)."""
+    if not sets:  # prompts alone
+        model_id = model_id_of(experiment.model)
+        if model_id is None:
+            raise UsageError(
+                f"{experiment.path}: no model: given, and no intervention has steer files that "
+                "name one",
+                hint="add model: to the experiment file, or pass --model",
+            )
+        return model_id
     models = {name: steer_set.model_id for name, steer_set in sets.items()}
     if len(set(models.values())) > 1:
         which = "; ".join(f"{name}: {model}" for name, model in models.items())
@@ -103,8 +114,10 @@ def _definition(
 ) -> dict[str, Any]:
     """What the workers run (JSON-able); a resumed experiment must define the same."""
     scales = {i.name: i.scales for i in experiment.interventions}
+    by_name = {i.name: i for i in experiment.interventions}
     seed = DEFAULT_CONTROL_SEED if experiment.options.seed is None else experiment.options.seed
-    configs = configurations(scales, experiment.random_controls, seed)
+    prompts = {i.name: i.prompt for i in experiment.interventions if i.prompt is not None}
+    configs = configurations(scales, experiment.random_controls, seed, prompts)
     return {
         "model": model_id,
         "target": list(experiment.target),
@@ -112,15 +125,10 @@ def _definition(
         "include_path": [str(Path(p).resolve()) for p in experiment.include_path],
         "options": {item.name: getattr(config, item.name) for item in declared()},
         "interventions": {
-            i.name: {
-                "steer": [str(f.path.resolve()) for f in sets[i.name].files],
-                "steer_sha256": [f.sha256 for f in sets[i.name].files],
-                "scales": list(i.scales),
-                **({"positions": i.positions} if i.positions != "all" else {}),
-            }
-            for i in experiment.interventions
+            i.name: _intervention(i, sets, by_name) for i in experiment.interventions
         },
         "random_controls": experiment.random_controls,
+        **({"control_match": match} if (match := experiment.control_match) != "norm" else {}),
         "control_seed": seed,
         "configurations": [config.to_dict() for config in configs],
         "units": [list(unit) for unit in units(configs, experiment.tasks)],
@@ -131,6 +139,26 @@ def _definition(
             "margin": DEFAULT_MARGIN if experiment.margin is None else experiment.margin,
             "alpha": DEFAULT_ALPHA if experiment.alpha is None else experiment.alpha,
         },
+    }
+
+
+def _intervention(
+    intervention: Intervention, sets: dict[str, SteerSet], by_name: dict[str, Intervention]
+) -> dict[str, Any]:
+    """One intervention's part of the definition (keys beyond the steer files only when set;
+    ``compare_to`` as [steering intervention, strength])."""
+    files = sets[intervention.name].files if intervention.steers else []
+    paired = None if intervention.compare_to is None else compared_with(intervention, by_name)
+    optional = {
+        "positions": None if intervention.positions == "all" else intervention.positions,
+        "prompt": intervention.prompt,
+        "compare_to": None if paired is None else list(paired),
+    }
+    return {
+        "steer": [str(f.path.resolve()) for f in files],
+        "steer_sha256": [f.sha256 for f in files],
+        "scales": list(intervention.scales),
+        **{key: value for key, value in optional.items() if value is not None},
     }
 
 

@@ -152,7 +152,7 @@ def _kl(
             lm.model,
             documents,
             lm.plan.edits(scale),
-            batch_size=_batch_size(lm),
+            batch_size=batch_size_of(lm),
             pad_id=pad_id,
             prompt_ends=[0 if rolling else len(doc) for doc in documents],
             done=start(len(documents)),
@@ -181,7 +181,7 @@ def _generation(
     scored = [(p, g) for p, g in pairs if g]
     done = start(len(scored))
     nll = iter(
-        continuation_nll(lm.model, scored, batch_size=_batch_size(lm), pad_id=pad_id, done=done)
+        continuation_nll(lm.model, scored, batch_size=batch_size_of(lm), pad_id=pad_id, done=done)
     )
     rows = []
     for record, (_, tokens) in zip(records, pairs, strict=True):
@@ -229,7 +229,7 @@ def _covering(lm: SteeredHFLM, tokens: list[int], text: str) -> list[int] | None
     return None
 
 
-def _batch_size(lm: SteeredHFLM) -> int:
+def batch_size_of(lm: SteeredHFLM) -> int:
     """The model's batch size, or 4 where lm-eval picks it automatically."""
     size = str(lm.batch_size)
     return int(size) if size.isdigit() and int(size) > 0 else 4

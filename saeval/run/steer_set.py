@@ -35,7 +35,7 @@ def read_steer_set(paths: Sequence[Path], model: str | None, positions: str = "a
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise ResolutionError(f"{problems[0]}{more}", hint="saeval validate lists every problem")
     saes = {(r.sae.release, r.sae.sae_id): r.sae for r in resolution.rows if r.sae}
-    model_id = _model_id(model) or resolution.base_model
+    model_id = model_id_of(model) or resolution.base_model
     if model_id is None:
         raise UsageError(
             "no --model given and the SAEs do not name their base model", hint="pass --model"
@@ -43,7 +43,7 @@ def read_steer_set(paths: Sequence[Path], model: str | None, positions: str = "a
     return SteerSet(files=files, saes=list(saes.values()), model_id=model_id)
 
 
-def _model_id(model: str | None) -> str | None:
+def model_id_of(model: str | None) -> str | None:
     """The Hugging Face id of --model (catalog aliases mapped); a local folder as given."""
     if model is None or Path(model).expanduser().is_dir():
         return model

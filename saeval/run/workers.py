@@ -20,6 +20,7 @@ import socket
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,12 +164,14 @@ class _Units:
                 self._save(configuration, task, cached[0], 0.0, key, cached[1].get("run"))
                 return
             self.lm.set_scale(None)
+        elif configuration.scale is None:
+            self.lm.set_scale(None)  # a prompt alone: the unsteered model, asked
         else:
             self.lm.plan = self._plan(configuration)
-            self.lm.set_scale(configuration.scale)
+            self.lm.set_scale(self._strength(configuration))
             self.lm.check_plan()
         started = time.perf_counter()
-        output = evaluation.evaluate(self.lm, task, self.config, self.tasks)
+        output = evaluation.evaluate(self.lm, task, self._asked(configuration), self.tasks)
         self._save(configuration, task, output, time.perf_counter() - started, key, None)
         if key is not None and inputs is not None:
             BaselineCache(self.config.output).put(key, output, inputs, self.folder.name)
@@ -182,7 +185,8 @@ class _Units:
         key: str | None,
         reused_from: str | None,
     ) -> None:
-        effects = side_effect_texts(self.lm, output, configuration.scale, self.config.kl_docs)
+        scale = self.lm.scale if configuration.scale is not None else None
+        effects = side_effect_texts(self.lm, output, scale, self.config.kl_docs)
         with shared_store(self.folder) as store:
             store.configuration_dir(configuration.name, configuration.scale)
             store.save_task(configuration.name, task, output, seconds, key, reused_from, effects)
@@ -205,6 +209,28 @@ class _Units:
             write_atomic(path, json_text({"schema": CONTROL_SCHEMA, **description}))
             self.plans[(name, control)] = drawn.plan
         return self.plans[(name, control)]
+
+    def _asked(self, configuration: Configuration) -> RunConfig:
+        """The run's options with the configuration's prompt as lm-eval's system_instruction."""
+        if configuration.prompt is None:
+            return self.config
+        return replace(self.config, system_instruction=configuration.prompt)
+
+    def _strength(self, configuration: Configuration) -> float:
+        """The strength a steered configuration runs at: its own, or the one a matched
+        control's search found (``saeval.run.control_match``)."""
+        from saeval.run.control_match import matched_strength
+
+        scale = configuration.scale or 0.0
+        match = self.definition.get("control_match", "norm")
+        if configuration.control is None or match == "norm":
+            return scale
+        name = configuration.intervention or ""
+        plans = (self.plans[(name, None)], self.plans[(name, configuration.control)])
+        asked = self._asked(configuration)
+        return matched_strength(
+            self.folder, configuration.name, plans, scale, match, self.lm, asked, self.tasks
+        )
 
     def _failed(self, error: Exception, configuration: str, task: str) -> None:
         """Record a failed unit in run.json (with its traceback) and free what it held."""

@@ -10,7 +10,6 @@ every key; ``saeval.spec.experiment_check`` validates the steer files and tasks 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +19,13 @@ import yaml
 
 from saeval.spec import experiment_keys as keys
 from saeval.spec.csv_records import Invalid, Problems
+from saeval.spec.experiment_interventions import (
+    Defaults,
+    Intervention,
+    check_compare_to,
+    read_controls,
+    read_intervention,
+)
 from saeval.spec.options import EvalOptions, declared
 from saeval.spec.options import info as option_info
 from saeval.spec.placement import parse_devices, parse_executor, slurm_minutes
@@ -28,20 +34,7 @@ from saeval.spec.yaml_nodes import Entry, compose, entries, items, line_of, qual
 
 EXPERIMENT_SUFFIXES = (".yaml", ".yml")
 DIRECTIONS = ("increase", "decrease")
-RESERVED_NAMES = ("baseline", "steered")
 MAX_EXPERIMENT_BYTES = 1_000_000
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-@dataclass(frozen=True)
-class Intervention:
-    """One named steer set (one or more steer files) and the strengths it runs at."""
-
-    name: str
-    steer: tuple[Path, ...]  # resolved against the YAML's folder
-    scales: tuple[float, ...]
-    line: int
-    positions: str = "all"  # the positions mode of its rows with an empty positions cell
 
 
 @dataclass(frozen=True)
@@ -77,7 +70,8 @@ class Experiment:
     target_metric: str = "acc"
     capability_metric: str = "acc"
     target_direction: str = "increase"
-    random_controls: int = 0  # per intervention
+    random_controls: int = 0  # per steering intervention
+    control_match: str = "norm"  # what a control's strength is matched on (CONTROL_MATCHES)
     devices: tuple[str, ...] = ()  # () : the default device, one worker
     executor: str = "local"
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
@@ -149,7 +143,7 @@ class _Reader:
                 "target_direction", keys.choice(e.node, DIRECTIONS)
             ),
             "interventions": lambda e: None,  # read last: `scales` and `positions` are defaults
-            "controls": self._controls,
+            "controls": lambda e: self.values.update(read_controls(e, self.problems)),
             "devices": lambda e: self._set(
                 "devices", parse_devices([keys.text(item) for item in items(e.node)])
             ),
@@ -175,6 +169,13 @@ class _Reader:
                 self.problems.add(None, required, "missing; every experiment file needs it")
         if "interventions" in found:
             self._interventions(found["interventions"])
+        if self.values.get("control_match") == "kl" and self.options.get("kl_docs") == 0:
+            self.problems.add(
+                found["controls"].line,
+                "controls.match",
+                "kl matches on the KL of the first kl_docs documents, and kl_docs is 0; "
+                "set kl_docs: 1 or more, or match: norm",
+            )
         return self.values | {"options": EvalOptions(**self.options)}
 
     def _set(self, name: str, value: Any) -> None:
@@ -234,16 +235,6 @@ class _Reader:
             except Invalid as problem:
                 self.problems.add(inner.line, f"metric.{inner.key}", str(problem))
 
-    def _controls(self, entry: Entry) -> None:
-        for inner in entries(entry.node, "controls", self.problems):
-            if inner.key != "random":
-                self._unknown(inner, "controls", ("random",))
-                continue
-            try:
-                self.values["random_controls"] = keys.whole(inner.node, 0, 100)
-            except Invalid as problem:
-                self.problems.add(inner.line, "controls.random", str(problem))
-
     def _slurm(self, entry: Entry) -> None:
         parsers: dict[str, Callable[[yaml.Node], Any]] = {
             "partition": keys.text,
@@ -271,43 +262,16 @@ class _Reader:
 
     def _interventions(self, entry: Entry) -> None:
         found = []
+        defaults = Defaults(self.default_scales, self.default_positions, self._path)
         for inner in entries(entry.node, "interventions", self.problems):
             try:
-                found.append(self._intervention(inner))
+                found.append(read_intervention(inner, defaults, self.problems))
             except Invalid as problem:
                 self.problems.add(inner.line, f"interventions.{inner.key}", str(problem))
         if not found and isinstance(entry.node, yaml.MappingNode):
             self.problems.add(entry.line, "interventions", "no intervention given")
+        check_compare_to(found, self.problems)
         self.values["interventions"] = tuple(found)
-
-    def _intervention(self, entry: Entry) -> Intervention:
-        """``name: steer.csv``, ``name: [a.csv, b.csv]`` or ``name: {steer: ..., scales: ...,
-        positions: ...}``."""
-        _check_name(entry.key)
-        scales, steer_node = self.default_scales, entry.node
-        positions = self.default_positions
-        if isinstance(entry.node, yaml.MappingNode):
-            where = f"interventions.{entry.key}"
-            parts = {inner.key: inner for inner in entries(entry.node, where, self.problems)}
-            unknown = sorted(set(parts) - {"steer", "scales", "positions"})
-            if unknown:
-                raise Invalid(f"unknown key {unknown[0]!r}; valid: scales, steer, positions")
-            if "steer" not in parts:
-                raise Invalid("needs steer: the steer file(s) of this intervention")
-            steer_node = parts["steer"].node
-            if "scales" in parts:
-                scales = keys.scales(parts["scales"].node)
-            if "positions" in parts:
-                positions = keys.choice(parts["positions"].node, tuple(MODES))
-        paths = tuple(self._path(name) for name in keys.texts(steer_node))
-        missing = [str(path) for path in paths if not path.is_file()]
-        if missing:
-            raise Invalid(
-                f"steer file {missing[0]} does not exist (paths are relative to the YAML)"
-            )
-        if not paths:
-            raise Invalid("no steer file given")
-        return Intervention(entry.key, paths, scales, entry.line, positions)
 
     def _model(self, name: str) -> str:
         """A local model folder (relative to the YAML, ``~`` expanded) as its path, else the
@@ -319,17 +283,6 @@ class _Reader:
         """A path as written, against the YAML's folder when relative (``~`` expanded)."""
         path = Path(name).expanduser()
         return path if path.is_absolute() else self.folder / path
-
-
-def _check_name(name: str) -> None:
-    """An intervention name is one plain folder-name part: letters, digits, ``_ . -``."""
-    if name in RESERVED_NAMES:
-        raise Invalid(f"{name!r} is reserved (a configuration folder of saeval run)")
-    if not _NAME.match(name):
-        raise Invalid(
-            f"name {name!r} must start with a letter or digit and hold only letters, digits, "
-            "'_', '.' and '-' (it names folders)"
-        )
 
 
 def _option_handlers(options: dict[str, Any]) -> dict[str, Callable[[Entry], None]]:

@@ -73,22 +73,26 @@ def describe(experiment: Experiment) -> str:
     """``2 interventions x 2-3 strengths + 1 random control each; 1 target + 2 capability
     tasks: 1 baseline + 10 configurations, 33 evaluations``."""
     count, evaluations = counts(experiment)
-    strengths = sorted({len(i.scales) for i in experiment.interventions})
+    steering = [i for i in experiment.interventions if i.steers]
+    strengths = sorted({len(i.scales) for i in steering}) or [0]
     span = "-".join(map(str, [strengths[0], strengths[-1]] if len(strengths) > 1 else strengths))
     controls = experiment.random_controls
+    prompts = len(experiment.interventions) - len(steering)
+    asked = f" + {_count(prompts, 'prompt')}" if prompts else ""
     return (
-        f"{_count(len(experiment.interventions), 'intervention')} x {span} strengths"
-        f" + {_count(controls, 'random control')} each; {len(experiment.target)} target + "
+        f"{_count(len(steering), 'intervention')} x {span} strengths"
+        f" + {_count(controls, 'random control')} each{asked}; {len(experiment.target)} target + "
         f"{len(experiment.capability)} capability tasks: 1 baseline + "
         f"{_count(count, 'configuration')}, {_count(evaluations, 'evaluation')}"
     )
 
 
 def counts(experiment: Experiment) -> tuple[int, int]:
-    """The steered configurations (strengths and their random controls) and the evaluations
+    """The configurations (strengths, their random controls, prompts alone) and the evaluations
     (every configuration and the baseline on every task)."""
-    strengths = sum(len(i.scales) for i in experiment.interventions)
-    configurations = strengths * (1 + experiment.random_controls)
+    strengths = sum(len(i.scales) for i in experiment.interventions if i.steers)
+    prompts = sum(not i.steers for i in experiment.interventions)
+    configurations = strengths * (1 + experiment.random_controls) + prompts
     return configurations, (configurations + 1) * len(experiment.tasks)
 
 
@@ -138,6 +142,7 @@ def validate_experiment(
     resolutions = {
         i.name: validate([str(p) for p in i.steer], model=model, online=online)
         for i in experiment.interventions
+        if i.steers
     }
     across = _model_problems(shown, model, resolutions)
     try:
@@ -153,6 +158,8 @@ def _model_problems(shown: str, model: str | None, resolutions: dict[str, Resolu
     """Without ``model:``, the interventions must agree on one base model the SAEs name."""
     if model is not None:
         return []
+    if not resolutions:
+        return [f"{shown} model: missing; with prompt interventions alone, name the model"]
     models = {name: r.base_model for name, r in resolutions.items() if r.ok}
     named = {m for m in models.values() if m}
     if len(named) > 1:

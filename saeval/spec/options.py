@@ -106,6 +106,10 @@ def _seed_problem(value: int | None) -> str | None:
     return f"must be a whole number from 0 to {MAX_SEED}, got {value}"
 
 
+def _text_problem(value: str | None) -> str | None:
+    return None if value is None or value.strip() else "is empty; give the text, or leave it out"
+
+
 def _gen_kwargs_problem(value: str | None) -> str | None:
     problem = None if value is None else gen_kwargs_problem(value)
     return None if problem is None else f"(gen_kwargs): {problem}"
@@ -178,6 +182,18 @@ class EvalOptions:
             cache_key=True,
             key=keys.flag,
             cli_after="resume",
+        ),
+    )
+    system_instruction: str | None = option(
+        None,
+        OptionInfo(
+            help="A system prompt (lm-eval's system_instruction) given to the baseline and "
+            "every steered configuration alike (its baseline is cached apart).",
+            example="Talk about dogs.",
+            cache_key=True,  # an unsteered run with a prompt is not the baseline
+            key=None,  # an experiment gives prompts per intervention (`prompt:`)
+            check=_text_problem,
+            record=when_set,
         ),
     )
     kl_docs: int | None = option(
