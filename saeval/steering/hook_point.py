@@ -98,8 +98,6 @@ class HookPointPlan(ModeEdits):
 
     def edit(self, h: Tensor, scale: float = 1.0) -> Tensor:
         """Return the steered activation for ``h`` (batch, pos, d_in) at strength ``scale``."""
-        import torch
-
         if self.d_in is not None and h.shape[-1] != self.d_in:
             raise SteeringError(self._width_message(h.shape[-1]))
         masks = [mode_mask(self.hook_name, edits.mode, edits.rows, h) for edits in self.masked]
@@ -115,6 +113,8 @@ class HookPointPlan(ModeEdits):
         steered = added if not changes else added + _summed(changes).to(h.dtype)
         if not masks or self.adds(scale) or self.groups:
             return steered
+        import torch
+
         anywhere = torch.stack(masks).any(dim=0)
         return torch.where(anywhere, steered, h)  # positions no mask covers keep h bit for bit
 
@@ -134,9 +134,11 @@ class HookPointPlan(ModeEdits):
 
 def _masked(mask: Tensor | None, change: Tensor) -> Tensor:
     """``change`` where ``mask`` holds and 0 elsewhere (``mask`` None: everywhere)."""
+    if mask is None:
+        return change
     import torch
 
-    return change if mask is None else torch.where(mask, change, 0.0)
+    return torch.where(mask, change, 0.0)
 
 
 def _summed(tensors: Sequence[Tensor]) -> Tensor:
