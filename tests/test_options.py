@@ -169,3 +169,27 @@ def test_every_settable_option_reaches_the_worker(
     config = worker_config(definition, tmp_path / "out", "cpu")
     assert getattr(config, item.name) == example
     assert getattr(prepared.config, item.name) == example
+
+
+@pytest.mark.parametrize("item", OPTIONS, ids=_names(OPTIONS))
+def test_an_experiment_takes_only_the_options_that_replace_its_keys(
+    item: Field[Any], tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Any] = []
+
+    def run_experiment(path: Path, options: Any, events: object) -> None:
+        seen.append(options)
+        raise KeyboardInterrupt  # stop before anything is evaluated
+
+    monkeypatch.setattr("saeval.run.experiment.run_experiment", run_experiment)
+    path = write_experiment(tmp_path, tiny_bundle)
+    example = info(item).example
+    given = [flag(item.name)] if example is True else [flag(item.name), str(example)]
+    result = CliRunner().invoke(app, ["run", str(path), *given])
+    if info(item).replaces_file_key:
+        assert len(seen) == 1 and dict(seen[0].run_options) == {item.name: example}
+        experiment = seen[0].applied(read_experiment(path))
+        assert getattr(experiment.options, item.name) == example
+    else:
+        assert seen == [] and result.exit_code == 2
+        assert f"{flag(item.name)} does not apply to an experiment" in result.stderr
