@@ -1,14 +1,111 @@
-"""Test-wide settings (no test may reach the Hugging Face hub) and shared fixtures."""
+"""Test-wide settings (no test may reach the Hugging Face hub or the user's saeval cache), the one
+way tests run the CLI, and shared fixtures."""
+
+from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from typer.testing import Result
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+# A guard against a hung child process, below CI's own 90-minute limit: never a speed check.
+HANG_S = 85 * 60
+SEQ_LEN = 9  # longer than the Gemma sliding window (4), so local attention matters
+
+
+def invoke(*args: str | Path, columns: int | None = None) -> Result:
+    """`saeval ARGS` in-process, seen as a user sees it: piped to a file (saeval's consoles at
+    their piped width, no COLUMNS) or, with ``columns``, in a terminal that many columns wide.
+
+    saeval's consoles take their width when first imported, so setting COLUMNS alone would change
+    only what Typer prints (help); both are set here, for this call only.
+    """
+    from typer.testing import CliRunner
+
+    from saeval.cli import console
+    from saeval.cli.main import app
+
+    width = columns or console.PIPED_WIDTH
+    widths = console.out.width, console.err.width
+    console.out.width = console.err.width = width
+    try:
+        environment = {"COLUMNS": None if columns is None else str(columns)}
+        return CliRunner(env=environment).invoke(app, [str(arg) for arg in args])
+    finally:
+        console.out.width, console.err.width = widths
+
+
+def run_saeval(
+    *args: str | Path,
+    cwd: Path,
+    columns: int | None = None,
+    env: Mapping[str, str | None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m saeval ARGS` of this tree in a fresh process run from ``cwd``, its output
+    captured as text: piped (no COLUMNS) or, with ``columns``, in a terminal that wide. ``env``
+    sets variables, or with None removes them."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    changes = {"PYTHONPATH": path, "COLUMNS": None if columns is None else str(columns)}
+    environment = dict(os.environ)
+    for name, value in {**changes, **(env or {})}.items():
+        environment.pop(name, None)
+        if value is not None:
+            environment[name] = value
+    return subprocess.run(
+        [sys.executable, "-m", "saeval", *map(str, args)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def saeval_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``$SAEVAL_CACHE`` for every test (and the processes they start): a fresh folder, never
+    the user's own cache; a test that needs the real demo model uses ``demo_cache``."""
+    folder = tmp_path_factory.mktemp("saeval-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SAEVAL_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def demo_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saeval cache kept between test runs in pytest's cache folder (``.pytest_cache``), so the
+    Gemma 3 270M demo model is converted once per checkout, not once per run; a temporary folder
+    when pytest runs without its cache."""
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return tmp_path_factory.mktemp("saeval-demo-cache")
+    return Path(cache.mkdir("saeval-demo-cache"))
+
+
+@pytest.fixture(scope="session")
+def input_ids() -> Tensor:
+    """Two rows of ``SEQ_LEN`` tokens from the tiny tokenizer (no padding)."""
+    import torch
+    from builders import train_tiny_tokenizer
+
+    tokenizer = train_tiny_tokenizer()
+    texts = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France."]
+    return torch.tensor([tokenizer(text)["input_ids"][:SEQ_LEN] for text in texts])
 
 
 @pytest.fixture(scope="session")

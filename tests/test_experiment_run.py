@@ -20,22 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import HANG_S, invoke
 from experiment_builders import write_experiment
 from sae_builders import GEN_TASK, MC_TASK
-from typer.testing import CliRunner, Result
-
-from saeval.cli.main import app
+from typer.testing import Result
 
 CONFIGURATIONS = [
     "baseline",
     *(f"{name}{kind}@{scale}" for name in ("adds", "clamps") for scale in (1, 2)
       for kind in ("", "~random1")),
 ]  # fmt: skip
-TIMEOUT_S = 240
 
 
 def saeval(*args: str | Path) -> Result:
-    return CliRunner().invoke(app, [str(arg) for arg in args])
+    return invoke(str(arg) for arg in args)
 
 
 def documents(folder: Path) -> dict[str, list[tuple[int, list[float | str], dict[str, float]]]]:
@@ -147,7 +145,7 @@ def _start(path: Path, output: Path, name: str, *extra: str) -> subprocess.Popen
 
 
 def _wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + TIMEOUT_S
+    deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline:
         found = check()
         if found:
@@ -184,7 +182,7 @@ def test_a_killed_worker_is_recorded_and_resume_completes_with_the_same_numbers(
     _wait_for(lambda: _completed(run) >= 3, "three finished units")
     worker, pid = _wait_for(lambda: _busy_worker(run), "a worker holding a unit")
     os.kill(pid, signal.SIGKILL)
-    _, stderr = parent.communicate(timeout=TIMEOUT_S)
+    _, stderr = parent.communicate(timeout=HANG_S)
     assert parent.returncode == 1, stderr
     assert (
         "evaluations did not finish" in stderr and f"worker {worker} stopped by SIGKILL" in stderr
@@ -214,7 +212,7 @@ def test_sigterm_stops_every_worker_and_keeps_what_finished(setup: tuple[Path, P
     _wait_for(lambda: _completed(run) >= 2, "two finished units")
     pids = [json.loads(p.read_text())["pid"] for p in (run / "workers").glob("*.json")]
     parent.send_signal(signal.SIGTERM)
-    _, stderr = parent.communicate(timeout=TIMEOUT_S)
+    _, stderr = parent.communicate(timeout=HANG_S)
     assert parent.returncode == 143, stderr
     assert "interrupted by SIGTERM" in stderr and "--resume --name terminated" in stderr
     data = manifest(run)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from builders import save_tiny_pretrained
+from conftest import invoke
 from lm_eval.models.huggingface import HFLM
 from sae_builders import build_sae, save_sae, write_steer_csv
 
@@ -109,14 +110,11 @@ def test_without_a_pending_baseline_the_pass_adds_a_baseline_copy(
 
 def _run(tiny_bundle: Path, output: Path, name: str, *args: str) -> Path:
     from sae_builders import MC_TASK
-    from typer.testing import CliRunner
-
-    from saeval.cli.main import app
 
     command = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     command += ["--include-path", str(tiny_bundle / "tasks"), "--tasks", MC_TASK]
     command += ["--limit", "6", "--scale", "0,1,2", "--kl-docs", "4", "--device", "cpu"]
-    result = CliRunner().invoke(app, [*command, "--output", str(output), "--name", name, *args])
+    result = invoke(*command, "--output", str(output), "--name", name, *args)
     assert result.exit_code == 0, result.output
     return output / name
 

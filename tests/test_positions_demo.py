@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 from test_demo_e2e import write_side
-from typer.testing import CliRunner
 
 from saeval.analysis.report_files import write_comparison
-from saeval.cli.main import app
 from saeval.demo import run as demo_run
 from saeval.run.config import RunConfig, RunEvents, RunResult
 from saeval.run.layout import configuration_name
@@ -51,7 +50,7 @@ def configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
 def test_the_demo_compares_every_position_with_the_first_left_alone_at_2x(
     configs: list[RunConfig], tmp_path: Path
 ) -> None:
-    result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path), "--scales", "1,2"])
+    result = invoke("demo", "--output", str(tmp_path), "--scales", "1,2")
     assert result.exit_code == 0, result.output
     main, extra = configs
     assert (main.positions, extra.positions) == ("all", "all_but_bos")
@@ -66,7 +65,7 @@ def test_the_demo_compares_every_position_with_the_first_left_alone_at_2x(
 def test_without_2x_the_demo_runs_no_extra_configuration(
     configs: list[RunConfig], tmp_path: Path
 ) -> None:
-    result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path), "--scales", "1"])
+    result = invoke("demo", "--output", str(tmp_path), "--scales", "1")
     assert result.exit_code == 0, result.output
     assert [config.positions for config in configs] == ["all"]
     assert "leaving the first position alone" not in result.stdout

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 from builders import save_tiny_pretrained
+from conftest import invoke
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 from sae_builders import build_sae, save_sae, write_steer_csv
@@ -268,14 +269,11 @@ def _write_long_generation_task(folder: Path) -> None:
 
 
 def _run(tiny_bundle: Path, tasks: Path, output: Path, *args: str) -> Path:
-    from typer.testing import CliRunner
-
-    from saeval.cli.main import app
 
     command = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     command += ["--include-path", str(tasks), "--output", str(output), "--device", "cpu"]
     command += ["--tasks", LONG_GEN_TASK, "--kl-docs", "0", "--scale", "0.5,2", "--name", "r"]
-    result = CliRunner().invoke(app, [*command, *args])
+    result = invoke(*command, *args)
     assert result.exit_code == 0, result.output
     return output / "r"
 

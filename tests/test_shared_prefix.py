@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from builders import build_tiny_model, save_tiny_pretrained
+from conftest import invoke
 from lm_eval import simple_evaluate
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
@@ -295,14 +296,11 @@ def test_position_limited_rows_share_passes_with_the_same_answers(bundle: Path, 
 
 
 def _run(tiny_bundle: Path, output: Path, *args: str) -> Path:
-    from typer.testing import CliRunner
-
-    from saeval.cli.main import app
 
     command = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     command += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(output)]
     command += ["--device", "cpu", "--tasks", f"{MC_TASK},{ROLLING_TASK}", "--kl-docs", "0"]
-    result = CliRunner().invoke(app, [*command, "--scale", "0.5,2", "--name", "r", *args])
+    result = invoke(*command, "--scale", "0.5,2", "--name", "r", *args)
     assert result.exit_code == 0, result.output
     return output / "r"
 

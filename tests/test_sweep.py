@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke
 
 from saeval.analysis import render
 from saeval.analysis.compare import MCNEMAR, NO_TEST
@@ -19,7 +19,6 @@ from saeval.analysis.plots import plot_path, plot_sweep
 from saeval.analysis.results_io import DocSample, MetricValue, ResultSet, TaskResult, load_side
 from saeval.analysis.summary_figure import SUMMARY_FILE
 from saeval.analysis.sweep import Sweep, SweepPoint, SweepSeries, largest_safe, sweep
-from saeval.cli.main import app
 from saeval.errors import UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "lmeval"
@@ -254,7 +253,7 @@ def test_the_sweep_holm_adjusts_every_point_together(golden_sweep: Sweep) -> Non
 
 
 def _cli(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, [*map(str, args)])
+    result = invoke(*args, columns=200)
     assert "Traceback" not in result.output
     return result.exit_code, result.output
 
