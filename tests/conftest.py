@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,6 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 # A guard against a hung child process, below CI's own 90-minute limit: never a speed check.
 HANG_S = 85 * 60
 SEQ_LEN = 9  # longer than the Gemma sliding window (4), so local attention matters
+# The architectures the shared-pass tests compare (Gemma-2: soft-capped logits), and the two
+# hook points their steer files edit: two layers, layer 0 shared.
+PASS_ARCHS = ("gpt2", "llama", "gemma2", "gemma3_text")
+PASS_HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_mlp_out")
 
 
 def invoke(*args: str | Path, columns: int | None = None) -> Result:
@@ -122,3 +126,48 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_steer_csv(root / "steer.csv", [(3, 8.0, root / "sae", ""), (5, -4.0, root / "sae", "")])
     write_tasks(root / "tasks")
     return root
+
+
+@pytest.fixture(scope="session")
+def arch_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model folder per architecture of ``PASS_ARCHS`` (``<arch>/``), a tiny standard SAE
+    (``sae/``) and the tiny lm-eval tasks (``tasks/``), built once for the whole run."""
+    from builders import save_tiny_pretrained
+    from sae_builders import build_sae, save_sae, write_tasks
+
+    root = tmp_path_factory.mktemp("arch-models")
+    save_sae(build_sae(seed=1), root / "sae")
+    write_tasks(root / "tasks")
+    for arch in PASS_ARCHS:
+        save_tiny_pretrained(arch, root / arch)
+    return root
+
+
+def two_hook_bundle(models: Path, folder: Path, coefficients: tuple[float, float]) -> Path:
+    """``folder`` with ``steer.csv`` (latent 3 at ``PASS_HOOKS[0]``, latent 5 at
+    ``PASS_HOOKS[1]``, of the SAE of ``models``, with ``coefficients``) beside links to every
+    folder of ``models`` (see ``arch_models``)."""
+    from sae_builders import write_steer_csv
+
+    for entry in models.iterdir():
+        (folder / entry.name).symlink_to(entry, target_is_directory=True)
+    latents = zip((3, 5), coefficients, PASS_HOOKS, strict=True)
+    rows = [(latent, value, folder / "sae", "", hook) for latent, value, hook in latents]
+    write_steer_csv(folder / "steer.csv", rows, extra=["hook"])
+    return folder
+
+
+def batch_rows(monkeypatch: pytest.MonkeyPatch, method: str) -> list[int]:
+    """The batch rows of every call of lm-eval's ``HFLM.<method>`` (``_model_call``,
+    ``_model_generate``) from now to the end of the test, recorded as they pass through."""
+    from lm_eval.models.huggingface import HFLM
+
+    rows: list[int] = []
+    real = getattr(HFLM, method)
+
+    def counted(self: HFLM, batch: Tensor, *args: Any, **kwargs: Any) -> Any:
+        rows.append(int(batch.shape[0]))
+        return real(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(HFLM, method, counted)
+    return rows

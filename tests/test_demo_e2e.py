@@ -58,9 +58,15 @@ ANSWERS = {
 }
 
 
-@pytest.fixture
-def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
-    """Demo assets faked; a runner that records its config and writes a run of ANSWERS."""
+def fake_demo(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    answers: dict[float | None, dict[str, list[int]]],
+    all_but_bos: dict[str, list[int]] | None = None,
+) -> list[RunConfig]:
+    """Demo assets faked; a runner that records each config it gets and writes a run of
+    ``answers`` (per strength; None: the baseline), or of ``all_but_bos`` at each strength of a
+    run with positions all_but_bos."""
     assets = demo_run.DemoAssets(tmp_path / "model", tmp_path / "sae", tmp_path / "tasks")
     monkeypatch.setattr(demo_run, "prepare_assets", lambda: assets)
     monkeypatch.setattr(demo_run, "latent_sentence", lambda assets, device: "dog latent 0: (fake)")
@@ -68,14 +74,24 @@ def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
 
     def fake_run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         configs.append(config)
-        folder = config.output / "demo-run"
+        folder = config.output / (config.name or "demo-run")
+        if config.positions == "all_but_bos" and all_but_bos is not None:
+            for scale in config.scales:
+                write_side(folder / configuration_name(scale, config.scales), all_but_bos)
+            return RunResult(folder, folder / "run.json", {}, (), None, ())
         for scale in (None, *config.scales):
-            write_side(folder / configuration_name(scale, config.scales), ANSWERS[scale])
+            write_side(folder / configuration_name(scale, config.scales), answers[scale])
         report, files = write_comparison(folder, config.margin)
         return RunResult(folder, folder / "run.json", {}, (), report, tuple(files))
 
     monkeypatch.setattr("saeval.run.runner.run", fake_run)
     return configs
+
+
+@pytest.fixture
+def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
+    """The demo with its runner faked to give ANSWERS."""
+    return fake_demo(monkeypatch, tmp_path, ANSWERS)
 
 
 def test_demo_passes_its_options_to_the_runner_and_reports_the_effect(
