@@ -20,6 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No output width depends on the terminal the suite runs in: a test that needs one asks for it
+# (``invoke(columns=...)``, ``run_saeval(columns=...)``); otherwise output is piped output.
+os.environ.pop("COLUMNS", None)
 
 REPO = Path(__file__).resolve().parents[1]
 # A guard against a hung child process, below CI's own 90-minute limit: never a speed check.
