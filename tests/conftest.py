@@ -1,12 +1,14 @@
-"""Test-wide settings (no test may reach the Hugging Face hub or the user's saeval cache), the one
-way tests run the CLI, and shared fixtures."""
+"""Test-wide settings (no test may reach the Hugging Face hub or the user's caches), the one way
+tests run the CLI, and shared fixtures."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # No output width depends on the terminal the suite runs in: a test that needs one asks for it
 # (``invoke(columns=...)``, ``run_saeval(columns=...)``); otherwise output is piped output.
 os.environ.pop("COLUMNS", None)
+# No test reads or writes the user's caches: saeval's (demo model, SAE, tasks) and the one where
+# `datasets` keeps every data file lm-eval's local tasks load are folders of this run. A test
+# that needs the real demo model uses ``demo_cache``.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="saeval-tests-"))
+os.environ["SAEVAL_CACHE"] = str(_SCRATCH / "saeval")
+os.environ["HF_DATASETS_CACHE"] = str(_SCRATCH / "datasets")
 
 REPO = Path(__file__).resolve().parents[1]
 # A guard against a hung child process, below CI's own 90-minute limit: never a speed check.
@@ -32,6 +40,11 @@ SEQ_LEN = 9  # longer than the Gemma sliding window (4), so local attention matt
 # hook points their steer files edit: two layers, layer 0 shared.
 PASS_ARCHS = ("gpt2", "llama", "gemma2", "gemma3_text")
 PASS_HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_mlp_out")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove this run's caches."""
+    shutil.rmtree(_SCRATCH, ignore_errors=True)
 
 
 def invoke(*args: str | Path, columns: int | None = None) -> Result:
@@ -81,16 +94,6 @@ def run_saeval(
         timeout=HANG_S,
         check=False,
     )
-
-
-@pytest.fixture(scope="session", autouse=True)
-def saeval_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """``$SAEVAL_CACHE`` for every test (and the processes they start): a fresh folder, never
-    the user's own cache; a test that needs the real demo model uses ``demo_cache``."""
-    folder = tmp_path_factory.mktemp("saeval-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SAEVAL_CACHE", str(folder))
-        yield folder
 
 
 @pytest.fixture(scope="session")
