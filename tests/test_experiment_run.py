@@ -23,17 +23,12 @@ import pytest
 from conftest import HANG_S, invoke
 from experiment_builders import write_experiment
 from sae_builders import GEN_TASK, MC_TASK
-from typer.testing import Result
 
 CONFIGURATIONS = [
     "baseline",
     *(f"{name}{kind}@{scale}" for name in ("adds", "clamps") for scale in (1, 2)
       for kind in ("", "~random1")),
 ]  # fmt: skip
-
-
-def saeval(*args: str | Path) -> Result:
-    return invoke(str(arg) for arg in args)
 
 
 def documents(folder: Path) -> dict[str, list[tuple[int, list[float | str], dict[str, float]]]]:
@@ -86,7 +81,7 @@ def setup(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 def first(setup: tuple[Path, Path]) -> Path:
     """The experiment run on two CPU workers."""
     path, output = setup
-    result = saeval("run", path, "--devices", "cpu,cpu", "--output", output, "--name", "first")
+    result = invoke("run", path, "--devices", "cpu,cpu", "--output", output, "--name", "first")
     assert result.exit_code == 0, result.output
     assert "sweet spot of adds" in result.stdout
     return output / "first"
@@ -121,7 +116,7 @@ def test_each_configuration_equals_a_run_of_its_steer_file_alone(
     first: Path, setup: tuple[Path, Path], tiny_bundle: Path, intervention: str
 ) -> None:
     path, output = setup
-    result = saeval(
+    result = invoke(
         "run", path.parent / "steers" / f"{intervention}.csv", "--model", tiny_bundle / "model",
         "--include-path", tiny_bundle / "tasks", "--tasks", f"{MC_TASK},{GEN_TASK}",
         "--limit", "4", "--scale", "1,2", "--device", "cpu", "--output", output,
@@ -194,7 +189,7 @@ def test_a_killed_worker_is_recorded_and_resume_completes_with_the_same_numbers(
     assert other["status"] == "finished"  # the other worker went on to the end
 
     kept = {(r["configuration"], r["task"]): r["finished"] for r in data["completed"]}
-    result = saeval("run", path, "--devices", "cpu,cpu", "--output", output, "--name", "killed",
+    result = invoke("run", path, "--devices", "cpu,cpu", "--output", output, "--name", "killed",
                     "--resume")  # fmt: skip
     assert result.exit_code == 0, result.output
     resumed = manifest(run)
@@ -224,7 +219,7 @@ def test_sigterm_stops_every_worker_and_keeps_what_finished(setup: tuple[Path, P
 
 def test_submitit_local_gives_the_same_numbers(first: Path, setup: tuple[Path, Path]) -> None:
     path, output = setup
-    result = saeval("run", path, "--executor", "submitit-local", "--devices", "cpu,cpu",
+    result = invoke("run", path, "--executor", "submitit-local", "--devices", "cpu,cpu",
                     "--output", output, "--name", "submitit")  # fmt: skip
     assert result.exit_code == 0, result.output
     run = output / "submitit"
@@ -235,14 +230,14 @@ def test_submitit_local_gives_the_same_numbers(first: Path, setup: tuple[Path, P
 
 def test_options_an_experiment_file_sets_are_refused(setup: tuple[Path, Path]) -> None:
     path, output = setup
-    result = saeval("run", path, "--scale", "3", "--output", output)
+    result = invoke("run", path, "--scale", "3", "--output", output)
     assert result.exit_code == 2 and "--scale does not apply to an experiment" in result.stderr
-    result = saeval("run", path, "--devices", "gpu", "--output", output)
+    result = invoke("run", path, "--devices", "gpu", "--output", output)
     assert result.exit_code == 2 and "--devices: unknown device 'gpu'" in result.stderr
     steer = path.parent / "steers" / "adds.csv"
-    result = saeval("run", steer, "--tasks", MC_TASK, "--devices", "cpu,cpu")
+    result = invoke("run", steer, "--tasks", MC_TASK, "--devices", "cpu,cpu")
     assert result.exit_code == 2 and "--devices is an option of experiment files" in result.stderr
-    result = saeval("run", steer)
+    result = invoke("run", steer)
     assert result.exit_code == 2 and "--tasks is required with steer files" in result.stderr
 
 
