@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from builders import build_tiny_model, train_tiny_tokenizer
+from builders import build_tiny_model
 from sae_builders import HOOK_NAME, build_sae
 from sae_lens import SAE, HookedSAETransformer
 from tl_reference import transformer_lens_model
@@ -66,13 +66,6 @@ def models() -> tuple[torch.nn.Module, Any]:
     with tempfile.TemporaryDirectory(prefix="saeval-fork-") as directory:
         tl = transformer_lens_model(model, Path(directory), cls=HookedSAETransformer)
     return model, tl
-
-
-@pytest.fixture(scope="module")
-def input_ids() -> Tensor:
-    tokenizer = train_tiny_tokenizer()
-    texts = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France."]
-    return torch.tensor([tokenizer(text)["input_ids"][:9] for text in texts])
 
 
 def fork_logprobs(sae: SAE, hooks: list[tuple[str, Callable[..., Tensor]]], ids: Tensor) -> Tensor:

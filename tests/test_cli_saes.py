@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
-from saeval.cli.main import app
+from conftest import invoke
 
 
 def saes(*args: str) -> tuple[int, str]:
     """Run `saeval saes ARGS` in-process: (exit code, stdout)."""
-    result = CliRunner().invoke(app, ["saes", *args])
+    result = invoke("saes", *args)
     return result.exit_code, result.stdout
 
 
@@ -53,5 +51,5 @@ def test_no_match_says_so() -> None:
 
 
 def test_limit_must_be_positive() -> None:
-    result = CliRunner().invoke(app, ["saes", "--limit", "0"])
+    result = invoke("saes", "--limit", "0")
     assert result.exit_code == 2

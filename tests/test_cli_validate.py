@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -12,9 +11,7 @@ from pathlib import Path
 
 import pytest
 from bad_steer_cases import BAD_CASES, BadCase
-from typer.testing import CliRunner
-
-from saeval.cli.main import app
+from conftest import invoke, run_saeval
 
 ROOT = Path(__file__).resolve().parent.parent
 DOG_LINK = "https://www.neuronpedia.org/gemma-2-2b/20-gemmascope-res-16k/12082"
@@ -33,9 +30,9 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    """Run `saeval ARGS` in-process: (exit code, stdout, stderr)."""
-    result = CliRunner().invoke(app, list(args))
+def outcome(*args: str) -> tuple[int, str, str]:
+    """`saeval ARGS` in-process: (exit code, stdout, stderr)."""
+    result = invoke(*args)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -45,25 +42,10 @@ def write(name: str, text: str) -> str:
     return name
 
 
-def run_saeval(*args: str, cwd: Path = ROOT) -> tuple[subprocess.CompletedProcess[str], float]:
-    """`python -m saeval ARGS` in a fresh process (wide terminal), and its wall time."""
-    env = {**os.environ, "COLUMNS": "250", "HF_HUB_OFFLINE": "1"}
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "saeval", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return done, time.perf_counter() - start
-
-
 def test_dog_csv_validates_in_a_fresh_process() -> None:
-    done, seconds = run_saeval("validate", "steers/dog.csv")
-    print(f"\n`python -m saeval validate steers/dog.csv`: {seconds:.2f} s")
+    start = time.perf_counter()
+    done = run_saeval("validate", "steers/dog.csv", cwd=ROOT, columns=250)
+    print(f"\n`python -m saeval validate steers/dog.csv`: {time.perf_counter() - start:.2f} s")
     assert done.returncode == 0, done.stderr
     for expected in (
         "google/gemma-2-2b",
@@ -78,7 +60,7 @@ def test_dog_csv_validates_in_a_fresh_process() -> None:
 
 @pytest.mark.parametrize("name", ["dog.csv", "dog_clamp.csv", "dog_fork.csv", "dog_lm_eval.csv"])
 def test_every_shipped_steer_file_is_valid(name: str) -> None:
-    code, out, err = invoke("validate", str(ROOT / "steers" / name), "--format", "json")
+    code, out, err = outcome("validate", str(ROOT / "steers" / name), "--format", "json")
     assert code == 0, err
     (row,) = json.loads(out)["rows"]
     assert (row["latent_idx"], row["sae"]["d_sae"], row["neuronpedia_url"]) == (
@@ -111,7 +93,7 @@ def test_cli_module_imports_no_heavy_package() -> None:
 
 
 def test_json_output_has_the_documented_schema() -> None:
-    code, out, _ = invoke("validate", write("dog.csv", HEADER + DOG), "--format", "json")
+    code, out, _ = outcome("validate", write("dog.csv", HEADER + DOG), "--format", "json")
     data = json.loads(out)
     assert code == 0 and data["ok"] and data["schema"] == "saeval.resolution/1"
     assert data["files"] == [{"path": "dog.csv", "summary": "dog.csv: 1 row valid"}]
@@ -123,15 +105,15 @@ def test_json_output_has_the_documented_schema() -> None:
 def test_several_files_form_one_steer_set() -> None:
     first = write("a.csv", HEADER + DOG)
     second = write("b.csv", HEADER + f"100,-3.5,{RELEASE},other,,\n")
-    code, out, _ = invoke("validate", first, second)
+    code, out, _ = outcome("validate", first, second)
     assert code == 0
     assert "a.csv: 1 row valid" in out and "b.csv: 1 row valid" in out
 
 
 def test_model_option_accepts_alias_and_rejects_another_model() -> None:
     dog = write("dog.csv", HEADER + DOG)
-    assert invoke("validate", dog, "--model", "gemma-2-2b")[0] == 0
-    code, _, err = invoke("validate", dog, "--model", "gpt2")
+    assert outcome("validate", dog, "--model", "gemma-2-2b")[0] == 0
+    code, _, err = outcome("validate", dog, "--model", "gpt2")
     assert code == 1
     assert "dog.csv:2 sae_release: the SAE is for google/gemma-2-2b, not --model gpt2" in err
 
@@ -139,7 +121,7 @@ def test_model_option_accepts_alias_and_rejects_another_model() -> None:
 @pytest.mark.parametrize("case", BAD_CASES, ids=[case.name for case in BAD_CASES])
 def test_bad_steer_file_fails_with_its_location(case: BadCase) -> None:
     Path("bad.csv").write_bytes(case.content)
-    code, out, err = invoke("validate", "bad.csv")
+    code, out, err = outcome("validate", "bad.csv")
     assert code == 1
     place = f"bad.csv:{case.line}" + (f" {case.column}:" if case.column else ":")
     assert place in err and case.fragment in err, err
@@ -241,7 +223,7 @@ CATALOG_CASES = [
 def test_catalog_problem_fails_with_its_location(case: CatalogCase) -> None:
     Path("empty_sae").mkdir()
     names = [write(name, HEADER + rows) for name, rows in case.files.items()]
-    code, out, err = invoke("validate", *names, *case.args)
+    code, out, err = outcome("validate", *names, *case.args)
     assert code == 1
     assert f"{case.where}: " in err and case.fragment in err, err
     assert "Traceback" not in out + err
@@ -250,7 +232,7 @@ def test_catalog_problem_fails_with_its_location(case: CatalogCase) -> None:
 def test_every_problem_of_every_file_is_printed() -> None:
     bad_rows = write("rows.csv", HEADER + "x,1.0,a,b,,,\n-1,1.0,a,b,,,\n")
     bad_catalog = write("cat.csv", HEADER + f"99999,1.0,{RELEASE},,,\n1,1.0,nope,x,,,\n")
-    code, _, err = invoke("validate", bad_rows, bad_catalog)
+    code, _, err = outcome("validate", bad_rows, bad_catalog)
     assert code == 1
     for where in ("rows.csv:2 latent_idx", "rows.csv:3 latent_idx", "cat.csv:2 latent_idx"):
         assert where in err

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from cli_checks import assert_one_line_error
+from conftest import HANG_S, invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
-from typer.testing import CliRunner
 
 from saeval.analysis import render, stats
 from saeval.analysis.compare import (
@@ -39,7 +39,6 @@ from saeval.analysis.results_io import (
     load_run,
     load_side,
 )
-from saeval.cli.main import app
 from saeval.errors import ResultsError, UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "lmeval"
@@ -365,7 +364,7 @@ def test_a_document_twice_in_a_samples_file_names_the_line_and_doc_id(run: Path)
     with pytest.raises(ResultsError, match=rf"{samples.name}:25: doc_id 4 appears again") as e:
         load_side(run / "steered")
     assert "first at line 5" in e.value.message
-    result = CliRunner().invoke(app, ["compare", str(run / "baseline"), str(run / "steered")])
+    result = invoke("compare", run / "baseline", run / "steered")
     assert_one_line_error(result, f"{samples}:25: doc_id 4 appears again")
 
 
@@ -505,7 +504,7 @@ def test_every_format_renders_the_golden_comparison() -> None:
 
 
 def _invoke(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["compare", *map(str, args)])
+    result = invoke("compare", *args, columns=200)
     assert "Traceback" not in result.output
     return result.exit_code, result.stdout, result.stderr
 
@@ -610,14 +609,14 @@ def _other_model(run: Path) -> str:
 )
 def test_cli_bad_inputs_give_one_error_line(run: Path, damage: Callable[[Path], str]) -> None:
     expected = damage(run)
-    result = CliRunner().invoke(app, ["compare", str(run / "baseline"), str(run / "steered")])
+    result = invoke("compare", run / "baseline", run / "steered")
     assert_one_line_error(result, expected)
     assert result.stdout == ""
 
 
 def test_results_of_another_model_compare_only_with_any_model(run: Path) -> None:
     _other_model(run)
-    result = CliRunner().invoke(app, ["compare", str(run)])  # the run folder's two sides
+    result = invoke("compare", run)  # the run folder's two sides
     assert_one_line_error(result, "different models")
     assert "--any-model" in result.stderr.splitlines()[-1]
     code, stdout, _ = _invoke(run, "--any-model", "--format", "json")
@@ -664,7 +663,7 @@ def test_two_plain_lm_eval_runs_compare_paired(tmp_path: Path, tiny_bundle: Path
         [sys.executable, "-c", _LM_EVAL_TWICE, *argv],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_S,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]

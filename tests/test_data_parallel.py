@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import HANG_S, invoke
 from sae_builders import GEN_TASK, MC_TASK, ROLLING_TASK
 from test_experiment_run import documents
-from typer.testing import CliRunner
-
-from saeval.cli.main import app
 
 TASKS = (MC_TASK, GEN_TASK, ROLLING_TASK)
 DOCUMENTS = {MC_TASK: 8, GEN_TASK: 4, ROLLING_TASK: 4}  # every document of each tiny task
-TIMEOUT_S = 180
 
 
 def _args(bundle: Path, output: Path, name: str, tasks: tuple[str, ...]) -> list[str]:
@@ -53,7 +50,7 @@ def _launch(args: list[str], log: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT_S,
+        timeout=HANG_S,
         check=False,
     )
 
@@ -81,7 +78,7 @@ def runs(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     """(output folder, rank log folder): run ``one`` in this process, run ``two`` on 2 ranks."""
     output = tmp_path_factory.mktemp("dp") / "results"
     log = output.parent / "ranks"
-    one = CliRunner().invoke(app, [*_args(tiny_bundle, output, "one", TASKS), "--device", "cpu"])
+    one = invoke(*_args(tiny_bundle, output, "one", TASKS), "--device", "cpu")
     assert one.exit_code == 0, one.output
     two = _launch(_args(tiny_bundle, output, "two", TASKS), log)
     assert two.returncode == 0, two.stdout + two.stderr
@@ -150,7 +147,7 @@ def test_an_experiment_under_a_launcher_is_one_error(
 
     path = write_experiment(tmp_path, tiny_bundle)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    result = CliRunner().invoke(app, ["run", str(path), "--output", str(tmp_path / "out")])
+    result = invoke("run", str(path), "--output", str(tmp_path / "out"))
     assert result.exit_code == 2 and "Traceback" not in result.output  # a usage error
     error, hint = result.stderr.strip().splitlines()
     assert error.startswith("error: ") and "does not run under accelerate launch" in error

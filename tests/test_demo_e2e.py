@@ -1,22 +1,19 @@
 """`saeval demo`: option wiring and output with the runner patched (fast), then the real thing on
-Gemma 3 270M through the CLI (slow: the model is converted once into the default saeval cache,
-~1 minute on a fresh machine, and reused by later runs)."""
+Gemma 3 270M through the CLI (slow: the model is converted once into the checkout's pytest
+cache, ~1 minute on a fresh checkout, and reused by later runs; never the user's saeval cache)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from conftest import invoke, run_saeval
 
 from saeval.analysis.compare import MCNEMAR
 from saeval.analysis.report_files import write_comparison
-from saeval.cli.main import app
 from saeval.demo import run as demo_run
 from saeval.demo.lm_tasks import DEMO_TASKS
 from saeval.records.run_folder import configuration_name
@@ -25,11 +22,6 @@ from saeval.run.config import RunConfig, RunEvents, RunResult
 REPO = Path(__file__).resolve().parents[1]
 PREFERENCE, KNOWLEDGE = demo_run.PREFERENCE_TASK, demo_run.KNOWLEDGE_TASK
 STAMP = "2026-01-01T00-00-00"
-
-
-def invoke(*args: str) -> Result:
-    """`saeval ARGS` in-process."""
-    return CliRunner().invoke(app, list(args))
 
 
 def test_the_packaged_steer_file_is_the_one_in_steers() -> None:
@@ -72,9 +64,15 @@ PROMPTED = {
 }
 
 
-@pytest.fixture
-def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
-    """Demo assets faked; a runner that records its config and writes a run of ANSWERS."""
+def fake_demo(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    answers: dict[float | None, dict[str, list[int]]],
+    all_but_bos: dict[str, list[int]] | None = None,
+) -> list[RunConfig]:
+    """Demo assets faked; a runner that records each config it gets and writes a run of
+    ``answers`` (per strength; None: the baseline), or of ``all_but_bos`` at each strength of a
+    run with positions all_but_bos."""
     assets = demo_run.DemoAssets(tmp_path / "model", tmp_path / "sae", tmp_path / "tasks")
     monkeypatch.setattr(demo_run, "prepare_assets", lambda: assets)
     monkeypatch.setattr(demo_run, "latent_sentence", lambda assets, device: "dog latent 0: (fake)")
@@ -82,16 +80,25 @@ def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
 
     def fake_run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         configs.append(config)
-        asked = config.system_instruction is not None
-        folder = config.output / ("demo-run-prompt" if asked else "demo-run")
+        folder = config.output / (config.name or "demo-run")
+        if config.positions == "all_but_bos" and all_but_bos is not None:
+            for scale in config.scales:
+                write_side(folder / configuration_name(scale, config.scales), all_but_bos)
+            return RunResult(folder, folder / "run.json", {}, (), None, ())
+        table = PROMPTED if config.system_instruction is not None else answers
         for scale in (None, *config.scales):
-            answers = (PROMPTED if asked else ANSWERS)[scale]
-            write_side(folder / configuration_name(scale, config.scales), answers)
+            write_side(folder / configuration_name(scale, config.scales), table[scale])
         report, files = write_comparison(folder, config.margin)
         return RunResult(folder, folder / "run.json", {}, (), report, tuple(files))
 
     monkeypatch.setattr("saeval.run.runner.run", fake_run)
     return configs
+
+
+@pytest.fixture
+def patched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
+    """The demo with its runner faked to give ANSWERS."""
+    return fake_demo(monkeypatch, tmp_path, ANSWERS)
 
 
 def test_demo_passes_its_options_to_the_runner_and_reports_the_effect(
@@ -173,12 +180,12 @@ def test_bad_scales_and_a_bad_steer_file_stop_before_the_runner(
 
 
 @pytest.mark.slow
-def test_demo_on_gemma_3_270m_steers_towards_dogs_and_costs_capability(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "saeval", "demo", "--output", str(tmp_path)]
-    args += ["--scales", "1,4", "--limit", "44", "--device", "cpu"]
-    done = subprocess.run(  # from a folder outside any git checkout: lm-eval probes for one
-        args, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
-    )
+def test_demo_on_gemma_3_270m_steers_towards_dogs_and_costs_capability(
+    tmp_path: Path, demo_cache: Path
+) -> None:
+    args = ["demo", "--output", tmp_path, "--scales", "1,4", "--limit", "44", "--device", "cpu"]
+    # from a folder outside any git checkout: lm-eval probes for one
+    done = run_saeval(*args, cwd=tmp_path, env={"SAEVAL_CACHE": str(demo_cache)})
     assert done.returncode == 0, done.stderr[-3000:]
     shown = done.stdout + done.stderr  # saeval's own progress only: no tqdm bar, no git noise
     assert "it/s]" not in shown and "%|" not in shown and "fatal:" not in shown, shown[-3000:]

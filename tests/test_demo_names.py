@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 
 from saeval.demo.names import DEMO_MODEL_NAME, with_demo_assets
 
@@ -52,9 +53,7 @@ def test_the_demo_experiment_names_the_demo_model_and_tasks_without_a_cache_path
     """steers/demo_experiment.yaml says `model: saeval-demo`; validation never converts it:
     before the first conversion it checks against the Hugging Face id the demo model copies,
     after it against the folder; the demo tasks come from the configured cache."""
-    from typer.testing import CliRunner
 
-    from saeval.cli.main import app
     from saeval.demo.names import experiment_demo_names
 
     monkeypatch.setenv("SAEVAL_CACHE", str(tmp_path / "cache"))
@@ -64,7 +63,7 @@ def test_the_demo_experiment_names_the_demo_model_and_tasks_without_a_cache_path
     assert names["model"] == "google/gemma-3-270m"
     assert [folder.parent.parent for folder in names["include_path"]] == [tmp_path / "cache"]
     assert experiment_demo_names(path, "other/model", build=False).get("model") is None
-    result = CliRunner().invoke(app, ["validate", path])
+    result = invoke("validate", path)
     assert result.exit_code == 0, result.output
     assert "20 evaluations; valid" in result.output.replace("\n", " ")  # with dogs_prompt
     model_dir = tmp_path / "cache" / "gemma-3-270m"

@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 from experiment_builders import write_experiment, write_steer_files
 from sae_builders import GEN_TASK, MC_TASK
-from typer.testing import CliRunner
 
-from saeval.cli.main import app
 from saeval.errors import SteerFileError
 from saeval.spec.csv_records import Invalid
 from saeval.spec.experiment import SlurmOptions, read_experiment, with_overrides
@@ -172,14 +171,14 @@ def test_validate_an_experiment_checks_its_steer_files_and_tasks(
     tiny_bundle: Path, tmp_path: Path
 ) -> None:
     path = write_experiment(tmp_path, tiny_bundle)
-    result = CliRunner().invoke(app, ["validate", str(path)])
+    result = invoke("validate", str(path))
     assert result.exit_code == 0, result.output
     assert "intervention adds" in result.stdout and "intervention clamps" in result.stdout
     assert (
         "2 interventions x 2 strengths + 1 random control each; 1 target + 1 capability tasks: "
         "1 baseline + 8 configurations, 18 evaluations; valid"
     ) in " ".join(result.stdout.split())
-    data = json.loads(CliRunner().invoke(app, ["validate", str(path), "-f", "json"]).stdout)
+    data = json.loads(invoke("validate", str(path), "-f", "json").stdout)
     assert data["schema"] == "saeval.experiment-check/1" and data["ok"]
     assert data["experiment"]["target"] == [MC_TASK] and set(data["interventions"]) == {
         "adds",
@@ -198,10 +197,10 @@ def test_validate_an_experiment_lists_every_problem(tiny_bundle: Path, tmp_path:
         tasks=[GEN_TASK, "no_such_task"],
         interventions={"adds": "steers/adds.csv", "bad": "steers/bad.csv"},
     )
-    result = CliRunner().invoke(app, ["validate", str(path)])
+    result = invoke("validate", str(path))
     assert result.exit_code == 1
     assert "bad.csv:2 latent_idx" in result.stderr
     assert f"{path} tasks: " in result.stderr and "no_such_task" in result.stderr
     assert "error: 2 problems in" in result.stderr
-    again = CliRunner().invoke(app, ["validate", str(path), str(path)])
+    again = invoke("validate", str(path), str(path))
     assert again.exit_code == 2 and "one experiment file alone" in again.stderr

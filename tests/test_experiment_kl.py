@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import invoke
 from experiment_builders import experiment_data, write_steer_files
 from sae_builders import GEN_TASK, MC_TASK
 from test_leaderboard import _entries, _results
-from typer.testing import CliRunner
 
 from saeval.analysis.leaderboard import leaderboard
 from saeval.analysis.leaderboard_render import render_leaderboard
-from saeval.cli.main import app
 from saeval.records.side_effects import KlSummary
 from saeval.spec.experiment import read_experiment
 
@@ -46,15 +45,15 @@ def runs(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     folder = tmp_path_factory.mktemp("experiment-kl")
     path, output = _write(folder, tiny_bundle), folder / "results"
     args = ["run", str(path), "--kl-docs", str(KL_DOCS), "--output", str(output)]
-    experiment = CliRunner().invoke(app, [*args, "--devices", "cpu", "--name", "exp"])
+    experiment = invoke(*args, "--devices", "cpu", "--name", "exp")
     assert experiment.exit_code == 0, experiment.output
     assert "KL" in experiment.stdout  # the terminal table (its header wraps at 80 columns)
-    alone = CliRunner().invoke(app, [
-        "run", str(folder / "steers" / "adds.csv"), "--model", str(tiny_bundle / "model"),
-        "--include-path", str(tiny_bundle / "tasks"), "--tasks", f"{MC_TASK},{GEN_TASK}",
+    alone = invoke(
+        "run", folder / "steers" / "adds.csv", "--model", tiny_bundle / "model",
+        "--include-path", tiny_bundle / "tasks", "--tasks", f"{MC_TASK},{GEN_TASK}",
         "--limit", "4", "--scale", "1,2", "--kl-docs", str(KL_DOCS), "--device", "cpu",
-        "--output", str(output), "--name", "alone",
-    ])  # fmt: skip
+        "--output", output, "--name", "alone",
+    )  # fmt: skip
     assert alone.exit_code == 0, alone.output
     return output / "exp", output / "alone"
 
@@ -127,6 +126,6 @@ def test_the_kl_column_pools_tasks_by_tokens_and_is_absent_without_kl() -> None:
 def test_kl_docs_is_a_key_of_the_experiment_file(tiny_bundle: Path, tmp_path: Path) -> None:
     assert read_experiment(_write(tmp_path, tiny_bundle, kl_docs=5)).options.kl_docs == 5
     assert read_experiment(_write(tmp_path, tiny_bundle)).options.kl_docs is None
-    result = CliRunner().invoke(app, ["validate", str(_write(tmp_path, tiny_bundle, kl_docs=-1))])
+    result = invoke("validate", str(_write(tmp_path, tiny_bundle, kl_docs=-1)))
     assert result.exit_code == 1
     assert "kl_docs" in result.output and "whole number >= 0" in result.output

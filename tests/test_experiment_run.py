@@ -20,22 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import HANG_S, invoke
 from experiment_builders import write_experiment
 from sae_builders import GEN_TASK, MC_TASK
-from typer.testing import CliRunner, Result
-
-from saeval.cli.main import app
 
 CONFIGURATIONS = [
     "baseline",
     *(f"{name}{kind}@{scale}" for name in ("adds", "clamps") for scale in (1, 2)
       for kind in ("", "~random1")),
 ]  # fmt: skip
-TIMEOUT_S = 240
-
-
-def saeval(*args: str | Path) -> Result:
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 def documents(folder: Path) -> dict[str, list[tuple[int, list[float | str], dict[str, float]]]]:
@@ -88,7 +81,7 @@ def setup(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 def first(setup: tuple[Path, Path]) -> Path:
     """The experiment run on two CPU workers."""
     path, output = setup
-    result = saeval("run", path, "--devices", "cpu,cpu", "--output", output, "--name", "first")
+    result = invoke("run", path, "--devices", "cpu,cpu", "--output", output, "--name", "first")
     assert result.exit_code == 0, result.output
     assert "sweet spot of adds" in result.stdout
     return output / "first"
@@ -123,7 +116,7 @@ def test_each_configuration_equals_a_run_of_its_steer_file_alone(
     first: Path, setup: tuple[Path, Path], tiny_bundle: Path, intervention: str
 ) -> None:
     path, output = setup
-    result = saeval(
+    result = invoke(
         "run", path.parent / "steers" / f"{intervention}.csv", "--model", tiny_bundle / "model",
         "--include-path", tiny_bundle / "tasks", "--tasks", f"{MC_TASK},{GEN_TASK}",
         "--limit", "4", "--scale", "1,2", "--device", "cpu", "--output", output,
@@ -147,7 +140,7 @@ def _start(path: Path, output: Path, name: str, *extra: str) -> subprocess.Popen
 
 
 def _wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + TIMEOUT_S
+    deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline:
         found = check()
         if found:
@@ -184,7 +177,7 @@ def test_a_killed_worker_is_recorded_and_resume_completes_with_the_same_numbers(
     _wait_for(lambda: _completed(run) >= 3, "three finished units")
     worker, pid = _wait_for(lambda: _busy_worker(run), "a worker holding a unit")
     os.kill(pid, signal.SIGKILL)
-    _, stderr = parent.communicate(timeout=TIMEOUT_S)
+    _, stderr = parent.communicate(timeout=HANG_S)
     assert parent.returncode == 1, stderr
     assert (
         "evaluations did not finish" in stderr and f"worker {worker} stopped by SIGKILL" in stderr
@@ -196,7 +189,7 @@ def test_a_killed_worker_is_recorded_and_resume_completes_with_the_same_numbers(
     assert other["status"] == "finished"  # the other worker went on to the end
 
     kept = {(r["configuration"], r["task"]): r["finished"] for r in data["completed"]}
-    result = saeval("run", path, "--devices", "cpu,cpu", "--output", output, "--name", "killed",
+    result = invoke("run", path, "--devices", "cpu,cpu", "--output", output, "--name", "killed",
                     "--resume")  # fmt: skip
     assert result.exit_code == 0, result.output
     resumed = manifest(run)
@@ -214,7 +207,7 @@ def test_sigterm_stops_every_worker_and_keeps_what_finished(setup: tuple[Path, P
     _wait_for(lambda: _completed(run) >= 2, "two finished units")
     pids = [json.loads(p.read_text())["pid"] for p in (run / "workers").glob("*.json")]
     parent.send_signal(signal.SIGTERM)
-    _, stderr = parent.communicate(timeout=TIMEOUT_S)
+    _, stderr = parent.communicate(timeout=HANG_S)
     assert parent.returncode == 143, stderr
     assert "interrupted by SIGTERM" in stderr and "--resume --name terminated" in stderr
     data = manifest(run)
@@ -226,7 +219,7 @@ def test_sigterm_stops_every_worker_and_keeps_what_finished(setup: tuple[Path, P
 
 def test_submitit_local_gives_the_same_numbers(first: Path, setup: tuple[Path, Path]) -> None:
     path, output = setup
-    result = saeval("run", path, "--executor", "submitit-local", "--devices", "cpu,cpu",
+    result = invoke("run", path, "--executor", "submitit-local", "--devices", "cpu,cpu",
                     "--output", output, "--name", "submitit")  # fmt: skip
     assert result.exit_code == 0, result.output
     run = output / "submitit"
@@ -237,14 +230,14 @@ def test_submitit_local_gives_the_same_numbers(first: Path, setup: tuple[Path, P
 
 def test_options_an_experiment_file_sets_are_refused(setup: tuple[Path, Path]) -> None:
     path, output = setup
-    result = saeval("run", path, "--scale", "3", "--output", output)
+    result = invoke("run", path, "--scale", "3", "--output", output)
     assert result.exit_code == 2 and "--scale does not apply to an experiment" in result.stderr
-    result = saeval("run", path, "--devices", "gpu", "--output", output)
+    result = invoke("run", path, "--devices", "gpu", "--output", output)
     assert result.exit_code == 2 and "--devices: unknown device 'gpu'" in result.stderr
     steer = path.parent / "steers" / "adds.csv"
-    result = saeval("run", steer, "--tasks", MC_TASK, "--devices", "cpu,cpu")
+    result = invoke("run", steer, "--tasks", MC_TASK, "--devices", "cpu,cpu")
     assert result.exit_code == 2 and "--devices is an option of experiment files" in result.stderr
-    result = saeval("run", steer)
+    result = invoke("run", steer)
     assert result.exit_code == 2 and "--tasks is required with steer files" in result.stderr
 
 

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import invoke
 from sae_builders import MC_TASK
-from typer.testing import CliRunner
 
-from saeval.cli.main import app
 from saeval.records.run_folder import CACHE_DIR, CACHE_KEY_FILE
 from saeval.run.baseline_cache import BaselineCache, baseline_key
 from saeval.run.lm_eval_format import TaskOutput
@@ -24,7 +23,7 @@ def run_mc(bundle: Path, output: Path, name: str) -> tuple[int, str]:
     """`saeval run` of the multiple-choice task (baseline + steered); exit code and stderr."""
     args = ["run", str(bundle / "steer.csv"), "--model", str(bundle / "model")]
     args += ["--include-path", str(bundle / "tasks"), "--output", str(output), "--device", "cpu"]
-    result = CliRunner().invoke(app, [*args, "--tasks", MC_TASK, "--name", name])
+    result = invoke(*args, "--tasks", MC_TASK, "--name", name)
     return result.exit_code, result.stderr
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from builders import save_tiny_pretrained
 from cli_checks import assert_one_line_error
+from conftest import HANG_S, invoke
 from sae_builders import MC_TASK, build_sae, save_sae, write_steer_csv
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from saeval.cli.main import app
 from saeval.errors import ResolutionError, SteerFileError
 from saeval.spec.csv_records import MAX_STEER_BYTES
 from saeval.spec.sae_folder import ARCHITECTURES, SAE_DTYPES
@@ -28,7 +28,7 @@ GOLDEN = Path(__file__).parent / "golden" / "lmeval"
 
 
 def validate(*args: str) -> Result:
-    return CliRunner().invoke(app, ["validate", *args])
+    return invoke("validate", *args)
 
 
 def run_cli(bundle: Path, output: Path, steer: Path, model: Path | None = None) -> Result:
@@ -36,10 +36,10 @@ def run_cli(bundle: Path, output: Path, steer: Path, model: Path | None = None) 
     base = ["run", str(steer), "--model", str(model or bundle / "model"), "--device", "cpu"]
     base += ["--include-path", str(bundle / "tasks"), "--output", str(output)]
     base += ["--tasks", MC_TASK, "--limit", "4", "--name", "r"]
-    return CliRunner().invoke(app, base)
+    return invoke(*base)
 
 
-def read_within(path: Path, seconds: float = 10.0) -> SteerFileError:
+def read_within(path: Path, seconds: float = HANG_S) -> SteerFileError:
     """The SteerFileError of reading ``path``, which must come back within ``seconds``."""
     outcome: list[BaseException] = []
 
@@ -383,7 +383,7 @@ def test_compare_of_two_evaluations_with_no_task_in_common_is_an_error(tmp_path:
     data = json.loads(results.read_text())
     data["results"] = {f"other_{name}": value for name, value in data["results"].items()}
     results.write_text(json.dumps(data))
-    result = CliRunner().invoke(app, ["compare", str(run / "baseline"), str(run / "steered")])
+    result = invoke("compare", str(run / "baseline"), str(run / "steered"))
     assert_one_line_error(
         result,
         f"{run / 'baseline'} and {run / 'steered'} have no task in common (baseline: ",
@@ -436,13 +436,10 @@ def test_apply_chat_template_without_a_template_stops_before_the_model_loads(
 
     monkeypatch.setattr(evaluation, "load_model", no_load)
     steer = tiny_bundle / "steer.csv"
-    result = CliRunner().invoke(
-        app,
-        [
-            *["run", str(steer), "--model", str(tiny_bundle / "model"), "--device", "cpu"],
-            *["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path / "out")],
-            *["--tasks", MC_TASK, "--limit", "2", "--apply-chat-template"],
-        ],
+    result = invoke(
+        *["run", str(steer), "--model", str(tiny_bundle / "model"), "--device", "cpu"],
+        *["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path / "out")],
+        *["--tasks", MC_TASK, "--limit", "2", "--apply-chat-template"],
     )
     model = tiny_bundle / "model"
     assert_one_line_error(result, f"--apply-chat-template: the tokenizer of {model} has no chat")
@@ -491,7 +488,7 @@ def test_an_experiment_with_apply_chat_template_is_checked_before_any_work(
     from experiment_builders import write_experiment
 
     path = write_experiment(tmp_path, tiny_bundle, apply_chat_template=True)
-    result = CliRunner().invoke(app, ["run", str(path), "--output", str(tmp_path / "out")])
+    result = invoke("run", str(path), "--output", str(tmp_path / "out"))
     model = tiny_bundle / "model"
     assert_one_line_error(result, f"--apply-chat-template: the tokenizer of {model} has no chat")
     assert not (tmp_path / "out").exists()

@@ -12,10 +12,8 @@ import pytest
 import torch
 import yaml
 from cli_checks import assert_one_line_error
+from conftest import invoke
 from sae_builders import MC_TASK
-from typer.testing import CliRunner
-
-from saeval.cli.main import app
 
 
 class _Payload:
@@ -106,7 +104,7 @@ def test_no_command_runs_a_pickle_payload(
 ) -> None:
     steer, marker = payload
     args = _commands(tiny_bundle, steer, tmp_path)[command]
-    result = CliRunner().invoke(app, args)
+    result = invoke(*args)
     assert not marker.exists(), f"{command} ran the payload"
     if command.startswith("validate") or command == "run experiment":
         assert result.exit_code == 1, result.output  # validate tables; experiment problem lists
@@ -124,6 +122,6 @@ def test_harness_steered_still_runs_a_safe_pt_file(tiny_bundle: Path, tmp_path: 
     args = ["harness", "--model", "steered", "--model_args"]
     args += [f"pretrained={tiny_bundle / 'model'},steer_path={steer}", "--device", "cpu"]
     args += ["--include_path", str(tiny_bundle / "tasks"), "--tasks", MC_TASK, "--limit", "2"]
-    result = CliRunner().invoke(app, args)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD") is None  # restored afterwards

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 from cli_checks import assert_one_line_error
+from conftest import invoke
 from experiment_builders import write_experiment
-from typer.testing import CliRunner
 
-from saeval.cli.main import app
 from saeval.errors import SaevalError
 from saeval.spec.experiment import read_experiment
 from saeval.spec.experiment_check import MAX_EVALUATIONS, counts
@@ -45,7 +44,7 @@ def test_run_refuses_a_grid_above_the_limit_before_writing_anything(
 ) -> None:
     path = _large(tmp_path, tiny_bundle)
     output = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", str(path), "--output", str(output)])
+    result = invoke("run", str(path), "--output", str(output))
     assert result.exit_code == 2, result.output
     assert "10,001 evaluations, above the limit of 10,000" in result.stderr
     assert "--allow-large" in result.stderr and "Traceback" not in result.output
@@ -63,11 +62,11 @@ def test_allow_large_starts_it(
     monkeypatch.setattr(experiment, "run_experiment", started)
     path = _large(tmp_path, tiny_bundle)
     args = ["run", str(path), "--output", str(tmp_path / "out"), "--allow-large"]
-    assert_one_line_error(CliRunner().invoke(app, args), "started")
+    assert_one_line_error(invoke(*args), "started")
 
 
 def test_validate_says_the_count_and_the_limit(tiny_bundle: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["validate", str(_large(tmp_path, tiny_bundle))])
+    result = invoke("validate", str(_large(tmp_path, tiny_bundle)))
     text = " ".join(result.output.split())
     assert "1 baseline + 10000 configurations, 10001 evaluations" in text
     assert "(10,001 evaluations, above the limit of 10,000: saeval run needs --allow-large)" in text
@@ -75,7 +74,7 @@ def test_validate_says_the_count_and_the_limit(tiny_bundle: Path, tmp_path: Path
 
 def test_allow_large_is_refused_with_steer_files(tiny_bundle: Path) -> None:
     args = ["run", str(tiny_bundle / "steer.csv"), "--tasks", "tiny_mc", "--allow-large"]
-    result = CliRunner().invoke(app, args)
+    result = invoke(*args)
     assert (
         result.exit_code == 2 and "--allow-large is an option of experiment files" in result.stderr
     )

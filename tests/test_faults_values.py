@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import torch
 from cli_checks import assert_one_line_error
+from conftest import invoke
 from sae_builders import MC_TASK, build_sae, save_sae, write_steer_csv
 from sae_lens import SAE
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from saeval.cli.main import app
 from saeval.cli.options import parse_scales
 from saeval.errors import ResultsError, SteeringError, UsageError
 from saeval.run.config import RunConfig
@@ -47,7 +47,7 @@ def run_cli(bundle: Path, output: Path, *args: str, steer: Path | None = None) -
     base = ["run", str(steer or bundle / "steer.csv"), "--model", str(bundle / "model")]
     base += ["--include-path", str(bundle / "tasks"), "--output", str(output), "--device", "cpu"]
     base += ["--tasks", MC_TASK, "--limit", "4", "--name", "r"]
-    return CliRunner().invoke(app, [*base, *args])
+    return invoke(*base, *args)
 
 
 def assert_usage_error(result: Result, *needles: str) -> None:
@@ -101,7 +101,7 @@ def test_scales_are_plain_decimal_numbers(text: str, needle: str) -> None:
 def test_steer_file_coefficients_are_plain_decimal_numbers(tmp_path: Path, text: str) -> None:
     sae = save_sae(build_sae("standard", seed=1), tmp_path / "sae")
     steer = write_steer_csv(tmp_path / "steer.csv", [(3, text, sae, "")])
-    result = CliRunner().invoke(app, ["validate", str(steer)])
+    result = invoke("validate", str(steer))
     assert result.exit_code == 1, result.output
     assert f"{steer}:2 steering_coefficient: {text!r} is " in result.stderr.replace("\n", "")
 
@@ -181,7 +181,7 @@ def test_bad_compare_options_fail_before_any_file_is_read(
     tmp_path: Path, args: list[str], needle: str
 ) -> None:
     missing = str(tmp_path / "missing")  # reading it first would be exit 1, "no such file"
-    result = CliRunner().invoke(app, ["compare", missing, missing, *args])
+    result = invoke("compare", missing, missing, *args)
     assert_usage_error(result, needle)
 
 
@@ -417,7 +417,7 @@ def _set_sample(file: Path, line: int, metric: str, value: float) -> int:
 def test_compare_refuses_a_non_finite_per_document_value(golden: Path, value: float) -> None:
     samples = _samples(golden / "steered", MC_TASK)
     doc_id = _set_sample(samples, 3, "acc", value)
-    result = CliRunner().invoke(app, ["compare", str(golden / "baseline"), str(golden / "steered")])
+    result = invoke("compare", str(golden / "baseline"), str(golden / "steered"))
     assert_one_line_error(
         result, f"{samples}:3: acc of document {doc_id} is {value}, not a finite number"
     )
@@ -429,7 +429,7 @@ def test_compare_refuses_a_nan_aggregate_and_accepts_na_stderrs(golden: Path) ->
     assert data["results"]["tiny_ppl"]["bits_per_byte_stderr,none"] == "N/A"
     data["results"][MC_TASK]["acc_norm,none"] = math.nan
     results.write_text(json.dumps(data))
-    result = CliRunner().invoke(app, ["compare", str(golden / "baseline"), str(golden / "steered")])
+    result = invoke("compare", str(golden / "baseline"), str(golden / "steered"))
     assert_one_line_error(result, f"{results}: task '{MC_TASK}' acc_norm,none is nan")
 
 

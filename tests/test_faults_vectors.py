@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import invoke
 from sae_builders import MC_TASK
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
-from typer.testing import CliRunner
 
-from saeval.cli.main import app
 from saeval.errors import ResolutionError
 from saeval.spec.vector_files import vector_facts
 
@@ -118,7 +117,7 @@ def test_run_refuses_a_damaged_vector_before_loading_the_model(
     steer.write_text(f"vector,hook,steering_coefficient\n{vector},h.1,1\n")
     args = ["run", str(steer), "--model", str(tiny_bundle / "model"), "--device", "cpu"]
     args += ["--include-path", str(tiny_bundle / "tasks"), "--tasks", MC_TASK, "--limit", "2"]
-    result = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out"), "--name", "r"])
+    result = invoke(*args, "--output", str(tmp_path / "out"), "--name", "r")
     assert result.exit_code == 1, result.output
     assert "not a valid safetensors file" in result.stderr
     assert "Traceback" not in result.output

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from cli_checks import assert_one_line_error
+from conftest import HANG_S, invoke, run_saeval
 from sae_builders import GEN_TASK, MC_TASK, ROLLING_TASK
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from saeval.cli.main import app
 from saeval.errors import ResultsError
 from saeval.records.run_folder import LOCK_FILE
 from saeval.run.lock import RunLock
@@ -40,7 +40,7 @@ def run_args(bundle: Path, output: Path, *args: str) -> list[str]:
 
 def saeval(bundle: Path, output: Path, *args: str) -> Result:
     """`saeval run ...` in-process."""
-    return CliRunner().invoke(app, run_args(bundle, output, *args))
+    return invoke(*run_args(bundle, output, *args))
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -173,7 +173,7 @@ def test_compare_without_output_writes_plots_to_the_current_folder(
 ) -> None:
     before = snapshot(finished)
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["compare", str(finished), "--format", "json"])
+    result = invoke("compare", str(finished), "--format", "json")
     assert result.exit_code == 0, result.output
     plots = tmp_path / "done-plots"
     assert f"plots to {plots}" in result.stderr
@@ -183,7 +183,7 @@ def test_compare_without_output_writes_plots_to_the_current_folder(
 
 def test_compare_output_file_puts_plots_next_to_it(finished: Path, tmp_path: Path) -> None:
     report = tmp_path / "reports" / "sweep.md"
-    result = CliRunner().invoke(app, ["compare", str(finished), "--output", str(report)])
+    result = invoke("compare", str(finished), "--output", str(report))
     assert result.exit_code == 0, result.output
     assert MC_TASK in report.read_text()
     assert list(report.parent.glob("sweep_*.png"))
@@ -191,7 +191,7 @@ def test_compare_output_file_puts_plots_next_to_it(finished: Path, tmp_path: Pat
 
 def test_compare_output_that_is_a_folder_is_one_line(finished: Path, tmp_path: Path) -> None:
     before = snapshot(finished)
-    result = CliRunner().invoke(app, ["compare", str(finished), "--output", str(tmp_path)])
+    result = invoke("compare", str(finished), "--output", str(tmp_path))
     assert_one_line_error(result, f"--output {tmp_path} is a folder, not a file")
     assert list(tmp_path.iterdir()) == [] and snapshot(finished) == before
 
@@ -207,7 +207,7 @@ def test_compare_output_in_an_unwritable_folder_is_one_line(
         "access",
         lambda path, mode: not (mode & os.W_OK and Path(path) == locked) and real(path, mode),
     )
-    result = CliRunner().invoke(app, ["compare", str(finished), "-o", str(locked / "r.md")])
+    result = invoke("compare", str(finished), "-o", str(locked / "r.md"))
     assert_one_line_error(result, f"--output {locked / 'r.md'}: {locked} is not writable")
     assert list(locked.iterdir()) == []
 
@@ -215,7 +215,7 @@ def test_compare_output_in_an_unwritable_folder_is_one_line(
 def test_compare_output_under_a_file_is_one_line(finished: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("keep me")
-    result = CliRunner().invoke(app, ["compare", str(finished), "-o", str(blocker / "r.md")])
+    result = invoke("compare", str(finished), "-o", str(blocker / "r.md"))
     assert_one_line_error(result, f"--output {blocker / 'r.md'}: cannot create {blocker}")
     assert blocker.read_text() == "keep me"
 
@@ -235,7 +235,7 @@ def test_compare_output_inside_the_run_it_reads_is_one_line(
     before = snapshot(finished)
     output = finished / target
     args = ["compare", *(str(finished / side) for side in sides), "--output", str(output)]
-    result = CliRunner().invoke(app, args)
+    result = invoke(*args)
     assert_one_line_error(result, f"--output {output} is inside", "compare never writes into")
     assert snapshot(finished) == before
 
@@ -245,9 +245,9 @@ def test_compare_output_beside_loose_results_files_is_allowed(tmp_path: Path) ->
     side = Path(shutil.copytree(golden / "baseline" / "tiny-gpt2", tmp_path / "side"))
     (results,) = side.glob("results_*.json")
     report = side / "report.md"
-    result = CliRunner().invoke(app, ["compare", str(results), str(results), "-o", str(report)])
+    result = invoke("compare", str(results), str(results), "-o", str(report))
     assert result.exit_code == 0, result.output
-    clobber = CliRunner().invoke(app, ["compare", str(side), str(results), "-o", str(results)])
+    clobber = invoke("compare", str(side), str(results), "-o", str(results))
     assert_one_line_error(clobber, f"--output {results} is inside")
 
 
@@ -263,7 +263,7 @@ def test_resume_recomputes_a_cut_samples_file_and_compare_refuses_it_before(
     whole = samples.read_bytes()
     lines = whole.decode().splitlines(keepends=True)
     samples.write_text("".join(lines[: len(lines) // 2]))
-    refused = CliRunner().invoke(app, ["compare", str(run), "--format", "json"])
+    refused = invoke("compare", str(run), "--format", "json")
     assert_one_line_error(refused, f"{samples} does not match the sha256")
     args = ["--tasks", MC_TASK, "--scale", "0,1", "--name", "copy", "--resume"]
     resumed = saeval(tiny_bundle, tmp_path, *args)
@@ -273,7 +273,7 @@ def test_resume_recomputes_a_cut_samples_file_and_compare_refuses_it_before(
     )
     assert samples.read_bytes() == whole
     assert manifest(run)["status"] == "complete"
-    compared = CliRunner().invoke(app, ["compare", str(run), "--format", "json"])
+    compared = invoke("compare", str(run), "--format", "json")
     assert compared.exit_code == 0 and "unverified" not in compared.output
 
 
@@ -349,9 +349,9 @@ def test_a_lock_file_left_by_a_dead_process_neither_blocks_nor_breaks_compare(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the sweep's plots land here
     run = Path(shutil.copytree(finished, tmp_path / "done"))
-    expected = CliRunner().invoke(app, ["compare", str(run), "-f", "json"]).stdout
+    expected = invoke("compare", str(run), "-f", "json").stdout
     (run / LOCK_FILE).write_text("999999\n")  # a crashed holder: the kernel released its flock
-    result = CliRunner().invoke(app, ["compare", str(run), "-f", "json"])
+    result = invoke("compare", str(run), "-f", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == json.loads(expected)
     assert json.loads(expected)["series"]
@@ -394,7 +394,7 @@ def test_two_resumes_of_one_run_at_once_one_runs_the_other_is_refused(
         )
         for _ in range(2)
     ]
-    done = [(p, *p.communicate(timeout=300)) for p in processes]
+    done = [(p, *p.communicate(timeout=HANG_S)) for p in processes]
     codes = sorted(p.returncode for p, _, _ in done)
     assert codes == [0, 1], [err[-2000:] for _, _, err in done]
     (winner, _, _), (_, _, refused) = sorted(done, key=lambda item: item[0].returncode)
@@ -531,12 +531,9 @@ def test_out_of_memory_before_anything_finished_keeps_no_promise(
 def test_a_run_shows_saeval_progress_only_no_tqdm_and_no_git_noise(
     tiny_bundle: Path, tmp_path: Path
 ) -> None:
-    command = [sys.executable, "-m", "saeval", *run_args(tiny_bundle, tmp_path / "out")]
-    command += ["--tasks", f"{MC_TASK},{ROLLING_TASK}", "--name", "t"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
-    done = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    args = [*run_args(tiny_bundle, tmp_path / "out"), "--tasks", f"{MC_TASK},{ROLLING_TASK}"]
+    done = run_saeval(
+        *args, "--name", "t", cwd=tmp_path, env={"HF_HUB_DISABLE_PROGRESS_BARS": None}
     )
     assert done.returncode == 0, done.stderr[-3000:]
     shown = done.stdout + done.stderr

@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from conftest import invoke
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from typer.testing import CliRunner
-
-from saeval.cli.main import app
 
 QUESTIONS = ["Is a dog loyal?", "What is the capital of France?", "Yes or no?", "The fox"]
 GEN_TOKENS = 6
@@ -66,7 +64,7 @@ def test_gen_ppl_is_the_perplexity_of_the_generated_ids(tiny_bundle: Path, tmp_p
     args = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     args += ["--include-path", str(tmp_path / "tasks"), "--output", str(tmp_path / "out")]
     args += ["--tasks", "gen_strip", "--scale", "1", "--device", "cpu", "--name", "r"]
-    result = CliRunner().invoke(app, args)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     run = tmp_path / "out" / "r"
     (samples,) = (run / "baseline").glob("**/samples_gen_strip*.jsonl")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 from builders import train_tiny_tokenizer
+from conftest import invoke
 from lm_eval import simple_evaluate
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
@@ -26,9 +27,7 @@ from sae_builders import (
     save_sae,
     write_steer_csv,
 )
-from typer.testing import CliRunner
 
-from saeval.cli.main import app
 from saeval.errors import SteerFileError, SteeringError, UsageError
 from saeval.steering.lm_eval_model import SteeredHFLM
 
@@ -204,7 +203,7 @@ def test_saeval_harness_passes_the_seed_arguments_to_lm_eval(
         "--output_path",
         str(out),
     ]
-    result = CliRunner().invoke(app, args)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     (results_file,) = out.rglob("results_*.json")
     results = json.loads(results_file.read_text())

@@ -28,7 +28,6 @@ from builders import (
     build_tiny_model,
     save_tiny_pretrained,
     tiny_config,
-    train_tiny_tokenizer,
 )
 from tl_reference import transformer_lens_model
 from torch import Tensor, nn
@@ -45,17 +44,7 @@ from saeval.steering.hooks import attach, locate
 
 pytestmark = pytest.mark.filterwarnings("ignore:HookedTransformer is deprecated")
 
-SEQ_LEN = 9  # longer than the Gemma sliding window (4), so local attention matters
 TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="module")
-def input_ids() -> Tensor:
-    """Two rows of tokens from the tiny tokenizer."""
-    tokenizer = train_tiny_tokenizer()
-    texts = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France."]
-    rows = [tokenizer(text)["input_ids"][:SEQ_LEN] for text in texts]
-    return torch.tensor(rows)
 
 
 class Reference:

@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import invoke
 from sae_builders import KINDS, build_sae, dual_sae, save_sae
 from sae_lens import SAE
-from typer.testing import CliRunner
 
-from saeval.cli.main import app
 from saeval.errors import SteerFileError
 from saeval.spec.resolve import validate
 from saeval.spec.steer_file import Action, SteerRow, VectorRow, read_steer_file
@@ -198,11 +197,11 @@ def test_validate_shows_a_vectors_norm_and_hook(tmp_path: Path, monkeypatch: Any
     Path("v.csv").write_text(
         "vector,hook,steering_coefficient\ncaa.npy,blocks.1.hook_resid_post,8\n"
     )
-    result = CliRunner().invoke(app, ["validate", "v.csv", "--model", "gpt2"])
+    result = invoke("validate", "v.csv", "--model", "gpt2")
     assert result.exit_code == 0, result.output
     assert "|v| = 4" in result.stdout and "blocks.1.hook_resid_post" in result.stdout
     assert "h += c·v" in result.stdout
-    data = json.loads(CliRunner().invoke(app, ["validate", "v.csv", "-f", "json"]).stdout)
+    data = json.loads(invoke("validate", "v.csv", "-f", "json").stdout)
     (resolved,) = data["rows"]
     assert (resolved["vector"]["width"], resolved["vector"]["norm"]) == (64, 4.0)
     assert [check["name"] for check in resolved["checks"]] == ["vector", "hook"]
@@ -240,7 +239,7 @@ def test_a_pt_file_that_needs_unpickling_is_refused_without_running_it(tmp_path:
     with pytest.raises(SteerFileError, match=r"evil\.pt: refused: .*posix\.system") as raised:
         read_steer_file(steer)
     assert "\n" not in raised.value.message
-    result = CliRunner().invoke(app, ["validate", str(steer)])
+    result = invoke("validate", str(steer))
     assert result.exit_code == 1 and "refused" in result.stderr and "Traceback" not in result.output
     assert not marker.exists()
 
@@ -272,7 +271,7 @@ def test_saeval_run_takes_a_pt_file(tiny_bundle: Path, tmp_path: Path) -> None:
     )
     args = ["run", str(steer), "--model", str(tiny_bundle / "model"), "--tasks", "tiny_mc"]
     args += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path / "out")]
-    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--limit", "4", "--name", "pt"])
+    result = invoke(*args, "--device", "cpu", "--limit", "4", "--name", "pt")
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "out" / "pt" / "run.json").read_text())
     (record,) = manifest["steer_files"]
@@ -306,9 +305,9 @@ def test_a_fork_file_with_clamp_and_add_rows_validates_with_notes(
         (Action.CLAMP_ACTIVE, "clamp_cond"),
     ]
     assert [getattr(r, "threshold", None) for r in rows] == [None, None, 0.25]
-    result = CliRunner().invoke(app, ["validate", str(steer)])
+    result = invoke("validate", str(steer))
     assert result.exit_code == 0, result.output
-    data = json.loads(CliRunner().invoke(app, ["validate", str(steer), "-f", "json"]).stdout)
+    data = json.loads(invoke("validate", str(steer), "-f", "json").stdout)
     assert [(r["action"], r["dialect_action"]) for r in data["rows"]][1:] == [
         ("clamp_active", "clamp"),
         ("clamp_active", "clamp_cond"),

@@ -10,9 +10,9 @@ import pytest
 import torch
 from builders import build_tiny_model, train_tiny_tokenizer
 from cli_checks import assert_one_line_error
+from conftest import invoke
 from sae_builders import build_sae, write_steer_csv
 from scipy import stats
-from typer.testing import CliRunner
 
 from saeval.analysis.side_effects import (
     distinct_2,
@@ -20,7 +20,6 @@ from saeval.analysis.side_effects import (
     repetition_rate,
     summarize_kl,
 )
-from saeval.cli.main import app
 from saeval.run.kl import measure_kl
 from saeval.spec.steer_file import SteerRow
 from saeval.steering.divergence import continuation_nll, kl_per_position
@@ -146,7 +145,7 @@ def test_saeval_kl_prints_the_library_numbers(tiny_bundle: Path, tmp_path: Path)
     texts = _texts(tmp_path / "texts.jsonl")
     steer = tiny_bundle / "steer.csv"
     args = ["kl", str(steer), "--model", str(tiny_bundle / "model"), "--texts", str(texts)]
-    result = CliRunner().invoke(app, [*args, "--scale", "0,1,2", "--format", "json"])
+    result = invoke(*args, "--scale", "0,1,2", "--format", "json")
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     report = measure_kl([steer], texts, model=str(tiny_bundle / "model"), scales=(0, 1, 2))
@@ -154,7 +153,7 @@ def test_saeval_kl_prints_the_library_numbers(tiny_bundle: Path, tmp_path: Path)
     keys = ("scale", "mean", "ci_low", "ci_high", "tokens")
     assert [{k: e[k] for k in keys} for e in printed] == [{k: e[k] for k in keys} for e in expected]
     assert printed[0]["mean"] == 0.0 and 0 < printed[1]["mean"] < printed[2]["mean"]
-    table = CliRunner().invoke(app, args)
+    table = invoke(*args)
     assert table.exit_code == 0 and "mean KL" in table.stdout
 
 
@@ -171,7 +170,7 @@ def test_a_bad_corpus_is_one_line(
     texts.write_text(content)
     steer = write_steer_csv(tmp_path / "s.csv", [(3, 1.0, tiny_bundle / "sae", "")])
     args = ["kl", str(steer), "--model", str(tiny_bundle / "model"), "--texts", str(texts)]
-    assert_one_line_error(CliRunner().invoke(app, args), needle)
+    assert_one_line_error(invoke(*args), needle)
 
 
 def test_a_run_measures_kl_and_generation_quality_per_configuration(
@@ -182,7 +181,7 @@ def test_a_run_measures_kl_and_generation_quality_per_configuration(
     args = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     args += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path)]
     args += ["--tasks", "tiny_mc,tiny_gen", "--scale", "0,1", "--limit", "4", "--kl-docs", "3"]
-    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--name", "r"])
+    result = invoke(*args, "--device", "cpu", "--name", "r")
     assert result.exit_code == 0, result.output
     run = tmp_path / "r"
     manifest = json.loads((run / "run.json").read_text())
@@ -211,7 +210,7 @@ def test_kl_docs_zero_measures_no_kl(tiny_bundle: Path, tmp_path: Path) -> None:
     args = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     args += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path)]
     args += ["--tasks", "tiny_mc", "--limit", "2", "--kl-docs", "0", "--device", "cpu"]
-    result = CliRunner().invoke(app, [*args, "--name", "r"])
+    result = invoke(*args, "--name", "r")
     assert result.exit_code == 0, result.output
     comparison = json.loads((tmp_path / "r" / "comparison.json").read_text())
     assert all(row["kl"] is None for row in comparison["rows"])

@@ -11,11 +11,9 @@ import pytest
 import torch
 from builders import build_tiny_model, save_tiny_pretrained, train_tiny_tokenizer
 from cli_checks import assert_one_line_error
+from conftest import invoke
 from sae_builders import build_sae, save_sae, write_steer_csv
-from typer.testing import CliRunner
 
-from saeval.cli.console import out
-from saeval.cli.main import app
 from saeval.run.latents import measure_latents
 from saeval.steering.latent_stats import Probe, read_latents, summarize
 
@@ -107,9 +105,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_cli_json_prints_the_library_numbers_of_each_row(bundle: Path) -> None:
     args = ["latents", str(bundle / "steer.csv"), "--model", str(bundle / "model")]
-    result = CliRunner().invoke(
-        app, [*args, "--texts", str(bundle / "texts.jsonl"), "--format", "json"]
-    )
+    result = invoke(*args, "--texts", str(bundle / "texts.jsonl"), "--format", "json")
     assert result.exit_code == 0, result.output
     entries = json.loads(result.stdout)
     report = measure_latents(
@@ -125,10 +121,9 @@ def test_cli_json_prints_the_library_numbers_of_each_row(bundle: Path) -> None:
         assert entry["hook_name"] == "blocks.0.hook_resid_post" and len(entry["snippets"]) == 3
 
 
-def test_cli_table_fits_80_columns(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(out, "width", 80)  # what COLUMNS=80 gives
+def test_cli_table_fits_80_columns(bundle: Path) -> None:
     args = ["latents", str(bundle / "steer.csv"), "--model", str(bundle / "model")]
-    result = CliRunner().invoke(app, [*args, "--texts", str(bundle / "texts.jsonl")])
+    result = invoke(*args, "--texts", str(bundle / "texts.jsonl"), columns=80)
     assert result.exit_code == 0, result.output
     assert "latent 3 (" in result.stdout and "fires most on:" in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
@@ -138,5 +133,5 @@ def test_bad_texts_file_is_one_error_line(bundle: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"txt": 1}\n')
     args = ["latents", str(bundle / "steer.csv"), "--model", str(bundle / "model")]
-    result = CliRunner().invoke(app, [*args, "--texts", str(bad)])
+    result = invoke(*args, "--texts", str(bad))
     assert_one_line_error(result, f"{bad}:2")

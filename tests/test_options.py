@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import invoke
 from experiment_builders import write_experiment
 from sae_builders import MC_TASK
-from typer.testing import CliRunner
 
-from saeval.cli.main import app
 from saeval.records.run_record import Manifest, spec_sha256
 from saeval.run.baseline_cache import baseline_inputs, baseline_key
 from saeval.run.config import RunConfig
@@ -145,7 +144,7 @@ def test_every_option_is_a_saeval_run_option(
     example = info(item).example
     given = [flag(item.name)] if example is True else [flag(item.name), str(example)]
     steer = str(tiny_bundle / "steer.csv")
-    CliRunner().invoke(app, ["run", steer, "--tasks", MC_TASK, "--model", "m", *given])
+    invoke("run", steer, "--tasks", MC_TASK, "--model", "m", *given)
     assert len(seen) == 1, item.name
     assert getattr(seen[0], item.name) == example
     others = [other for other in OPTIONS if other.name != item.name]
@@ -185,7 +184,7 @@ def test_an_experiment_takes_only_the_options_that_replace_its_keys(
     path = write_experiment(tmp_path, tiny_bundle)
     example = info(item).example
     given = [flag(item.name)] if example is True else [flag(item.name), str(example)]
-    result = CliRunner().invoke(app, ["run", str(path), *given])
+    result = invoke("run", str(path), *given)
     if info(item).replaces_file_key:
         assert len(seen) == 1 and dict(seen[0].run_options) == {item.name: example}
         experiment = seen[0].applied(read_experiment(path))

@@ -10,16 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from builders import save_tiny_pretrained
-from lm_eval.models.huggingface import HFLM
-from sae_builders import build_sae, save_sae, write_steer_csv
+from conftest import PASS_ARCHS, batch_rows, invoke, two_hook_bundle
 
 from saeval.steering.hooks import attach
 from saeval.steering.lm_eval_model import SteeredHFLM
 from saeval.steering.shared_prefix import SharedAnswers
 
-ARCHS = ("gpt2", "llama", "gemma2", "gemma3_text")
-HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_mlp_out")
 CONTEXTS = ([1, 40, 41, 42, 43, 44, 45], [1, 60, 61], [1, 70], [1, 60, 61, 62, 63])
 REQUESTS: list[tuple[Any, list[int], list[int]]] = [
     (("q1", " a"), list(CONTEXTS[0]), [50]),
@@ -33,14 +29,8 @@ REQUESTS: list[tuple[Any, list[int], list[int]]] = [
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pass-kl")
-    sae = save_sae(build_sae(seed=1), root / "sae")
-    rows = [(3, 8.0, sae, "", HOOKS[0]), (5, -6.0, sae, "", HOOKS[1])]
-    write_steer_csv(root / "steer.csv", rows, extra=["hook"])
-    for arch in ARCHS:
-        save_tiny_pretrained(arch, root / arch)
-    return root
+def bundle(arch_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return two_hook_bundle(arch_models, tmp_path_factory.mktemp("pass-kl"), (8.0, -6.0))
 
 
 def _lm(bundle: Path, arch: str) -> SteeredHFLM:
@@ -59,7 +49,7 @@ def _direct_kl(lm: SteeredHFLM, context: list[int], scale: float) -> list[float]
     return list(kl.sum(-1)[0].tolist())
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", PASS_ARCHS)
 def test_kl_from_the_shared_pass_equals_two_direct_passes(bundle: Path, arch: str) -> None:
     lm = _lm(bundle, arch)
     shared = SharedAnswers([None, 0.5, 2.0], measure_kl=True)
@@ -83,14 +73,7 @@ def test_without_a_pending_baseline_the_pass_adds_a_baseline_copy(
     """A reused baseline: the strengths' pass still measures KL against an unsteered copy,
     and its answers are unchanged."""
     lm = _lm(bundle, "llama")
-    rows: list[int] = []
-    real = HFLM._model_call
-
-    def counted(self: HFLM, inps: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        rows.append(int(inps.shape[0]))
-        return real(self, inps, *args, **kwargs)
-
-    monkeypatch.setattr(HFLM, "_model_call", counted)
+    rows = batch_rows(monkeypatch, "_model_call")
     measured = SharedAnswers([1.0, 2.0], measure_kl=True)
     plain = SharedAnswers([1.0, 2.0])
     lm.set_scale(1.0)
@@ -109,14 +92,11 @@ def test_without_a_pending_baseline_the_pass_adds_a_baseline_copy(
 
 def _run(tiny_bundle: Path, output: Path, name: str, *args: str) -> Path:
     from sae_builders import MC_TASK
-    from typer.testing import CliRunner
-
-    from saeval.cli.main import app
 
     command = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     command += ["--include-path", str(tiny_bundle / "tasks"), "--tasks", MC_TASK]
     command += ["--limit", "6", "--scale", "0,1,2", "--kl-docs", "4", "--device", "cpu"]
-    result = CliRunner().invoke(app, [*command, "--output", str(output), "--name", name, *args])
+    result = invoke(*command, "--output", str(output), "--name", name, *args)
     assert result.exit_code == 0, result.output
     return output / name
 

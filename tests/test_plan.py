@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from builders import build_tiny_model, train_tiny_tokenizer
+from builders import build_tiny_model
 from sae_builders import HOOK_NAME, KINDS, build_sae, dual_sae, save_sae, write_steer_csv
 from sae_lens import SAE
 from torch import Tensor, nn
@@ -50,13 +50,6 @@ def plan_for(sae: SAE, *rows: SteerRow) -> SteerPlan:
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
     return build_tiny_model("gpt2")
-
-
-@pytest.fixture(scope="module")
-def input_ids() -> Tensor:
-    tokenizer = train_tiny_tokenizer()
-    texts = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France."]
-    return torch.tensor([tokenizer(text)["input_ids"][:8] for text in texts])
 
 
 @contextmanager

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke
 
-from saeval.cli.main import app
 from saeval.errors import SteerFileError, UsageError
 from saeval.run.config import RunConfig
 from saeval.spec.steer_file import VectorRow, read_steer_file
@@ -81,7 +80,7 @@ def test_a_bad_positions_cell_names_its_line_column_and_the_valid_modes() -> Non
         "s.csv:3 positions: unknown positions 'output_only'; valid: all, all_but_bos, prompt, "
         "generated (empty: the run's default)"
     ]
-    result = CliRunner().invoke(app, ["validate", str(path)])
+    result = invoke("validate", str(path))
     assert result.exit_code == 1 and "Traceback" not in result.output
     (line,) = [line for line in result.stderr.splitlines() if "s.csv:3" in line]
     assert "s.csv:3 positions: unknown positions 'output_only'; valid: all, all_but_bos" in line
@@ -92,7 +91,7 @@ def test_validate_shows_each_rows_mode() -> None:
         f"{latent},2.0,{RELEASE},{mode}\n"
         for latent, mode in ((1, "generated"), (2, "prompt"), (3, "all_but_bos"), (4, ""))
     )
-    result = CliRunner().invoke(app, ["validate", str(write("s.csv", SEED + rows)), "-f", "json"])
+    result = invoke("validate", str(write("s.csv", SEED + rows)), "-f", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert [(row["positions"], row["computes"]) for row in data["rows"]] == [
@@ -106,16 +105,8 @@ def test_validate_shows_each_rows_mode() -> None:
 def test_positions_option_is_checked_before_anything_loads() -> None:
     with pytest.raises(UsageError, match="--positions must be one of all, all_but_bos"):
         RunConfig(steer_files=(Path("s.csv"),), tasks=("t",), positions="bogus").check()
-    result = CliRunner().invoke(
-        app,
-        [
-            "run",
-            str(write("s.csv", SEED + f"1,2.0,{RELEASE},\n")),
-            "-t",
-            "x",
-            "--positions",
-            "bogus",
-        ],
+    result = invoke(
+        "run", str(write("s.csv", SEED + f"1,2.0,{RELEASE},\n")), "-t", "x", "--positions", "bogus"
     )
     assert result.exit_code == 2, result.output
     assert "--positions must be one of all, all_but_bos, prompt, generated, got 'bogus'" in (
@@ -133,7 +124,7 @@ def test_a_run_records_every_rows_mode_and_resume_refuses_another(
     base += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path)]
     base += ["--device", "cpu", "--tasks", f"{MC_TASK},{GEN_TASK},{ROLLING_TASK}"]
     base += ["--limit", "3", "--kl-docs", "2", "--name", "r"]
-    result = CliRunner().invoke(app, [*base, "--positions", "generated"])
+    result = invoke(*base, "--positions", "generated")
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "r" / "run.json").read_text())
     assert manifest["spec"]["positions"] == "generated"
@@ -141,7 +132,7 @@ def test_a_run_records_every_rows_mode_and_resume_refuses_another(
     comparison = json.loads((tmp_path / "r" / "comparison.json").read_text())
     steer = str(tiny_bundle / "steer.csv")
     assert f"steering positions of {steer}, row by row: generated, generated" in comparison["notes"]
-    again = CliRunner().invoke(app, [*base, "--positions", "prompt", "--resume"])
+    again = invoke(*base, "--positions", "prompt", "--resume")
     assert again.exit_code == 2
     assert "positions: 'generated' -> 'prompt'" in again.stderr
 

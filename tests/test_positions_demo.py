@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_demo_e2e import write_side
-from typer.testing import CliRunner
+from conftest import invoke
+from test_demo_e2e import fake_demo
 
-from saeval.analysis.report_files import write_comparison
-from saeval.cli.main import app
 from saeval.demo import run as demo_run
-from saeval.records.run_folder import configuration_name
-from saeval.run.config import RunConfig, RunEvents, RunResult
+from saeval.run.config import RunConfig
 
 PREFERENCE, KNOWLEDGE = demo_run.PREFERENCE_TASK, demo_run.KNOWLEDGE_TASK
 # Knowledge right in 10/10 unsteered, 8/10 at 1x, 5/10 at 2x; 7/10 at 2x without the first
@@ -28,30 +25,13 @@ SKIPPING_THE_FIRST = {KNOWLEDGE: [1] * 7 + [0] * 3}
 
 @pytest.fixture
 def configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
-    assets = demo_run.DemoAssets(tmp_path / "model", tmp_path / "sae", tmp_path / "tasks")
-    monkeypatch.setattr(demo_run, "prepare_assets", lambda: assets)
-    monkeypatch.setattr(demo_run, "latent_sentence", lambda assets, device: "dog latent 0: (fake)")
-    seen: list[RunConfig] = []
-
-    def fake_run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
-        seen.append(config)
-        folder = config.output / (config.name or "demo-run")
-        if config.positions == "all_but_bos":
-            write_side(folder / configuration_name(2.0, config.scales), SKIPPING_THE_FIRST)
-            return RunResult(folder, folder / "run.json", {}, (), None, ())
-        for scale in (None, *config.scales):
-            write_side(folder / configuration_name(scale, config.scales), ANSWERS[scale])
-        report, files = write_comparison(folder, config.margin)
-        return RunResult(folder, folder / "run.json", {}, (), report, tuple(files))
-
-    monkeypatch.setattr("saeval.run.runner.run", fake_run)
-    return seen
+    return fake_demo(monkeypatch, tmp_path, ANSWERS, SKIPPING_THE_FIRST)
 
 
 def test_the_demo_compares_every_position_with_the_first_left_alone_at_2x(
     configs: list[RunConfig], tmp_path: Path
 ) -> None:
-    result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path), "--scales", "1,2"])
+    result = invoke("demo", "--output", str(tmp_path), "--scales", "1,2")
     assert result.exit_code == 0, result.output
     main, extra = configs
     assert (main.positions, extra.positions) == ("all", "all_but_bos")
@@ -66,7 +46,7 @@ def test_the_demo_compares_every_position_with_the_first_left_alone_at_2x(
 def test_without_2x_the_demo_runs_no_extra_configuration(
     configs: list[RunConfig], tmp_path: Path
 ) -> None:
-    result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path), "--scales", "1"])
+    result = invoke("demo", "--output", str(tmp_path), "--scales", "1")
     assert result.exit_code == 0, result.output
     assert [config.positions for config in configs] == ["all"]
     assert "leaving the first position alone" not in result.stdout

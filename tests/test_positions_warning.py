@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import invoke
 from sae_builders import write_steer_csv
-from typer.testing import CliRunner
-
-from saeval.cli.main import app
 
 
 def test_generated_positions_on_one_token_answers_warn_before_running(
@@ -19,7 +17,7 @@ def test_generated_positions_on_one_token_answers_warn_before_running(
     args = ["run", str(steer), "--model", str(tiny_bundle / "model"), "--device", "cpu"]
     args += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path / "o")]
     args += ["--tasks", "tiny_mc,tiny_rolling", "--limit", "2", "--kl-docs", "0", "--name", "r"]
-    result = CliRunner().invoke(app, args)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "positions generated steers nothing on tiny_mc: each answer is one token" in text

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import invoke
 from experiment_builders import write_experiment
 from lm_eval import simple_evaluate
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 from sae_builders import MC_TASK
-from typer.testing import CliRunner
 
-from saeval.cli.main import app
 from saeval.run.control_match import TOLERANCE
 from saeval.steering.lm_eval_model import SteeredHFLM
 
@@ -73,7 +72,7 @@ def run(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         controls={"random": 1, "match": "kl"},
     )
     args = ["run", str(path), "--device", "cpu", "--output", str(folder / "out"), "--name", "p"]
-    result = CliRunner().invoke(app, args)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     lines = " ".join(result.stdout.split())
     assert f"asked asks with the system prompt '{PROMPT}'; its vs intervention is" in lines

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 from experiment_builders import write_experiment
-from typer.testing import CliRunner
 
-from saeval.cli.main import app
 from saeval.errors import SteerFileError
 from saeval.records.experiment_folder import configurations
 from saeval.run.control_match import MAX_STEPS, TOLERANCE, search_strength
@@ -95,7 +94,7 @@ def test_each_controls_problem_names_the_key(folder: Path, controls: str, proble
 def test_validate_checks_prompt_interventions_offline(tiny_bundle: Path, tmp_path: Path) -> None:
     interventions = {"adds": "steers/adds.csv", "asked": {"prompt": "hi", "compare_to": "adds@1"}}
     path = write_experiment(tmp_path, tiny_bundle, interventions=interventions)
-    result = CliRunner().invoke(app, ["validate", str(path)])
+    result = invoke("validate", str(path))
     assert result.exit_code == 0, result.output
     assert (
         "1 intervention x 2 strengths + 1 random control each + 1 prompt; 1 target + 1 "
@@ -103,7 +102,7 @@ def test_validate_checks_prompt_interventions_offline(tiny_bundle: Path, tmp_pat
     ) in " ".join(result.stdout.split())
     bad = write_experiment(tmp_path, tiny_bundle, interventions={"asked": {"prompt": "hi"}})
     bad.write_text(bad.read_text().replace(f"model: {tiny_bundle / 'model'}\n", ""))
-    result = CliRunner().invoke(app, ["validate", str(bad)])
+    result = invoke("validate", str(bad))
     assert result.exit_code == 1
     assert f"{bad} model: missing; with prompt interventions alone, name the model" in (
         result.stderr

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 from cli_checks import assert_one_line_error
-from typer.testing import CliRunner
+from conftest import invoke
 
 from saeval.analysis.report_files import write_comparison
-from saeval.cli.main import app
 from saeval.errors import ResultsError
 from saeval.records.experiment_record import ExperimentRecord, read_definition
 from saeval.records.run_record import SCHEMA, Manifest, read_manifest
@@ -53,7 +52,7 @@ def test_saeval_compare_reads_a_schema_1_run_folder(
 ) -> None:
     before = _snapshot(SCHEMA1_RUN)
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["compare", str(SCHEMA1_RUN), "--format", "json"])
+    result = invoke("compare", str(SCHEMA1_RUN), "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["schema"] == "saeval.comparison/1" and "unverified" not in result.output
@@ -85,7 +84,7 @@ def test_a_newer_schema_is_one_line_naming_the_file_and_the_versions_read(tmp_pa
     data = json.loads((run / "run.json").read_text())
     del data["schema_version"]
     (run / "run.json").write_text(json.dumps({"schema": "saeval.run/3", **data}))
-    result = CliRunner().invoke(app, ["compare", str(run)])
+    result = invoke("compare", str(run))
     assert_one_line_error(
         result, f"{run / 'run.json'}: schema 'saeval.run/3'", "saeval.run/1, saeval.run/2"
     )

@@ -5,16 +5,14 @@ only low-value columns, named below the table, are left out."""
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import run_saeval
 from rich.console import Console
 from test_leaderboard import _board
 from test_sweep import golden_sweep as _golden_sweep
@@ -139,12 +137,7 @@ def test_a_table_wide_enough_drops_nothing() -> None:
 
 
 def validate_at_80(*files: str) -> str:
-    env = {**os.environ, "COLUMNS": str(WIDTH), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "saeval", "validate", *files],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False,
-    )  # fmt: skip
-    return done.stdout
+    return run_saeval("validate", *files, cwd=ROOT, columns=WIDTH).stdout
 
 
 def test_validate_at_80_columns_shows_the_row_the_sae_and_the_link() -> None:
@@ -180,11 +173,8 @@ def test_the_kl_table_at_80_columns_keeps_every_number() -> None:
 
 
 def test_saes_at_80_columns_keeps_release_and_sae_id_whole() -> None:
-    env = {**os.environ, "COLUMNS": str(WIDTH), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "saeval", "saes", "gemma-scope-2b", "layer_20", "-n", "5"],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=True,
-    )  # fmt: skip
+    done = run_saeval("saes", "gemma-scope-2b", "layer_20", "-n", "5", cwd=ROOT, columns=WIDTH)
+    assert done.returncode == 0, done.stderr
     text = done.stdout
     assert max(len(line) for line in text.splitlines()) <= WIDTH and "…" not in text
     rows = [line.split() for line in text.splitlines() if line.startswith("gemma-scope-2b")]

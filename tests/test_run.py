@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from builders import save_tiny_pretrained
 from cli_checks import assert_one_line_error
+from conftest import HANG_S, invoke
 from sae_builders import (
     GEN_TASK,
     MC_TASK,
@@ -29,10 +30,9 @@ from sae_builders import (
     write_steer_csv,
     write_tasks,
 )
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from saeval.analysis.compare import MCNEMAR
-from saeval.cli.main import app
 from saeval.spec.tasks import split_task_names, validate_tasks
 
 ALL_TASKS = f"{MC_TASK},{GEN_TASK},{ROLLING_TASK}"
@@ -49,7 +49,7 @@ def saeval(fixture: Path, output: Path, *args: str) -> Result:
     """`saeval run <steer.csv> --model <tiny> --include-path <tasks> --output OUTPUT ARGS`."""
     base = ["run", str(fixture / "steer.csv"), "--model", str(fixture / "model")]
     base += ["--include-path", str(fixture / "tasks"), "--output", str(output), "--device", "cpu"]
-    return CliRunner().invoke(app, [*base, *args])
+    return invoke(*base, *args)
 
 
 def manifest(run: Path) -> dict[str, Any]:
@@ -109,11 +109,11 @@ def test_run_writes_lm_eval_folders_manifest_and_comparison(first_run: Path) -> 
 
 def test_compare_reproduces_the_run_comparison(first_run: Path) -> None:
     written = json.loads((first_run / "comparison.json").read_text())
-    result = CliRunner().invoke(app, ["compare", str(first_run), "--format", "json"])
+    result = invoke("compare", str(first_run), "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == written["rows"]
-    explicit = CliRunner().invoke(
-        app, ["compare", str(first_run / "baseline"), str(first_run / "steered"), "-f", "json"]
+    explicit = invoke(
+        "compare", str(first_run / "baseline"), str(first_run / "steered"), "-f", "json"
     )
     keys = ("task", "metric", "a", "b", "delta", "p", "ci_low", "ci_high")
     rows = [{k: row[k] for k in keys} for row in json.loads(explicit.stdout)["rows"]]
@@ -178,13 +178,13 @@ def test_sigterm_keeps_finished_work_and_resume_matches_an_uninterrupted_run(
     process = subprocess.Popen(
         args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + HANG_S
     while not list((tmp_path / "killed" / "baseline").glob("results_*.json")):
         assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no result file within 120 s"
+        assert time.monotonic() < deadline, "no result file"
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=HANG_S)
 
     assert process.returncode == 143, stderr
     assert "error: interrupted by SIGTERM" in stderr and "Traceback" not in stderr
@@ -293,9 +293,9 @@ def test_resume_refuses_a_local_sae_folder_whose_weights_changed(
     args = ["run", str(steer), "--model", str(fixture_dir / "model"), "--device", "cpu"]
     args += ["--include-path", str(fixture_dir / "tasks"), "--output", str(tmp_path / "out")]
     args += ["--tasks", MC_TASK, "--limit", "2", "--no-baseline", "--name", "x"]
-    assert CliRunner().invoke(app, args).exit_code == 0
+    assert invoke(*args).exit_code == 0
     save_sae(build_sae("standard", seed=2), sae)
-    resumed = CliRunner().invoke(app, [*args, "--resume"])
+    resumed = invoke(*args, "--resume")
     assert resumed.exit_code == 2
     assert f"sae_folders: {{'{sae.resolve()}': 'local:" in resumed.stderr
 
@@ -308,10 +308,10 @@ def test_resume_refuses_a_run_folder_of_another_model(
     args = ["run", str(fixture_dir / "steer.csv"), "--model", str(other), "--device", "cpu"]
     args += ["--include-path", str(fixture_dir / "tasks"), "--output", str(first_run.parent)]
     args += ["--tasks", ALL_TASKS, "--resume"]
-    named = CliRunner().invoke(app, [*args, "--name", "first"])
+    named = invoke(*args, "--name", "first")
     assert_one_line_error(named, f"{first_run} is a run of {fixture_dir / 'model'}, not {other}")
     assert "--model" in named.stderr.splitlines()[-1]
-    unnamed = CliRunner().invoke(app, args)
+    unnamed = invoke(*args)
     assert_one_line_error(unnamed, "no unfinished run of this command")
     assert (first_run / "run.json").read_text() == before
 
@@ -403,8 +403,8 @@ def test_bad_input_fails_before_any_model_is_loaded(
 
 
 def test_a_missing_steer_file_is_one_line(fixture_dir: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["run", str(tmp_path / "nope.csv"), "--tasks", MC_TASK, "--output", str(tmp_path)]
+    result = invoke(
+        "run", str(tmp_path / "nope.csv"), "--tasks", MC_TASK, "--output", str(tmp_path)
     )
     assert_one_line_error(result, "nope.csv")
 

@@ -14,18 +14,16 @@ from typing import Any
 
 import pytest
 import torch
-from builders import save_tiny_pretrained
+from conftest import PASS_ARCHS, PASS_HOOKS, batch_rows, invoke, two_hook_bundle
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
-from sae_builders import build_sae, save_sae, write_steer_csv
+from sae_builders import build_sae
 
 from saeval.steering.lm_eval_model import SteeredHFLM
 from saeval.steering.shared_generation import own_width
 from saeval.steering.shared_prefix import SharedAnswers
 
 SCALES: tuple[float | None, ...] = (None, 0.5, 2.0)
-ARCHS = ("gpt2", "llama", "gemma2", "gemma3_text")
-HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_mlp_out")  # two layers; layer 0 shared
 LONG = {"until": ["\n"], "max_gen_toks": 9, "do_sample": False}
 SHORT = {"until": ["e", "."], "max_gen_toks": 5, "do_sample": False}
 PROMPTS = (
@@ -40,14 +38,8 @@ PROMPTS = (
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shared-generation")
-    sae = save_sae(build_sae(seed=1), root / "sae")
-    rows = [(3, 1.5, sae, "", HOOKS[0]), (5, -1.0, sae, "", HOOKS[1])]
-    write_steer_csv(root / "steer.csv", rows, extra=["hook"])
-    for arch in ARCHS:
-        save_tiny_pretrained(arch, root / arch)
-    return root
+def bundle(arch_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return two_hook_bundle(arch_models, tmp_path_factory.mktemp("shared-generation"), (1.5, -1.0))
 
 
 def _lm(bundle: Path, arch: str, **kwargs: Any) -> SteeredHFLM:
@@ -77,19 +69,6 @@ def _generations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float | None, to
     return seen
 
 
-def _hf_generate_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The batch rows of every generation through HFLM's ``_model_generate``."""
-    rows: list[int] = []
-    real = HFLM._model_generate
-
-    def counted(self: HFLM, context: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        rows.append(int(context.shape[0]))
-        return real(self, context, *args, **kwargs)
-
-    monkeypatch.setattr(HFLM, "_model_generate", counted)
-    return rows
-
-
 def _separate(lm: SteeredHFLM) -> dict[float | None, list[str]]:
     texts = {}
     for scale in SCALES:
@@ -109,13 +88,13 @@ def _shared(lm: SteeredHFLM) -> dict[float | None, list[str]]:
     return texts
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", PASS_ARCHS)
 def test_shared_generations_equal_separate_generations(
     arch: str, bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lm = _lm(bundle, arch)
     outputs = _generations(monkeypatch)
-    rows = _hf_generate_rows(monkeypatch)
+    rows = batch_rows(monkeypatch, "_model_generate")
     separate = _separate(lm)
     separate_outputs, separate_rows = list(outputs), list(rows)
     outputs[:], rows[:] = [], []
@@ -228,7 +207,7 @@ def test_position_limited_rows_generate_the_same_in_a_shared_generation(
             hook=hook,
             positions=mode,
         )
-        for i, (hook, coefficient) in enumerate(zip(HOOKS, (1.5, -1.0), strict=True))
+        for i, (hook, coefficient) in enumerate(zip(PASS_HOOKS, (1.5, -1.0), strict=True))
     ]
     plan = plan_from_saes(rows, {("tiny", ""): build_sae(seed=1)})
     lm = SteeredHFLM(pretrained=str(bundle / "gemma3_text"), plan=plan, device="cpu", batch_size=3)
@@ -268,14 +247,11 @@ def _write_long_generation_task(folder: Path) -> None:
 
 
 def _run(tiny_bundle: Path, tasks: Path, output: Path, *args: str) -> Path:
-    from typer.testing import CliRunner
-
-    from saeval.cli.main import app
 
     command = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     command += ["--include-path", str(tasks), "--output", str(output), "--device", "cpu"]
     command += ["--tasks", LONG_GEN_TASK, "--kl-docs", "0", "--scale", "0.5,2", "--name", "r"]
-    result = CliRunner().invoke(app, [*command, *args])
+    result = invoke(*command, *args)
     assert result.exit_code == 0, result.output
     return output / "r"
 
@@ -296,7 +272,7 @@ def test_saeval_run_generates_once_and_no_shared_prefix_generates_per_configurat
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     _write_long_generation_task(tasks)
-    rows = _hf_generate_rows(monkeypatch)
+    rows = batch_rows(monkeypatch, "_model_generate")
     separate = _run(tiny_bundle, tasks, tmp_path / "separate", "--no-shared-prefix")
     separate_rows, rows[:] = list(rows), []
     shared = _run(tiny_bundle, tasks, tmp_path / "shared")
@@ -310,7 +286,7 @@ def test_saeval_run_generates_once_and_no_shared_prefix_generates_per_configurat
 def test_sampled_generations_are_shared_too(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``do_sample: true`` goes through the shared generation (its random draws are its own)."""
     lm = _lm(bundle, "llama")
-    rows = _hf_generate_rows(monkeypatch)
+    rows = batch_rows(monkeypatch, "_model_generate")
     sampled = {"until": ["\n"], "max_gen_toks": 6, "do_sample": True, "temperature": 1.0}
     requests = [Instance("generate_until", {}, (p, dict(sampled)), idx=0) for p, _ in PROMPTS]
     answers = SharedAnswers(list(SCALES))

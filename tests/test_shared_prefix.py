@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 import torch
-from builders import build_tiny_model, save_tiny_pretrained
+from builders import build_tiny_model
+from conftest import PASS_ARCHS, PASS_HOOKS, batch_rows, invoke, two_hook_bundle
 from lm_eval import simple_evaluate
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
-from sae_builders import MC_TASK, ROLLING_TASK, build_sae, save_sae, write_steer_csv, write_tasks
+from sae_builders import MC_TASK, ROLLING_TASK, build_sae
 
 from saeval.steering.lm_eval_model import SteeredHFLM
 from saeval.steering.scoring import distinct_rows
@@ -25,20 +26,11 @@ from saeval.steering.shared_prefix import SharedAnswers, shared_layers
 
 TOLERANCE = 1e-5
 SCALES: tuple[float | None, ...] = (None, 0.5, 2.0)
-ARCHS = ("gpt2", "llama", "gemma2", "gemma3_text")
-HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_mlp_out")  # two layers; layer 0 shared
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shared-prefix")
-    sae = save_sae(build_sae(seed=1), root / "sae")
-    rows = [(3, 8.0, sae, "", HOOKS[0]), (5, -6.0, sae, "", HOOKS[1])]
-    write_steer_csv(root / "steer.csv", rows, extra=["hook"])
-    write_tasks(root / "tasks")
-    for arch in ARCHS:
-        save_tiny_pretrained(arch, root / arch)
-    return root
+def bundle(arch_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return two_hook_bundle(arch_models, tmp_path_factory.mktemp("shared-prefix"), (8.0, -6.0))
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +56,6 @@ def _evaluate(lm: SteeredHFLM, scale: float | None, task_manager: TaskManager) -
     )
 
 
-def _model_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The batch rows of every model call through HFLM's ``_model_call``."""
-    calls: list[int] = []
-    real = HFLM._model_call
-
-    def counted(self: HFLM, inps: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        calls.append(int(inps.shape[0]))
-        return real(self, inps, *args, **kwargs)
-
-    monkeypatch.setattr(HFLM, "_model_call", counted)
-    return calls
-
-
 def _loglikelihoods(results: dict[str, Any], task: str) -> list[tuple[float, bool | None]]:
     """(log-likelihood, is_greedy) of every response of every document, in document order."""
     values: list[tuple[float, bool | None]] = []
@@ -100,13 +79,13 @@ def _assert_same(shared: dict[str, Any], separate: dict[str, Any]) -> None:
             assert greedy == expected_greedy
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", PASS_ARCHS)
 def test_shared_prefix_answers_equal_separate_evaluations(
     arch: str, bundle: Path, task_manager: TaskManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lm = _lm(bundle, arch)
     separate = {scale: _evaluate(lm, scale, task_manager) for scale in SCALES}
-    calls = _model_calls(monkeypatch)
+    calls = batch_rows(monkeypatch, "_model_call")
     shared: dict[float | None, dict[str, Any]] = {}
     answers = SharedAnswers(list(SCALES))
     for scale in SCALES:
@@ -278,7 +257,7 @@ def test_position_limited_rows_share_passes_with_the_same_answers(bundle: Path, 
             hook=hook,
             positions=mode,
         )
-        for i, hook in enumerate(HOOKS)
+        for i, hook in enumerate(PASS_HOOKS)
     ]
     plan = plan_from_saes(rows, {("tiny", ""): build_sae(seed=1)})
     lm = SteeredHFLM(pretrained=str(bundle / "llama"), plan=plan, device="cpu", batch_size=3)
@@ -295,14 +274,11 @@ def test_position_limited_rows_share_passes_with_the_same_answers(bundle: Path, 
 
 
 def _run(tiny_bundle: Path, output: Path, *args: str) -> Path:
-    from typer.testing import CliRunner
-
-    from saeval.cli.main import app
 
     command = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     command += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(output)]
     command += ["--device", "cpu", "--tasks", f"{MC_TASK},{ROLLING_TASK}", "--kl-docs", "0"]
-    result = CliRunner().invoke(app, [*command, "--scale", "0.5,2", "--name", "r", *args])
+    result = invoke(*command, "--scale", "0.5,2", "--name", "r", *args)
     assert result.exit_code == 0, result.output
     return output / "r"
 
@@ -337,7 +313,7 @@ def test_saeval_run_shares_passes_and_no_shared_prefix_takes_hflms_loop(
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(HFLM, "_loglikelihood_tokens", spy)
-    calls = _model_calls(monkeypatch)
+    calls = batch_rows(monkeypatch, "_model_call")
     separate = _run(tiny_bundle, tmp_path / "separate", "--no-shared-prefix")
     assert set(hflm_loops) == {None, 0.5, 2.0}  # every configuration through HFLM's loop
     separate_calls, hflm_loops[:] = len(calls), []

@@ -9,6 +9,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+from conftest import invoke
 from scipy import stats
 
 from saeval.analysis import render
@@ -210,14 +211,11 @@ def test_a_real_sweep_reports_slopes_of_its_logged_log_likelihoods(
     tiny_bundle: Path, tmp_path: Path
 ) -> None:
     from sae_builders import MC_TASK
-    from typer.testing import CliRunner
-
-    from saeval.cli.main import app
 
     args = ["run", str(tiny_bundle / "steer.csv"), "--model", str(tiny_bundle / "model")]
     args += ["--include-path", str(tiny_bundle / "tasks"), "--output", str(tmp_path)]
     args += ["--device", "cpu", "--tasks", MC_TASK, "--scale", "1,2", "--name", "s"]
-    result = CliRunner().invoke(app, args)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     run = tmp_path / "s"
     (entry,) = json.loads((run / "comparison.json").read_text())["steerability"]

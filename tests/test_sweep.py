@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke
+from test_leaderboard import _holm
 
 from saeval.analysis import render
 from saeval.analysis.compare import MCNEMAR, NO_TEST
@@ -19,7 +20,6 @@ from saeval.analysis.plots import plot_path, plot_sweep
 from saeval.analysis.results_io import DocSample, MetricValue, ResultSet, TaskResult, load_side
 from saeval.analysis.summary_figure import SUMMARY_FILE
 from saeval.analysis.sweep import Sweep, SweepPoint, SweepSeries, largest_safe, sweep
-from saeval.cli.main import app
 from saeval.errors import UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "lmeval"
@@ -232,21 +232,11 @@ def test_equivalence_needs_the_whole_interval_inside_the_margin() -> None:
         MarginTest(test="both")
 
 
-def _holm_by_hand(p: list[float]) -> list[float]:
-    """Holm's adjusted p: the running max of (m - rank) * p over the sorted p, capped at 1."""
-    order = sorted(range(len(p)), key=lambda i: p[i])
-    adjusted, running = [0.0] * len(p), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted
-
-
 def test_the_sweep_holm_adjusts_every_point_together(golden_sweep: Sweep) -> None:
     points = [
         point for series in golden_sweep.series for point in series.points if point.p is not None
     ]
-    expected = _holm_by_hand([point.p for point in points])  # type: ignore[misc]
+    expected = _holm([point.p for point in points])  # type: ignore[misc]
     assert [point.p_holm for point in points] == pytest.approx(expected)
     markdown = render.render(golden_sweep, "markdown")
     assert "| p | p (Holm) |" in markdown and "unadjusted 95% CI" in markdown
@@ -254,7 +244,7 @@ def test_the_sweep_holm_adjusts_every_point_together(golden_sweep: Sweep) -> Non
 
 
 def _cli(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, [*map(str, args)])
+    result = invoke(*args, columns=200)
     assert "Traceback" not in result.output
     return result.exit_code, result.output
 

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import invoke
 from lm_eval import simple_evaluate
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 from sae_builders import MC_TASK
-from typer.testing import CliRunner, Result
-
-from saeval.cli.main import app
+from typer.testing import Result
 
 PROMPT = "Talk about dogs."
 TOLERANCE = 1e-6
@@ -24,7 +23,7 @@ TOLERANCE = 1e-6
 def saeval(bundle: Path, output: Path, *args: str) -> Result:
     base = ["run", str(bundle / "steer.csv"), "--model", str(bundle / "model"), "--device", "cpu"]
     base += ["--include-path", str(bundle / "tasks"), "--output", str(output), "--tasks", MC_TASK]
-    return CliRunner().invoke(app, [*base, "--limit", "4", *args])
+    return invoke(*base, "--limit", "4", *args)
 
 
 def logliks_of(samples: list[dict[str, Any]]) -> list[float]:

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke
 
-from saeval.cli.main import app
 from saeval.errors import SteerFileError
 from saeval.spec.steer_file import read_steer_file
 
@@ -18,7 +17,7 @@ HEADER = "latent_idx,steering_coefficient,sae_release,sae_id,action\n"
 
 
 def validate(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["validate", *args])
+    result = invoke("validate", *args)
     return result.exit_code, result.stdout, result.stderr
 
 
