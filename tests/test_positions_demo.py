@@ -33,7 +33,7 @@ def test_the_demo_compares_every_position_with_the_first_left_alone_at_2x(
 ) -> None:
     result = invoke("demo", "--output", str(tmp_path), "--scales", "1,2")
     assert result.exit_code == 0, result.output
-    main, extra = configs
+    main, extra = [config for config in configs if config.system_instruction is None]
     assert (main.positions, extra.positions) == ("all", "all_but_bos")
     assert (extra.tasks, extra.scales, extra.no_baseline) == ((KNOWLEDGE,), (2.0,), True)
     assert extra.name == "demo-run-all_but_bos" and extra.output == main.output
@@ -48,5 +48,6 @@ def test_without_2x_the_demo_runs_no_extra_configuration(
 ) -> None:
     result = invoke("demo", "--output", str(tmp_path), "--scales", "1")
     assert result.exit_code == 0, result.output
-    assert [config.positions for config in configs] == ["all"]
+    unprompted = [config for config in configs if config.system_instruction is None]
+    assert [config.positions for config in unprompted] == ["all"]
     assert "leaving the first position alone" not in result.stdout
