@@ -12,13 +12,16 @@ token-weighted over the calibration prompts' positions).
 
 The search runs once per (control, strength): its record (``controls/<control>@<scale>.json``)
 holds both measures, the strength found and every step, and every worker that evaluates the
-control reads the strength from it (the first worker to finish a search writes it).
+control reads the strength from it (a worker that finds a search under way waits for it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,19 +134,29 @@ def matched_strength(
     first) runs at: the recorded search's, or a new search on ``config``'s calibration prompts,
     recorded unless another worker recorded one first."""
     from saeval.run.calibration import calibration_prompts
-    from saeval.run.unit_queue import manifest_lock
 
     path = record_path(folder, configuration)
     found = read_matched(path)
     if found is None:
-        measure = MEASURES[match](lm, calibration_prompts(lm, config, tasks))
-        searched = match_control(*plans, scale, match, measure)
-        with manifest_lock(folder):
+        with _searching(path):  # another worker's search of it: wait for its record
             found = read_matched(path)
             if found is None:
-                write_matched(path, searched)
-                found = searched
+                measure = MEASURES[match](lm, calibration_prompts(lm, config, tasks))
+                found = match_control(*plans, scale, match, measure)
+                write_matched(path, found)
     return found.control_scale
+
+
+@contextlib.contextmanager
+def _searching(path: Path) -> Iterator[None]:
+    """Hold ``.<record>.lock`` beside a search's record (blocking) while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def record_path(folder: Path, configuration: str) -> Path:
