@@ -4,9 +4,11 @@ kl}``).
 A control drawn at the intervention's norm (``saeval.steering.controls``) may perturb the model
 far more or less than the intervention does. With a matched control, each control's strength
 is searched, on the calibration prompts (``saeval.run.calibration``), until its measure equals
-the intervention's at that strength within ``TOLERANCE``: the strength's magnitude (its sign
-kept) is doubled until the measure passes the target, then bisected, at most ``MAX_STEPS``
-times; the strength whose measure came closest is used. A measure is any function of (plan,
+the intervention's at that strength within ``TOLERANCE``: from the intervention's strength (its
+sign kept), each next strength is where a power law through the last two measurements meets the
+target (a square law after the first), kept inside the bracket the measurements so far set
+(bisection where it falls outside), at most ``MAX_STEPS`` measurements; the strength whose
+measure came closest is used. A measure is any function of (plan,
 strength) -> float, larger for a stronger edit (``MEASURES``: the KL to the unsteered model,
 token-weighted over the calibration prompts' positions).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -67,23 +70,36 @@ def search_strength(
     closest one tried in ``MAX_STEPS``; with its measure and every (strength, measure) tried."""
     sign = -1.0 if start < 0 else 1.0
     tried: list[tuple[float, float]] = []
-
-    def close(value: float) -> bool:
-        return abs(value - target) <= TOLERANCE * abs(target)
-
-    magnitude, low, high = abs(start), 0.0, None
+    magnitude, low, high = abs(start), 0.0, math.inf
     while len(tried) < MAX_STEPS:
         value = measure(sign * magnitude)
-        tried.append((sign * magnitude, value))
-        if close(value) or magnitude == 0.0:
+        tried.append((magnitude, value))
+        if abs(value - target) <= TOLERANCE * abs(target) or magnitude == 0.0:
             break
         if value > target:
             high = magnitude
         else:
             low = magnitude
-        magnitude = magnitude * 2.0 if high is None else (low + high) / 2.0
+        magnitude = _next_guess(tried, target, low, high)
     best = min(tried, key=lambda step: abs(step[1] - target))
-    return best[0], best[1], tuple(tried)
+    return sign * best[0], best[1], tuple((sign * m, v) for m, v in tried)
+
+
+def _next_guess(tried: list[tuple[float, float]], target: float, low: float, high: float) -> float:
+    """The next magnitude: where a power law through the last two measurements (a square law
+    after the first: a small perturbation's KL grows with the square of its size) meets the
+    target, if that lies inside the bracket (low, high); else the bracket's middle (or twice
+    the last magnitude while nothing overshot)."""
+    magnitude, value = tried[-1]
+    power = 2.0
+    if len(tried) > 1:
+        before, earlier = tried[-2]
+        if min(value, earlier) > 0 and before != magnitude and earlier != value:
+            power = min(max(math.log(value / earlier) / math.log(magnitude / before), 0.5), 4.0)
+    guess = magnitude * (target / value) ** (1.0 / power) if value > 0 else math.nan
+    if low < guess < high:
+        return guess
+    return magnitude * 2.0 if math.isinf(high) else (low + high) / 2.0
 
 
 def kl_measure(lm: SteeredHFLM, calibration: Calibration) -> Measure:
