@@ -64,8 +64,8 @@ def _acc(comparison: Comparison, task: str) -> ComparisonRow | None:
 def _sentence(
     what: str, scale: float, asked: ComparisonRow, steered: ComparisonRow, both: ComparisonRow
 ) -> str:
-    """'dog option chosen, asked "Talk about dogs.": 52% -> 60% (4 to it, 1 away, McNemar
-    p = 0.4); steered at 1x: 78%; asked and steered at 1x: 85%'."""
+    """'dog option chosen, asked "Talk about dogs." (system prompt, unsteered): 25% -> 70% (20
+    to it, 0 away, McNemar p <1e-4); steered at 1x: 50%; asked and steered at 1x: 82%'."""
     from saeval.analysis.render import fmt_p
 
     percent = what.startswith("dog")
@@ -78,8 +78,10 @@ def _sentence(
         toward = "to it" if percent else "right"
         away = "away" if percent else "wrong"
         flips = f"{asked.wrong_to_right} {toward}, {asked.right_to_wrong} {away}, "
+    p = fmt_p(asked.p)
     return (
         f'{what}, asked "{DEMO_PROMPT}" (system prompt, unsteered): {value(asked.a)} -> '
-        f"{value(asked.b)} ({flips}{asked.test} p = {fmt_p(asked.p)}); steered at {scale:g}x: "
+        f"{value(asked.b)} ({flips}{asked.test} p {'' if p.startswith('<') else '= '}{p}); "
+        f"steered at {scale:g}x: "
         f"{value(steered.b)}; asked and steered at {PROMPT_SCALE:g}x: {value(both.b)}"
     )

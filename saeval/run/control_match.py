@@ -4,21 +4,27 @@ kl}``).
 A control drawn at the intervention's norm (``saeval.steering.controls``) may perturb the model
 far more or less than the intervention does. With a matched control, each control's strength
 is searched, on the calibration prompts (``saeval.run.calibration``), until its measure equals
-the intervention's at that strength within ``TOLERANCE``: the strength's magnitude (its sign
-kept) is doubled until the measure passes the target, then bisected, at most ``MAX_STEPS``
-times; the strength whose measure came closest is used. A measure is any function of (plan,
+the intervention's at that strength within ``TOLERANCE``: from the intervention's strength (its
+sign kept), each next strength is where a power law through the last two measurements meets the
+target (a square law after the first), kept inside the bracket the measurements so far set
+(bisection where it falls outside), at most ``MAX_STEPS`` measurements; the strength whose
+measure came closest is used. A measure is any function of (plan,
 strength) -> float, larger for a stronger edit (``MEASURES``: the KL to the unsteered model,
 token-weighted over the calibration prompts' positions).
 
 The search runs once per (control, strength): its record (``controls/<control>@<scale>.json``)
 holds both measures, the strength found and every step, and every worker that evaluates the
-control reads the strength from it (the first worker to finish a search writes it).
+control reads the strength from it (a worker that finds a search under way waits for it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,23 +70,36 @@ def search_strength(
     closest one tried in ``MAX_STEPS``; with its measure and every (strength, measure) tried."""
     sign = -1.0 if start < 0 else 1.0
     tried: list[tuple[float, float]] = []
-
-    def close(value: float) -> bool:
-        return abs(value - target) <= TOLERANCE * abs(target)
-
-    magnitude, low, high = abs(start), 0.0, None
+    magnitude, low, high = abs(start), 0.0, math.inf
     while len(tried) < MAX_STEPS:
         value = measure(sign * magnitude)
-        tried.append((sign * magnitude, value))
-        if close(value) or magnitude == 0.0:
+        tried.append((magnitude, value))
+        if abs(value - target) <= TOLERANCE * abs(target) or magnitude == 0.0:
             break
         if value > target:
             high = magnitude
         else:
             low = magnitude
-        magnitude = magnitude * 2.0 if high is None else (low + high) / 2.0
+        magnitude = _next_guess(tried, target, low, high)
     best = min(tried, key=lambda step: abs(step[1] - target))
-    return best[0], best[1], tuple(tried)
+    return sign * best[0], best[1], tuple((sign * m, v) for m, v in tried)
+
+
+def _next_guess(tried: list[tuple[float, float]], target: float, low: float, high: float) -> float:
+    """The next magnitude: where a power law through the last two measurements (a square law
+    after the first: a small perturbation's KL grows with the square of its size) meets the
+    target, if that lies inside the bracket (low, high); else the bracket's middle (or twice
+    the last magnitude while nothing overshot)."""
+    magnitude, value = tried[-1]
+    power = 2.0
+    if len(tried) > 1:
+        before, earlier = tried[-2]
+        if min(value, earlier) > 0 and before != magnitude and earlier != value:
+            power = min(max(math.log(value / earlier) / math.log(magnitude / before), 0.5), 4.0)
+    guess = magnitude * (target / value) ** (1.0 / power) if value > 0 else math.nan
+    if low < guess < high:
+        return guess
+    return magnitude * 2.0 if math.isinf(high) else (low + high) / 2.0
 
 
 def kl_measure(lm: SteeredHFLM, calibration: Calibration) -> Measure:
@@ -131,19 +150,29 @@ def matched_strength(
     first) runs at: the recorded search's, or a new search on ``config``'s calibration prompts,
     recorded unless another worker recorded one first."""
     from saeval.run.calibration import calibration_prompts
-    from saeval.run.unit_queue import manifest_lock
 
     path = record_path(folder, configuration)
     found = read_matched(path)
     if found is None:
-        measure = MEASURES[match](lm, calibration_prompts(lm, config, tasks))
-        searched = match_control(*plans, scale, match, measure)
-        with manifest_lock(folder):
+        with _searching(path):  # another worker's search of it: wait for its record
             found = read_matched(path)
             if found is None:
-                write_matched(path, searched)
-                found = searched
+                measure = MEASURES[match](lm, calibration_prompts(lm, config, tasks))
+                found = match_control(*plans, scale, match, measure)
+                write_matched(path, found)
     return found.control_scale
+
+
+@contextlib.contextmanager
+def _searching(path: Path) -> Iterator[None]:
+    """Hold ``.<record>.lock`` beside a search's record (blocking) while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def record_path(folder: Path, configuration: str) -> Path:
