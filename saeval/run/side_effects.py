@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from saeval.analysis.dose import dose_record
 from saeval.analysis.side_effects import distinct_2, perplexity, repetition_rate, summarize_kl
 
 if TYPE_CHECKING:
@@ -57,9 +58,9 @@ def measure(
     records = sorted(_records(samples_jsonl), key=lambda record: int(record["doc_id"]))
     started = time.perf_counter()
     of = f" of {task}" if task else ""
-    kl = None
+    kl = dose = None
     if scale is not None and kl_docs > 0 and records:
-        kl = _kl(lm, records[:kl_docs], scale, _counter(counted, f"KL documents{of}"))
+        kl, dose = _kl(lm, records[:kl_docs], scale, _counter(counted, f"KL documents{of}"))
     kl_seconds = time.perf_counter() - started
     generation = None
     if _is_generation(records):
@@ -67,7 +68,7 @@ def measure(
         generation = _generation(lm, records, produced, start)
     if kl is not None:
         kl["seconds"] = round(kl_seconds, 3)
-    return {"schema": SCHEMA, "kl": kl, "generation": generation}
+    return {"schema": SCHEMA, "kl": kl, "dose": dose, "generation": generation}
 
 
 def side_effect_texts(
@@ -137,24 +138,35 @@ def _conditioning_ids(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[li
 
 def _kl(
     lm: SteeredHFLM, records: list[dict[str, Any]], scale: float, start: Start
-) -> dict[str, Any]:
-    """Per-document KL sums and counts, and the summary."""
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Per-document KL sums and counts, and the summary; the dose record of the same pass
+    (``saeval.analysis.dose``; None where no measured position was steered)."""
+    from saeval.steering import dose
     from saeval.steering.divergence import kl_per_position
 
     documents = _conditioning_ids(lm, records)
     pad_id = lm.tokenizer.pad_token_id or 0
     rolling = _is_rolling(records)  # a rolling text is all generated; a context all prompt
     per_position = None if rolling else lm.measured_kl(scale, documents)  # in the shared pass
-    if per_position is None:
+    doses = None if per_position is None else lm.measured_dose(scale, documents)
+    if per_position is None or doses is None:
+        recorded: dose.Recorded = []
         per_position = kl_per_position(
             lm.model,
             documents,
-            lm.plan.edits(scale),
+            dose.recording(lm.plan, scale, recorded),
             batch_size=_batch_size(lm),
             pad_id=pad_id,
             prompt_ends=[0 if rolling else len(doc) for doc in documents],
             done=start(len(documents)),
         )
+        doses = dose.per_document(recorded, documents, _batch_size(lm))
+    doc_ids = [int(record["doc_id"]) for record in records]
+    return _kl_record(records, per_position), dose_record(doc_ids, doses)
+
+
+def _kl_record(records: list[dict[str, Any]], per_position: list[list[float]]) -> dict[str, Any]:
+    """Per-document KL sums and counts, and the summary."""
     summary = summarize_kl(per_position)
     return {
         "documents": [
