@@ -11,9 +11,9 @@ at the first positions; each hook point's own numbers are kept beside them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
@@ -21,6 +21,10 @@ DOSE_POSITIONS = (
     "every steered position of the conditioning text (first request of each document) but "
     "the first, which is reported apart"
 )
+
+
+DOSE_HEADER = "dose"  # a table's column (``<B label> dose`` in a comparison)
+DOSE_UNIT = "dose: mean ||h' - h|| / ||h|| over the steered positions (p95 in the files)"
 
 
 @dataclass(frozen=True)
@@ -142,3 +146,26 @@ def dose_fields(summary: DoseSummary | None) -> DoseColumns:
     if summary is None:
         return DoseColumns(dose=None, dose_p95=None)
     return DoseColumns(dose=summary.mean, dose_p95=summary.p95)
+
+
+class Dosed(Protocol):
+    """A comparison row or sweep point: its dose columns."""
+
+    @property
+    def dose(self) -> float | None: ...
+
+    @property
+    def dose_p95(self) -> float | None: ...
+
+
+def dose_text(row: Dosed, number: Callable[[float | None], str], compact: bool) -> str:
+    """A dose cell, ``0.5123 (p95 0.8012)`` with ``number`` formatting each; the mean alone in
+    the terminal table (``compact``)."""
+    if compact or row.dose is None or row.dose_p95 is None:
+        return number(row.dose)
+    return f"{number(row.dose)} (p95 {number(row.dose_p95)})"
+
+
+def is_dose_header(header: str) -> bool:
+    """Whether a cell header is a dose column (``dose``, or ``<B label> dose``)."""
+    return header == DOSE_HEADER or header.endswith(f" {DOSE_HEADER}")

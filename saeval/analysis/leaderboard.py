@@ -32,6 +32,7 @@ from typing import Any
 from saeval.analysis import stats
 from saeval.analysis.compare import NO_TEST, Comparison, ComparisonRow, Side, compare
 from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN, check_alpha, check_margin
+from saeval.analysis.dose import pooled_dose
 from saeval.analysis.margins import MarginTest, non_inferiority_p
 from saeval.analysis.results import MetricValue, ResultSet, TaskResult
 from saeval.analysis.side_effects import pooled_kl
@@ -97,6 +98,7 @@ class BoardRow:
     versus: Effect | None = None  # a control's row: the intervention minus this control
     sweet_spot: bool = False
     kl: float | None = None  # KL(unsteered || steered) per token, over the tasks that measured it
+    dose: float | None = None  # mean ||h' - h|| / ||h|| (saeval.analysis.dose), likewise pooled
 
     @property
     def label(self) -> str:
@@ -140,6 +142,7 @@ class Leaderboard:
             record["p_non_inferior_holm"] = row.p_non_inferior_holm
             record["sweet_spot"] = row.sweet_spot
             record["kl"] = row.kl
+            record["dose"] = row.dose
             records.append(record)
         return records
 
@@ -273,6 +276,7 @@ class _Families:
             p_non_inferior=p_ni,
             versus=versus,
             kl=pooled_kl([task.kl for task in entry.results.tasks.values() if task.kl]),
+            dose=pooled_dose([task.dose for task in entry.results.tasks.values() if task.dose]),
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from saeval.analysis.dose import DoseSummary, read_dose
 from saeval.analysis.side_effects import KlSummary
 from saeval.errors import ResultsError
 
@@ -36,6 +37,7 @@ class SideEffects:
 
     kl: KlSummary | None
     generation: Mapping[int, Mapping[str, float]]  # doc_id -> {"gen_ppl,none": value, ...}
+    dose: DoseSummary | None = None  # ||h' - h|| / ||h|| of the steered positions, beside the KL
 
 
 def read_side_effects(path: Path) -> SideEffects:
@@ -44,9 +46,10 @@ def read_side_effects(path: Path) -> SideEffects:
         data = json.loads(path.read_text(encoding="utf-8"))
         kl = _kl(data.get("kl"))
         generation = _generation(data.get("generation") or [])
+        dose = read_dose(data.get("dose"))
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         raise ResultsError(f"{path}: not a saeval side-effect file ({error})") from None
-    return SideEffects(kl=kl, generation=generation)
+    return SideEffects(kl=kl, generation=generation, dose=dose)
 
 
 def _kl(data: Mapping[str, Any] | None) -> KlSummary | None:
