@@ -338,8 +338,8 @@ def table(report: Report) -> FitTable:
         caption=caption.strip(),
         steps=[  # the dose and KL columns go last: they are in the plots and every file format
             *_narrow_steps(headers),
-            *(c.header for c, h in zip(columns, headers, strict=True) if is_dose_header(h)),
             *(c.header for c, h in zip(columns, headers, strict=True) if h.endswith(KL_HEADER)),
+            *(c.header for c, h in zip(columns, headers, strict=True) if is_dose_header(h)),
         ],
         short_rows=[list((cell | {"task": short[cell["task"]]}).values()) for cell in rows],
         legend=[f"tasks: {legend}"] if legend else [],

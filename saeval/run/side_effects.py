@@ -55,7 +55,7 @@ def measure(
     ``counted`` hears each pass's documents done (named after ``task``); ``produced``: the ids
     generated for it (``SteeredHFLM.generated``), by prompt ids."""
     produced = produced or {}
-    records = sorted(_records(samples_jsonl), key=lambda record: int(record["doc_id"]))
+    records = sorted(sample_records(samples_jsonl), key=lambda record: int(record["doc_id"]))
     started = time.perf_counter()
     of = f" of {task}" if task else ""
     kl = dose = None
@@ -104,7 +104,7 @@ def _counter(counted: Counted, what: str) -> Start:
     return start
 
 
-def _records(samples_jsonl: str) -> Iterator[dict[str, Any]]:
+def sample_records(samples_jsonl: str) -> Iterator[dict[str, Any]]:
     for line in samples_jsonl.splitlines():
         if line.strip():
             yield json.loads(line)
@@ -128,7 +128,7 @@ def _is_rolling(records: list[dict[str, Any]]) -> bool:
     return bool(records) and set(records[0]["arguments"]["gen_args_0"]) == {"arg_0"}
 
 
-def _conditioning_ids(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[list[int]]:
+def conditioning_ids(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[list[int]]:
     """The token ids the model is conditioned on, as lm-eval encodes them."""
     limit = int(lm.max_length)
     prefix = [lm.prefix_token_id] if _is_rolling(records) else []
@@ -144,7 +144,7 @@ def _kl(
     from saeval.steering import dose
     from saeval.steering.divergence import kl_per_position
 
-    documents = _conditioning_ids(lm, records)
+    documents = conditioning_ids(lm, records)
     pad_id = lm.tokenizer.pad_token_id or 0
     rolling = _is_rolling(records)  # a rolling text is all generated; a context all prompt
     per_position = None if rolling else lm.measured_kl(scale, documents)  # in the shared pass
@@ -155,12 +155,12 @@ def _kl(
             lm.model,
             documents,
             dose.recording(lm.plan, scale, recorded),
-            batch_size=_batch_size(lm),
+            batch_size=pass_batch_size(lm),
             pad_id=pad_id,
             prompt_ends=[0 if rolling else len(doc) for doc in documents],
             done=start(len(documents)),
         )
-        doses = dose.per_document(recorded, documents, _batch_size(lm))
+        doses = dose.per_document(recorded, documents, pass_batch_size(lm))
     doc_ids = [int(record["doc_id"]) for record in records]
     return _kl_record(records, per_position), dose_record(doc_ids, doses)
 
@@ -199,7 +199,7 @@ def _generation(
     scored = [(p, g) for p, g in pairs if g]
     done = start(len(scored))
     nll = iter(
-        continuation_nll(lm.model, scored, batch_size=_batch_size(lm), pad_id=pad_id, done=done)
+        continuation_nll(lm.model, scored, batch_size=pass_batch_size(lm), pad_id=pad_id, done=done)
     )
     rows = []
     for record, (_, tokens) in zip(records, pairs, strict=True):
@@ -247,7 +247,7 @@ def _covering(lm: SteeredHFLM, tokens: list[int], text: str) -> list[int] | None
     return None
 
 
-def _batch_size(lm: SteeredHFLM) -> int:
+def pass_batch_size(lm: SteeredHFLM) -> int:
     """The model's batch size, or 4 where lm-eval picks it automatically."""
     size = str(lm.batch_size)
     return int(size) if size.isdigit() and int(size) > 0 else 4

@@ -9,7 +9,9 @@ positions count. Ratios are computed on the device during the pass and read once
 
 ``recording(plan, scale, doses)`` gives the plan's edits at ``scale`` that also append, per call,
 ``(hook_name, ratios (batch, pos))`` to ``doses``; ``per_document`` and ``per_context`` cut them
-to each document's real positions. torch is imported inside the functions.
+to each document's real positions. ``probe`` measures, on an unsteered pass, the dose the
+plan's edits at scale 1 would make (``saeval run --dose``). torch is imported inside the
+functions.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 from saeval.steering.positions import current_positions
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    from torch import Tensor, nn
 
     from saeval.steering.hooks import Edit
     from saeval.steering.pass_kl import ContextKey, Contexts
@@ -96,3 +98,50 @@ def per_context(doses: Recorded, contexts: Contexts) -> dict[ContextKey, PerHook
             found[key][hook_name] = flat[start : start + length]
             start += length
     return found
+
+
+def probe(
+    model: nn.Module,
+    plan: SteerPlan,
+    documents: Sequence[Sequence[int]],
+    recorded: Recorded,
+    *,
+    batch_size: int,
+    pad_id: int = 0,
+) -> None:
+    """Run ``documents`` (all conditioning text) through the unsteered model, appending to
+    ``recorded`` the dose the plan's edits at scale 1 would make of each hook point's unsteered
+    activation; the edits are computed and dropped, so every hook point sees ``h`` unsteered.
+    ``per_document(recorded, documents, batch_size)`` cuts the result."""
+    import torch
+
+    from saeval.steering.hooks import attach
+    from saeval.steering.positions import Positions, describing
+
+    device = next(model.parameters()).device
+    for start in range(0, len(documents), batch_size):
+        batch = documents[start : start + batch_size]
+        width = max(len(doc) for doc in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, doc in enumerate(batch):
+            ids[row, : len(doc)] = torch.tensor(list(doc), dtype=torch.long)
+            mask[row, : len(doc)] = 1
+        lengths = mask.sum(1).to(device)
+        layout = Positions(start=torch.zeros_like(lengths), end=lengths, prompt_end=lengths)
+        with torch.no_grad(), attach(model, _probes(plan, recorded)), describing(layout):
+            model(input_ids=ids.to(device), attention_mask=mask.to(device))
+
+
+def _probes(plan: SteerPlan, recorded: Recorded) -> dict[str, Edit]:
+    """Edits recording the dose of scale 1 at each hook point and returning ``h`` unchanged."""
+    edits = recording(plan, 1.0, recorded)
+
+    def unchanged(edit: Edit) -> Edit:
+        def keep(h: Tensor) -> Tensor:
+            edit(h)
+            return h
+
+        return keep
+
+    return {name: unchanged(edit) for name, edit in edits.items()}
