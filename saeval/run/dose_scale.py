@@ -16,7 +16,7 @@ are already in activation units, or are not linear in the scale: a row of them i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,8 @@ from saeval.spec.steer_rows import VectorRow
 
 if TYPE_CHECKING:
     from saeval.run.config import RunConfig, RunEvents
+    from saeval.run.steer_set import SteerSet
+    from saeval.spec.experiment import Experiment
     from saeval.spec.steer_file import SteerFile
     from saeval.spec.tasks import TaskSet
     from saeval.steering.lm_eval_model import SteeredHFLM
@@ -73,9 +75,9 @@ def check_dose_rows(steer: Sequence[SteerFile]) -> None:
             if action is not Action.ADD:
                 where = row.where(row.column("action")) if not isinstance(row, VectorRow) else ""
                 raise UsageError(
-                    f"{where or row.where()}: --dose scales add rows and vectors, but this row "
-                    f"is {action.value} (its value is already in activation units or not "
-                    "proportional to the scale)",
+                    f"{where or row.where()}: --dose (dose:) scales add rows and vectors, but "
+                    f"this row is {action.value} (its value is already in activation units or "
+                    "not proportional to the scale)",
                     hint="use --scale for steer files with clamp, ablate, project or "
                     "add_through_sae rows",
                 )
@@ -162,3 +164,44 @@ def _rounded(scale: float) -> float:
     if scale == 0:
         return 0.0
     return round(scale, DIGITS - 1 - math.floor(math.log10(abs(scale))))
+
+
+def experiment_scales(
+    experiment: Experiment,
+    sets: Mapping[str, SteerSet],
+    config: RunConfig,
+    model_id: str,
+    device: str,
+    tasks: TaskSet,
+) -> Experiment:
+    """``experiment`` with the scales of each intervention that gives ``dose:``, calibrated on
+    the experiment's tasks with one model load (each intervention's own plan); unchanged when
+    none does."""
+    import gc
+
+    from saeval.run.evaluation import steered_lm
+    from saeval.steering.plan import plan_rows
+    from saeval.steering.sae_loading import row_loader
+
+    dosed = [i for i in experiment.interventions if i.doses]
+    if not dosed:
+        return experiment
+    for intervention in dosed:
+        check_dose_rows(sets[intervention.name].files)
+    rows = {i.name: [row for f in sets[i.name].files for row in f.rows] for i in dosed}
+    lm = steered_lm(rows[dosed[0].name], model_id, device, config.dtype, config.batch_size)
+    scales: dict[str, tuple[float, ...]] = {}
+    try:
+        for intervention in dosed:
+            plan_of = rows[intervention.name]
+            lm.plan = plan_rows(plan_of, row_loader(plan_of, device="cpu", dtype="float32"))
+            found = calibrate(lm, replace(config, doses=intervention.doses), tasks)
+            scales[intervention.name] = found.scales
+    finally:
+        del lm
+        gc.collect()
+    interventions = tuple(
+        replace(i, scales=scales[i.name]) if i.name in scales else i
+        for i in experiment.interventions
+    )
+    return replace(experiment, interventions=interventions)

@@ -21,6 +21,7 @@ from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN
 from saeval.atomic import write_atomic
 from saeval.errors import ResolutionError, ResultsError, UsageError
 from saeval.run.config import DEFAULT_KL_DOCS, RunConfig
+from saeval.run.dose_scale import experiment_scales
 from saeval.run.experiment_layout import EXPERIMENT_FILE, configurations, units
 from saeval.run.folder import open_run_folder
 from saeval.run.steer_set import SteerSet, read_steer_set
@@ -70,7 +71,7 @@ def prepare(
         include_path=experiment.include_path,
         output=output,
         name=name,
-        scales=tuple(sorted({s for i in experiment.interventions for s in i.scales})),
+        scales=_scales(experiment) or (1.0,),  # dose: interventions get theirs below
         margin=DEFAULT_MARGIN if experiment.margin is None else experiment.margin,
         resume=resume,
         apply_chat_template=options.apply_chat_template,
@@ -81,6 +82,8 @@ def prepare(
     if config.apply_chat_template:
         check_local_template(model_id)
     tasks = validate_tasks(config.tasks, config.include_path)
+    experiment = experiment_scales(experiment, sets, config, model_id, device, tasks)
+    config = replace(config, scales=_scales(experiment))
     files = {str(f.path): f for steer_set in sets.values() for f in steer_set.files}
     saes = {(s.release, s.sae_id): s for steer_set in sets.values() for s in steer_set.saes}
     return Prepared(
@@ -121,6 +124,7 @@ def _definition(experiment: Experiment, sets: dict[str, SteerSet], model_id: str
                 "steer": [str(f.path.resolve()) for f in sets[i.name].files],
                 "steer_sha256": [f.sha256 for f in sets[i.name].files],
                 "scales": list(i.scales),
+                **({"doses": list(i.doses)} if i.doses else {}),
                 **({"positions": i.positions} if i.positions != "all" else {}),
             }
             for i in experiment.interventions
@@ -137,6 +141,11 @@ def _definition(experiment: Experiment, sets: dict[str, SteerSet], model_id: str
             "alpha": DEFAULT_ALPHA if experiment.alpha is None else experiment.alpha,
         },
     }
+
+
+def _scales(experiment: Experiment) -> tuple[float, ...]:
+    """Every strength of the experiment's interventions, in order."""
+    return tuple(sorted({s for i in experiment.interventions for s in i.scales}))
 
 
 def _kl_docs(experiment: Experiment) -> int:

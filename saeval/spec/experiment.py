@@ -40,6 +40,7 @@ class Intervention:
     scales: tuple[float, ...]
     line: int
     positions: str = "all"  # the positions mode of its rows with an empty positions cell
+    doses: tuple[float, ...] = ()  # dose: strengths in activation units; scales come from them
 
 
 @dataclass(frozen=True)
@@ -145,12 +146,14 @@ class _Reader:
         self.values: dict[str, Any] = {}
         self.options: dict[str, Any] = {}
         self.default_scales: tuple[float, ...] = (1.0,)
+        self.default_doses: tuple[float, ...] = ()  # dose: instead of scales (run/dose_scale.py)
         self.default_positions = "all"
         self.handlers: dict[str, Callable[[Entry], None]] = {
             "model": lambda e: self._set("model", self._model(keys.text(e.node))),
             "tasks": self._tasks,
             "include_path": self._include_path,
             "scales": lambda e: setattr(self, "default_scales", keys.scales(e.node)),
+            "dose": lambda e: setattr(self, "default_doses", keys.scales(e.node)),
             "positions": lambda e: setattr(
                 self, "default_positions", keys.choice(e.node, tuple(MODES))
             ),
@@ -185,6 +188,8 @@ class _Reader:
         for required in ("tasks", "interventions"):
             if required not in found:
                 self.problems.add(None, required, "missing; every experiment file needs it")
+        if "scales" in found and "dose" in found:
+            self.problems.add(found["dose"].line, "dose", "give scales or dose, not both")
         if "interventions" in found:
             self._interventions(found["interventions"])
         return self.values | {"options": RunOptions(**self.options)}
@@ -297,18 +302,22 @@ class _Reader:
         positions: ...}``."""
         _check_name(entry.key)
         scales, steer_node = self.default_scales, entry.node
-        positions = self.default_positions
+        doses, positions = self.default_doses, self.default_positions
         if isinstance(entry.node, yaml.MappingNode):
             where = f"interventions.{entry.key}"
             parts = {inner.key: inner for inner in entries(entry.node, where, self.problems)}
-            unknown = sorted(set(parts) - {"steer", "scales", "positions"})
+            unknown = sorted(set(parts) - {"steer", "scales", "dose", "positions"})
             if unknown:
-                raise Invalid(f"unknown key {unknown[0]!r}; valid: scales, steer, positions")
+                raise Invalid(f"unknown key {unknown[0]!r}; valid: dose, scales, steer, positions")
+            if "scales" in parts and "dose" in parts:
+                raise Invalid("give scales or dose, not both (a dose becomes a scale)")
             if "steer" not in parts:
                 raise Invalid("needs steer: the steer file(s) of this intervention")
             steer_node = parts["steer"].node
             if "scales" in parts:
-                scales = keys.scales(parts["scales"].node)
+                scales, doses = keys.scales(parts["scales"].node), ()
+            if "dose" in parts:
+                doses = keys.scales(parts["dose"].node)
             if "positions" in parts:
                 positions = keys.choice(parts["positions"].node, tuple(MODES))
         paths = tuple(self._path(name) for name in keys.texts(steer_node))
@@ -319,6 +328,8 @@ class _Reader:
             )
         if not paths:
             raise Invalid("no steer file given")
+        if doses:  # the scales are measured when the experiment runs (run/dose_scale.py)
+            return Intervention(entry.key, paths, (), entry.line, positions, doses)
         return Intervention(entry.key, paths, scales, entry.line, positions)
 
     def _model(self, name: str) -> str:

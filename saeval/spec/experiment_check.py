@@ -73,7 +73,7 @@ def describe(experiment: Experiment) -> str:
     """``2 interventions x 2-3 strengths + 1 random control each; 1 target + 2 capability
     tasks: 1 baseline + 10 configurations, 33 evaluations``."""
     count, evaluations = counts(experiment)
-    strengths = sorted({len(i.scales) for i in experiment.interventions})
+    strengths = sorted({len(i.scales or i.doses) for i in experiment.interventions})
     span = "-".join(map(str, [strengths[0], strengths[-1]] if len(strengths) > 1 else strengths))
     controls = experiment.random_controls
     return (
@@ -87,7 +87,7 @@ def describe(experiment: Experiment) -> str:
 def counts(experiment: Experiment) -> tuple[int, int]:
     """The steered configurations (strengths and their random controls) and the evaluations
     (every configuration and the baseline on every task)."""
-    strengths = sum(len(i.scales) for i in experiment.interventions)
+    strengths = sum(len(i.scales or i.doses) for i in experiment.interventions)
     configurations = strengths * (1 + experiment.random_controls)
     return configurations, (configurations + 1) * len(experiment.tasks)
 
