@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from saeval.errors import UsageError
+from saeval.run.ranks import launched_size
 from saeval.spec.dialects import Action
 from saeval.spec.steer_rows import VectorRow
 
@@ -98,6 +99,12 @@ def calibrated(
     from saeval.run.evaluation import steered_lm
 
     check_dose_rows(steer)
+    if launched_size() > 1:
+        raise UsageError(
+            "--dose is not supported under a data-parallel launch (its calibration runs in one "
+            "process)",
+            hint="run it once in one process and pass the scales run.json records with --scale",
+        )
     if config.kl_docs <= 0:
         raise UsageError(
             "--dose measures on the first --kl-docs documents: give --kl-docs 1 or more"
