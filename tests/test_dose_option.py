@@ -54,6 +54,11 @@ def test_dose_gives_the_measured_mean_dose(tiny_bundle: Path, tmp_path: Path) ->
     comparison = json.loads((run / "comparison.json").read_text())
     points = comparison["series"][0]["points"]
     assert [p["dose"] for p in points] == pytest.approx(list(DOSES), rel=0.01)
+    csv_header = (run / "comparison.csv").read_text().splitlines()[0].split(",")
+    assert {"kl", "dose", "dose_p95"} <= set(csv_header)
+    markdown = (run / "comparison.md").read_text()
+    assert "| KL (nats/token) | dose |" in markdown and "(p95 " in markdown
+    assert list(run.glob("sweep_*_acc_dose.png")), "a sweep plot against the dose"
 
 
 def test_dose_with_a_clamp_row_is_one_line_error(tiny_bundle: Path, tmp_path: Path) -> None:
