@@ -308,7 +308,7 @@ class _Reader:
             parts = {inner.key: inner for inner in entries(entry.node, where, self.problems)}
             unknown = sorted(set(parts) - {"steer", "scales", "dose", "positions"})
             if unknown:
-                raise Invalid(f"unknown key {unknown[0]!r}; valid: dose, scales, steer, positions")
+                raise Invalid(f"unknown key {unknown[0]!r}; valid: scales, dose, steer, positions")
             if "scales" in parts and "dose" in parts:
                 raise Invalid("give scales or dose, not both (a dose becomes a scale)")
             if "steer" not in parts:
