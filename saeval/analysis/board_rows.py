@@ -68,6 +68,7 @@ class BoardRow:
     # prompt's row with compare_to: the steering configuration it names minus the prompt
     sweet_spot: bool = False
     kl: float | None = None  # KL(unsteered || steered) per token, over the tasks that measured it
+    dose: float | None = None  # mean ||h' - h|| / ||h|| (saeval.analysis.dose), likewise pooled
     prompt: str | None = None  # the system prompt it was asked with
     steers: bool = True  # False: a prompt alone
 

@@ -18,6 +18,7 @@ from saeval.analysis.pairing import OnPaired, Pairing, on_paired, pair_documents
 from saeval.analysis.results import ResultSet, TaskResult
 from saeval.analysis.stats import MCNEMAR, PAIRED_T, SIGN
 from saeval.errors import ResultsError, UsageError
+from saeval.records.dose import dose_columns
 from saeval.records.side_effects import kl_columns
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ class ComparisonRow:
     kl_ci_low: float | None = None
     kl_ci_high: float | None = None
     kl_p95: float | None = None
+    dose: float | None = None  # b's own mean ||h' - h|| / ||h|| from its run (saeval.analysis.dose)
+    dose_p95: float | None = None
     # a partial comparison: a, b, n and delta are over the paired documents, and these are the
     # aggregates each side reported over all of its documents (not compared with each other)
     a_reported: float | None = None
@@ -160,7 +163,7 @@ def compare(
                 notes.append(f"{name}: {metric_label(key)} skipped: {_NOT_ON_PAIRED}")
                 continue
             row = _row(name, key, task_a, task_b, pairing, 1.0 - alpha)
-            rows.append(replace(row, **kl_columns(task_b.kl)))
+            rows.append(replace(row, **kl_columns(task_b.kl), **dose_columns(task_b.dose)))
     rows = _select(rows, metrics)
     side_a, side_b = _side(a), _side(b)
     if side_a.label == side_b.label:

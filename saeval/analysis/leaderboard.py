@@ -37,6 +37,7 @@ from saeval.analysis import stats
 from saeval.analysis.board_rows import BoardRow, Effect, Entry
 from saeval.analysis.compare import Comparison, ComparisonRow, Side, compare
 from saeval.analysis.defaults import DEFAULT_ALPHA, DEFAULT_MARGIN, check_alpha, check_margin
+from saeval.analysis.dose import pooled_dose
 from saeval.analysis.margins import MarginTest, non_inferiority_p
 from saeval.analysis.results import MetricValue, ResultSet, TaskResult
 from saeval.analysis.side_effects import pooled_kl
@@ -86,6 +87,7 @@ class Leaderboard:
             record["kl"] = row.kl
             record["prompt"] = row.prompt
             record["steers"] = row.steers
+            record["dose"] = row.dose
             records.append(record)
         return records
 
@@ -244,6 +246,7 @@ class _Families:
             kl=pooled_kl([task.kl for task in entry.results.tasks.values() if task.kl]),
             prompt=entry.prompt,
             steers=entry.steers,
+            dose=pooled_dose([task.dose for task in entry.results.tasks.values() if task.dose]),
         )
 
 

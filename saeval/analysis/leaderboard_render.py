@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from saeval.analysis.board_rows import BoardRow, Effect
 from saeval.analysis.compare import metric_label
+from saeval.analysis.dose import DOSE_HEADER
 from saeval.analysis.leaderboard import Leaderboard
 from saeval.analysis.render import KL_HEADER, MISSING, ci_header, fmt_ci, fmt_number, fmt_p
 from saeval.analysis.table_fit import COMPACT, FitColumn, FitTable
@@ -56,6 +57,8 @@ def cells(board: Leaderboard) -> list[dict[str, str]]:
             )
         if with_kl:
             cell[KL_HEADER] = fmt_number(row.kl)
+        if any(row.dose is not None for row in board.rows):
+            cell[DOSE_HEADER] = fmt_number(row.dose)
         cell["vs intervention"] = _versus(row.versus)
         cell[SWEET_SPOT_HEADER] = SWEET_SPOT if row.sweet_spot else ""
         found.append(cell)
@@ -149,6 +152,7 @@ def table(board: Leaderboard) -> FitTable:
         ],
         steps=[
             *(step for step in NARROW_STEPS if step in (*headers, COMPACT)),
+            *([DOSE_HEADER] if DOSE_HEADER in headers else []),
             *(header for header in headers if header.endswith(" CI")),
             *([SWEET_SPOT_HEADER] if SWEET_SPOT_HEADER in headers else []),
         ],

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from saeval.analysis.dose_plots import plot_dose_axis
 from saeval.analysis.figure_style import TaskFacts
 from saeval.analysis.summary_figure import plot_summary
 from saeval.analysis.sweep import Sweep, SweepSeries
@@ -36,12 +37,14 @@ def _png(directory: Path, stem: str) -> Path:
 
 
 def plot_sweep(result: Sweep, directory: Path, facts: TaskFacts | None = None) -> list[Path]:
-    """Write one PNG per plotted (task, metric), one KL PNG per task with KL, and summary.png."""
+    """Write one PNG per plotted (task, metric) (and one against the dose where it was measured),
+    one KL PNG per task with KL, and summary.png."""
     facts = facts or TaskFacts()
     plt = pyplot()
     directory.mkdir(parents=True, exist_ok=True)
     skipped = {(task, metric) for task, metric, _ in short_text_measures(result)}
     written = []
+    plotted: dict[tuple[str, str], Path] = {}
     for series in result.series:
         if (series.task, series.metric) in skipped:
             continue
@@ -51,6 +54,8 @@ def plot_sweep(result: Sweep, directory: Path, facts: TaskFacts | None = None) -
         figure.legend(*legend_entries([axes]), loc="outside lower center", ncols=2,
                       fontsize="x-small", frameon=False)  # fmt: skip
         written.append(_save(figure, plot_path(directory, series), plt))
+        plotted[(series.task, series.metric)] = written[-1]
+    written += plot_dose_axis(result, directory, facts, plotted)  # the same, against the dose
     for task in kl_tasks(result):
         figure, axes = plt.subplots(figsize=(5.0, 3.6), layout="constrained")
         draw_kl(axes, result, [task], facts)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from saeval.analysis.compare import Comparison, ComparisonRow
+from saeval.analysis.dose import DOSE_HEADER, DOSE_UNIT, dose_text, is_dose_header
 from saeval.analysis.margins import EQUIVALENCE
 from saeval.analysis.report import Report
 from saeval.analysis.steerability import Steerability
@@ -101,6 +102,7 @@ def comparison_cells(comparison: Comparison, *, compact: bool = False) -> list[d
     level = ci_header(comparison.confidence)
     footnotes = row_footnotes(comparison)
     with_kl = any(row.kl is not None for row in comparison.rows)
+    with_dose = any(row.dose is not None for row in comparison.rows)
     cells = []
     for row in comparison.rows:
         mark = f" ({footnotes[row.note]})" if compact and row.note else ""
@@ -119,6 +121,8 @@ def comparison_cells(comparison: Comparison, *, compact: bool = False) -> list[d
         }
         if with_kl:  # B's own KL against its unsteered model, from B's run: not A vs B
             cell[f"{comparison.b.label} {KL_HEADER}"] = fmt_number(row.kl)
+        if with_dose:
+            cell[f"{comparison.b.label} {DOSE_HEADER}"] = dose_text(row, fmt_number, compact)
         if not compact:
             cell["note"] = row.note
         cells.append(cell)
@@ -156,7 +160,9 @@ def sweep_cells(result: Sweep, *, compact: bool = False) -> list[dict[str, str]]
     level = ci_header(1 - result.alpha)
     verdict_header = VERDICT_HEADERS[result.margins.test == EQUIVALENCE]
     with_kl = any(point.kl is not None for s in result.series for point in s.points)
+    dose = any(point.dose is not None for s in result.series for point in s.points)
     kl = {KL_HEADER: "0"} if with_kl else {}
+    kl |= {DOSE_HEADER: "0"} if dose else {}
     cells = []
     for series in result.series:
         cells.append(
@@ -189,6 +195,7 @@ def sweep_cells(result: Sweep, *, compact: bool = False) -> list[dict[str, str]]
                     "test": point.test,
                     verdict_header: verdict,
                     **({KL_HEADER: fmt_number(point.kl)} if with_kl else {}),
+                    **({DOSE_HEADER: dose_text(point, fmt_number, compact)} if dose else {}),
                 }
             )
     return cells
@@ -313,6 +320,7 @@ def table(report: Report) -> FitTable:
     view = _view(report)
     headers = list(view.table_cells[0]) if view.table_cells else ["task", "metric"]
     with_kl = any(header.endswith(KL_HEADER) for header in headers)
+    with_dose = any(is_dose_header(header) for header in headers)
     columns = [  # "KL" ("steered KL" in a comparison), its unit in the caption
         FitColumn(header.removesuffix(KL_HEADER) + KL_SHORT, "right")
         if header.endswith(KL_HEADER)
@@ -323,7 +331,8 @@ def table(report: Report) -> FitTable:
         else FitColumn(header)
         for header in headers
     ]
-    caption = "\n".join([view.caption, *([KL_UNIT] if with_kl else [])])
+    units = [*([KL_UNIT] if with_kl else []), *([DOSE_UNIT] if with_dose else [])]
+    caption = "\n".join([view.caption, *units])
     # a metric's filter on its own line: "exact_match," then "strict-match"
     rows = [cell | {"metric": cell["metric"].replace(",", ",\n")} for cell in view.table_cells]
     short = shortest_unique_suffixes([cell["task"] for cell in rows])
@@ -334,9 +343,10 @@ def table(report: Report) -> FitTable:
         rows=[list(cell.values()) for cell in rows],
         styles=view.styles,
         caption=caption.strip(),
-        steps=[  # the KL column goes last: it is in the KL plots and every file format
+        steps=[  # the dose and KL columns go last: they are in the plots and every file format
             *_narrow_steps(headers),
             *(c.header for c, h in zip(columns, headers, strict=True) if h.endswith(KL_HEADER)),
+            *(c.header for c, h in zip(columns, headers, strict=True) if is_dose_header(h)),
         ],
         short_rows=[list((cell | {"task": short[cell["task"]]}).values()) for cell in rows],
         legend=[f"tasks: {legend}"] if legend else [],

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saeval.records.dose import DoseSummary
 from saeval.records.side_effects import KlSummary
 
 
@@ -46,6 +47,7 @@ class TaskResult:
     samples: Mapping[int, DocSample] | None = None
     samples_file: Path | None = None
     kl: KlSummary | None = None  # KL(unsteered || steered) on its prompts, if measured
+    dose: DoseSummary | None = None  # ||h' - h|| / ||h|| in the same pass, if measured
     alias: str | None = None  # the task's own display name (lm-eval's task_alias), if it has one
 
 

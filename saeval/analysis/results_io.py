@@ -222,7 +222,14 @@ def _with_side_effects(task: TaskResult, path: Path) -> TaskResult:
     names = [key.partition(",")[0] for key in means]
     better = {**task.higher_is_better, **{name: GENERATION_MEASURES[name] for name in names}}
     kept = samples if task.samples is not None else None
-    return replace(task, metrics=metrics, higher_is_better=better, samples=kept, kl=effects.kl)
+    return replace(
+        task,
+        metrics=metrics,
+        higher_is_better=better,
+        samples=kept,
+        kl=effects.kl,
+        dose=effects.dose,
+    )
 
 
 def _aggregations(config: Any) -> dict[str, str]:

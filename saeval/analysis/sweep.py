@@ -40,6 +40,8 @@ class SweepPoint:
     kl: float | None = None  # KL(unsteered || steered) per token on the task's prompts
     kl_ci_low: float | None = None
     kl_ci_high: float | None = None
+    dose: float | None = None  # mean ||h' - h|| / ||h|| at the steered positions of those prompts
+    dose_p95: float | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ def _series(rows: list[tuple[float, ComparisonRow]], margins: MarginTest) -> Swe
             kl=row.kl,
             kl_ci_low=row.kl_ci_low,
             kl_ci_high=row.kl_ci_high,
+            dose=row.dose,
+            dose_p95=row.dose_p95,
         )
         for scale, row in rows
     )

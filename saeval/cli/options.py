@@ -99,14 +99,25 @@ MarginTestOpt = Annotated[
 ]
 
 
-def parse_scales(text: str) -> tuple[float, ...]:
+DoseOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Instead of --scale: strength(s) in activation units, comma separated; each becomes "
+        "the scale whose mean ||h' - h|| / ||h|| on the first --kl-docs documents is that dose "
+        "(add rows and vectors only).",
+        show_default=False,
+    ),
+]
+
+
+def parse_scales(text: str, option: str = "--scale") -> tuple[float, ...]:
     """``"0,0.5,1"`` -> (0.0, 0.5, 1.0); UsageError for an empty strength or anything that is
     not a finite plain decimal number (``cells.number``'s rules, as in steer files)."""
     scales: list[float] = []
     for part in text.split(","):
         if not part.strip():
             raise UsageError(
-                f"--scale has an empty strength in {text!r}; separate numbers by single commas, "
+                f"{option} has an empty strength in {text!r}; separate numbers by single commas, "
                 "e.g. 0,0.5,1"
             )
         try:
@@ -114,9 +125,9 @@ def parse_scales(text: str) -> tuple[float, ...]:
         except Invalid as problem:
             if _non_finite_float(part):
                 raise UsageError(
-                    f"--scale takes finite numbers, got {float(part)} in {text!r}"
+                    f"{option} takes finite numbers, got {float(part)} in {text!r}"
                 ) from None
-            raise UsageError(f"--scale: {problem}") from None
+            raise UsageError(f"{option}: {problem}") from None
     return tuple(scales)
 
 

@@ -13,6 +13,7 @@ from saeval.cli import run_experiment
 from saeval.cli.console import out
 from saeval.cli.options import (
     DeviceOpt,
+    DoseOpt,
     MarginOpt,
     MarginTestChoice,
     MarginTestOpt,
@@ -69,6 +70,7 @@ def command(
         str | None, typer.Option(help="Run folder name (default: <steer file>-<date>-<time>).")
     ] = None,
     scale: ScaleOpt = "1",
+    dose: DoseOpt = None,
     margin: MarginOpt = DEFAULT_MARGIN,
     relative_margin: RelativeMarginOpt = DEFAULT_RELATIVE_MARGIN,
     margin_test: MarginTestOpt = MarginTestChoice.NONINFERIORITY,
@@ -130,6 +132,7 @@ def command(
         output=output,
         name=name,
         scales=parse_scales(scale),
+        doses=_doses(dose, scale),
         margin=margin,
         relative_margin=relative_margin,
         margin_test=margin_test.value,
@@ -174,3 +177,12 @@ def _show(result: RunResult) -> None:
     if result.reused:
         out.print(f"baseline reused from the cache for: {', '.join(result.reused)}", soft_wrap=True)
     out.print(f"results: {result.folder}", soft_wrap=True, highlight=False)
+
+
+def _doses(dose: str | None, scale: str) -> tuple[float, ...]:
+    """--dose's numbers (none without it); --scale and --dose together are an error."""
+    if dose is None:
+        return ()
+    if scale != "1":
+        raise UsageError("give --scale or --dose, not both (a dose becomes a scale)")
+    return parse_scales(dose, "--dose")

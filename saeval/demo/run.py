@@ -159,6 +159,7 @@ def findings(comparison: Comparison, scale: float, report: Sweep | None) -> list
     if curve is not None:
         lines.append(f"knowledge (acc) against strength: {curve}")
         lines.extend(_kl_lines(report, KNOWLEDGE_TASK) if report is not None else [])
+        lines.extend(_dose_lines(report, KNOWLEDGE_TASK) if report is not None else [])
     elif knowledge is not None:
         lines.append(f"knowledge (acc): {knowledge.a:.2f} -> {knowledge.b:.2f} at {scale:g}x")
     return lines
@@ -206,6 +207,16 @@ def _kl_lines(report: Sweep, task: str) -> list[str]:
     where = f"first at {min(above):g}x" if above else "at no strength measured"
     lines.append(f"KL exceeds {KL_THRESHOLD:g} nats/token {where}")
     return lines
+
+
+def _dose_lines(report: Sweep, task: str) -> list[str]:
+    """The dog latent's dose (mean ||h' - h|| / ||h||, p95) at each strength on a task's prompts."""
+    series = _acc_series(report, task)
+    points = [p for p in series.points if p.dose is not None] if series is not None else []
+    if not points:
+        return []
+    curve = ", ".join(f"{p.dose:.3g} (p95 {p.dose_p95:.3g}) at {p.scale:g}x" for p in points)
+    return [f"dose ||h' - h|| / ||h|| on its prompts (every position but the first): {curve}"]
 
 
 def _steerability_lines(report: Sweep) -> list[str]:

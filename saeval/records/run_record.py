@@ -20,6 +20,8 @@ Fields (schema ``saeval.run/2``; ``saeval.run/1`` had ``"schema_version": 1`` in
                      ``saeval.spec.tasks.TaskSpec`` (``dataclasses.asdict``)
     limit, num_fewshot, seeds {random, numpy, torch, fewshot}, apply_chat_template, gen_kwargs
     scales           the steering strengths
+    dose             with --dose: {doses, scales, per_unit_scale, hooks, documents, tokens}, the
+                     requested doses and the scales they became (``saeval.run.dose_scale``)
     configurations   {name: {scale, stamp}}                                ConfigurationRecord
     completed        [{configuration, task, seconds, finished, results, samples,
                        baseline_key, reused_from}]  one record per finished (configuration, task)
@@ -164,6 +166,7 @@ class Manifest:
     comparison: dict[str, Any] | None = None
     file_sha256: dict[str, str] = field(default_factory=dict)
     file_sha256_replaced: dict[str, str] = field(default_factory=dict)
+    dose: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON-able data, head fields first."""

@@ -7,6 +7,7 @@ Schema ``saeval.side_effects/1``::
                  {documents: [{doc_id, sum, tokens}],   per-document KL sum (nats) and positions
                   mean, ci_low, ci_high, p95, tokens,   the KL summary (``KlSummary.to_dict``)
                   positions, seconds}                   what was measured, and how long it took
+    dose         null or ||h' - h|| / ||h|| of the same pass (``saeval.records.dose``)
     generation   null (not a generation task) or
                  [{doc_id, gen_ppl, distinct_2, repetition_4, gen_tokens}]  per document
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from saeval.errors import ResultsError
+from saeval.records.dose import DoseSummary, read_dose
 from saeval.records.json_file import load_json
 from saeval.records.schema import schema_id, schema_of
 
@@ -112,10 +114,12 @@ def kl_record(
 
 
 def side_effects_record(
-    kl: dict[str, Any] | None, generation: list[dict[str, Any]] | None
+    kl: dict[str, Any] | None,
+    generation: list[dict[str, Any]] | None,
+    dose: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole file's record: its schema, the KL entry and the generation rows."""
-    return {"schema": SCHEMA, "kl": kl, "generation": generation}
+    """The whole file's record: its schema, the KL entry, the dose entry and the generation rows."""
+    return {"schema": SCHEMA, "kl": kl, "dose": dose, "generation": generation}
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class SideEffects:
 
     kl: KlSummary | None
     generation: Mapping[int, Mapping[str, float]]  # doc_id -> {"gen_ppl": value, ...}
+    dose: DoseSummary | None = None  # ||h' - h|| / ||h|| of the steered positions, beside the KL
 
 
 def read_side_effects(path: Path) -> SideEffects:
@@ -136,9 +141,10 @@ def read_side_effects(path: Path) -> SideEffects:
         kl = data.get("kl")
         summary = None if kl is None else KlSummary.from_dict(kl, len(kl["documents"]))
         generation = _generation(data.get("generation") or [])
+        dose = read_dose(data.get("dose"))
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise ResultsError(f"{path}: not a saeval side-effect file ({error})") from None
-    return SideEffects(kl=summary, generation=generation)
+    return SideEffects(kl=summary, generation=generation, dose=dose)
 
 
 def _generation(rows: list[Mapping[str, Any]]) -> dict[int, dict[str, float]]:

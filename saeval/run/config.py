@@ -41,6 +41,7 @@ class RunConfig(EvalOptions):
     output: Path = Path("results")
     name: str | None = None
     scales: tuple[float, ...] = (1.0,)
+    doses: tuple[float, ...] = ()  # --dose: scales from mean ||h' - h|| / ||h|| (run/dose_scale.py)
     margin: float = DEFAULT_MARGIN  # a sweep's margin for metrics in [0, 1]
     relative_margin: float = DEFAULT_RELATIVE_MARGIN  # for unbounded metrics, of the baseline
     margin_test: str = NONINFERIORITY
@@ -68,6 +69,8 @@ class RunConfig(EvalOptions):
             )
         if not self.scales:
             raise UsageError("--scale needs at least one strength")
+        if len(set(self.doses)) != len(self.doses):
+            raise UsageError(f"--dose lists a dose twice: {','.join(map(str, self.doses))}")
         if len(set(self.scales)) != len(self.scales):
             raise UsageError(f"--scale lists a strength twice: {','.join(map(str, self.scales))}")
         named = None if self.name is None else name_problem(self.name)

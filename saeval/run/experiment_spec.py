@@ -23,6 +23,7 @@ from saeval.records.experiment_folder import EXPERIMENT_FILE, configurations, un
 from saeval.records.experiment_record import ExperimentRecord, read_definition
 from saeval.records.json_file import json_text
 from saeval.run.config import RunConfig
+from saeval.run.dose_scale import experiment_scales
 from saeval.run.folder import open_run_folder
 from saeval.run.steer_set import SteerSet, model_id_of, read_steer_set
 from saeval.run.store import RunStore
@@ -68,7 +69,7 @@ def prepare(
         include_path=experiment.include_path,
         output=output,
         name=name,
-        scales=tuple(sorted({s for i in experiment.interventions for s in i.scales})) or (1.0,),
+        scales=_scales(experiment) or (1.0,),  # dose: interventions get theirs below
         margin=DEFAULT_MARGIN if experiment.margin is None else experiment.margin,
         resume=resume,
     )
@@ -76,6 +77,8 @@ def prepare(
     if config.apply_chat_template:
         check_local_template(model_id)
     tasks = validate_tasks(config.tasks, config.include_path)
+    experiment = experiment_scales(experiment, sets, config, model_id, device, tasks)
+    config = replace(config, scales=_scales(experiment))
     files = {str(f.path): f for steer_set in sets.values() for f in steer_set.files}
     saes = {(s.release, s.sae_id): s for steer_set in sets.values() for s in steer_set.saes}
     return Prepared(
@@ -150,6 +153,7 @@ def _intervention(
     files = sets[intervention.name].files if intervention.steers else []
     paired = None if intervention.compare_to is None else compared_with(intervention, by_name)
     optional = {
+        "doses": list(intervention.doses) or None,
         "positions": None if intervention.positions == "all" else intervention.positions,
         "prompt": intervention.prompt,
         "compare_to": None if paired is None else list(paired),
@@ -160,6 +164,11 @@ def _intervention(
         "scales": list(intervention.scales),
         **{key: value for key, value in optional.items() if value is not None},
     }
+
+
+def _scales(experiment: Experiment) -> tuple[float, ...]:
+    """Every strength of the experiment's interventions, in order."""
+    return tuple(sorted({s for i in experiment.interventions for s in i.scales}))
 
 
 def open_experiment_folder(prepared: Prepared, device: str) -> RunStore:

@@ -28,6 +28,7 @@ from saeval.run import evaluation, ranks
 from saeval.run.baseline_cache import BaselineCache, baseline_inputs, baseline_key
 from saeval.run.config import RunConfig, RunEvents, RunResult, SilentEvents
 from saeval.run.device import check_device
+from saeval.run.dose_scale import calibrated
 from saeval.run.folder import open_run_folder
 from saeval.run.interrupts import Sigterm, interrupted
 from saeval.run.positions_check import single_token_tasks, steers_generated_only, warning
@@ -61,9 +62,14 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     if config.apply_chat_template:
         check_local_template(model_id)
     tasks = validate_tasks(config.tasks, config.include_path)
+    calibration = None
+    if config.doses:  # strengths in activation units: the scales they ask for (dose_scale.py)
+        config, calibration = calibrated(config, steer, model_id, device, tasks, events)
     if not ranks.is_main():  # data parallel: rank 0 writes the run folder, the others follow
         return ranks.follow(config, steer, model_id, device, tasks)
     store = open_run_folder(config, steer, saes, model_id, device, tasks)  # locked until done
+    if calibration is not None:
+        store.manifest.dose = calibration.to_dict()
     with store, Sigterm() as sigterm, quiet_lm_eval(events.requests_done):
         if config.resume:
             _note_resume(store, events)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from saeval.analysis.dose import dose_entry
 from saeval.analysis.side_effects import distinct_2, perplexity, repetition_rate, summarize_kl
 from saeval.records.json_file import json_text
 from saeval.records.side_effects import kl_record, side_effects_record
@@ -56,12 +57,12 @@ def measure(
     ``counted`` hears each pass's documents done (named after ``task``); ``produced``: the ids
     generated for it (``SteeredHFLM.generated``), by prompt ids."""
     produced = produced or {}
-    records = sorted(_records(samples_jsonl), key=lambda record: int(record["doc_id"]))
+    records = sorted(sample_records(samples_jsonl), key=lambda record: int(record["doc_id"]))
     started = time.perf_counter()
     of = f" of {task}" if task else ""
-    kl = None
+    kl = dose = None
     if scale is not None and kl_docs > 0 and records:
-        kl = _kl(lm, records[:kl_docs], scale, _counter(counted, f"KL documents{of}"))
+        kl, dose = _kl(lm, records[:kl_docs], scale, _counter(counted, f"KL documents{of}"))
     kl_seconds = time.perf_counter() - started
     generation = None
     if _is_generation(records):
@@ -69,7 +70,7 @@ def measure(
         generation = _generation(lm, records, produced, start)
     if kl is not None:
         kl["seconds"] = round(kl_seconds, 3)
-    return side_effects_record(kl, generation)
+    return side_effects_record(kl, generation, dose)
 
 
 def side_effect_texts(
@@ -105,7 +106,7 @@ def _counter(counted: Counted, what: str) -> Start:
     return start
 
 
-def _records(samples_jsonl: str) -> Iterator[dict[str, Any]]:
+def sample_records(samples_jsonl: str) -> Iterator[dict[str, Any]]:
     for line in samples_jsonl.splitlines():
         if line.strip():
             yield json.loads(line)
@@ -129,7 +130,7 @@ def _is_rolling(records: list[dict[str, Any]]) -> bool:
     return bool(records) and set(records[0]["arguments"]["gen_args_0"]) == {"arg_0"}
 
 
-def _conditioning_ids(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[list[int]]:
+def conditioning_ids(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[list[int]]:
     """The token ids the model is conditioned on, as lm-eval encodes them."""
     limit = int(lm.max_length)
     prefix = [lm.prefix_token_id] if _is_rolling(records) else []
@@ -139,29 +140,36 @@ def _conditioning_ids(lm: SteeredHFLM, records: list[dict[str, Any]]) -> list[li
 
 def _kl(
     lm: SteeredHFLM, records: list[dict[str, Any]], scale: float, start: Start
-) -> dict[str, Any]:
-    """Per-document KL sums and counts, and the summary."""
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Per-document KL sums and counts, and the summary; the dose record of the same pass
+    (``saeval.analysis.dose``; None where no measured position was steered)."""
+    from saeval.steering import dose
     from saeval.steering.divergence import kl_per_position
 
-    documents = _conditioning_ids(lm, records)
+    documents = conditioning_ids(lm, records)
     pad_id = lm.tokenizer.pad_token_id or 0
     rolling = _is_rolling(records)  # a rolling text is all generated; a context all prompt
     per_position = None if rolling else lm.measured_kl(scale, documents)  # in the shared pass
-    if per_position is None:
+    doses = None if per_position is None else lm.measured_dose(scale, documents)
+    if per_position is None or doses is None:
+        recorded: dose.Recorded = []
         per_position = kl_per_position(
             lm.model,
             documents,
-            lm.plan.edits(scale),
+            dose.recording(lm.plan, scale, recorded),
             batch_size=batch_size_of(lm),
             pad_id=pad_id,
             prompt_ends=[0 if rolling else len(doc) for doc in documents],
             done=start(len(documents)),
         )
+        doses = dose.per_document(recorded, documents, batch_size_of(lm))
     documents_kl = [
         (int(record["doc_id"]), float(sum(values)), len(values))
         for record, values in zip(records, per_position, strict=True)
     ]
-    return kl_record(documents_kl, summarize_kl(per_position), KL_POSITIONS)
+    doc_ids = [doc_id for doc_id, _, _ in documents_kl]
+    kl = kl_record(documents_kl, summarize_kl(per_position), KL_POSITIONS)
+    return kl, dose_entry(doc_ids, doses)
 
 
 def _generation(

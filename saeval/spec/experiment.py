@@ -127,12 +127,14 @@ class _Reader:
         self.values: dict[str, Any] = {}
         self.options: dict[str, Any] = {}
         self.default_scales: tuple[float, ...] = (1.0,)
+        self.default_doses: tuple[float, ...] = ()  # dose: instead of scales (run/dose_scale.py)
         self.default_positions = "all"
         self.handlers: dict[str, Callable[[Entry], None]] = {
             "model": lambda e: self._set("model", self._model(keys.text(e.node))),
             "tasks": self._tasks,
             "include_path": self._include_path,
             "scales": lambda e: setattr(self, "default_scales", keys.scales(e.node)),
+            "dose": lambda e: setattr(self, "default_doses", keys.scales(e.node)),
             "positions": lambda e: setattr(
                 self, "default_positions", keys.choice(e.node, tuple(MODES))
             ),
@@ -167,6 +169,8 @@ class _Reader:
         for required in ("tasks", "interventions"):
             if required not in found:
                 self.problems.add(None, required, "missing; every experiment file needs it")
+        if "scales" in found and "dose" in found:
+            self.problems.add(found["dose"].line, "dose", "give scales or dose, not both")
         if "interventions" in found:
             self._interventions(found["interventions"])
         if self.values.get("control_match") == "kl" and self.options.get("kl_docs") == 0:
@@ -262,7 +266,9 @@ class _Reader:
 
     def _interventions(self, entry: Entry) -> None:
         found = []
-        defaults = Defaults(self.default_scales, self.default_positions, self._path)
+        defaults = Defaults(
+            self.default_scales, self.default_positions, self._path, self.default_doses
+        )
         for inner in entries(entry.node, "interventions", self.problems):
             try:
                 found.append(read_intervention(inner, defaults, self.problems))

@@ -74,7 +74,7 @@ def describe(experiment: Experiment) -> str:
     tasks: 1 baseline + 10 configurations, 33 evaluations``."""
     count, evaluations = counts(experiment)
     steering = [i for i in experiment.interventions if i.steers]
-    strengths = sorted({len(i.scales) for i in steering}) or [0]
+    strengths = sorted({len(i.scales or i.doses) for i in steering}) or [0]
     span = "-".join(map(str, [strengths[0], strengths[-1]] if len(strengths) > 1 else strengths))
     controls = experiment.random_controls
     prompts = len(experiment.interventions) - len(steering)
@@ -90,7 +90,7 @@ def describe(experiment: Experiment) -> str:
 def counts(experiment: Experiment) -> tuple[int, int]:
     """The configurations (strengths, their random controls, prompts alone) and the evaluations
     (every configuration and the baseline on every task)."""
-    strengths = sum(len(i.scales) for i in experiment.interventions if i.steers)
+    strengths = sum(len(i.scales or i.doses) for i in experiment.interventions if i.steers)
     prompts = sum(not i.steers for i in experiment.interventions)
     configurations = strengths * (1 + experiment.random_controls) + prompts
     return configurations, (configurations + 1) * len(experiment.tasks)

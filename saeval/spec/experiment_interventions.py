@@ -31,7 +31,7 @@ RESERVED_NAMES = ("baseline", "steered")
 CONTROL_MATCHES = ("norm", "kl")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 T = TypeVar("T")
-_KEYS = ("scales", "steer", "positions", "prompt", "compare_to")
+_KEYS = ("scales", "dose", "steer", "positions", "prompt", "compare_to")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Intervention:
     positions: str = "all"  # the positions mode of its rows with an empty positions cell
     prompt: str | None = None  # lm-eval's system_instruction for every configuration of it
     compare_to: str | None = None  # ``dogs`` or ``dogs@2``: the steering it is paired with
+    doses: tuple[float, ...] = ()  # dose: strengths in activation units; scales come from them
 
     @property
     def steers(self) -> bool:
@@ -60,6 +61,7 @@ class Defaults:
     scales: tuple[float, ...]
     positions: str
     path: Callable[[str], Path]  # a path as written, against the YAML's folder
+    doses: tuple[float, ...] = ()  # dose: instead of scales (saeval.run.dose_scale)
 
 
 def read_intervention(entry: Entry, defaults: Defaults, problems: Problems) -> Intervention:
@@ -67,12 +69,15 @@ def read_intervention(entry: Entry, defaults: Defaults, problems: Problems) -> I
     scales: ..., positions: ..., compare_to: ...}``."""
     check_name(entry.key)
     if not isinstance(entry.node, yaml.MappingNode):
-        return _steering(entry, entry.node, defaults, defaults.scales, defaults.positions, {})
+        dosed = {"doses": defaults.doses} if defaults.doses else {}
+        return _steering(entry, entry.node, defaults, defaults.scales, defaults.positions, dosed)
     where = f"interventions.{entry.key}"
     parts = {inner.key: inner for inner in entries(entry.node, where, problems)}
     unknown = sorted(set(parts) - set(_KEYS))
     if unknown:
         raise Invalid(f"unknown key {unknown[0]!r}; valid: {', '.join(_KEYS)}")
+    if "scales" in parts and "dose" in parts:
+        raise Invalid("give scales or dose, not both (a dose becomes a scale)")
     extra: dict[str, Any] = {}
     if "prompt" in parts:
         extra["prompt"] = _part(parts["prompt"], keys.text)
@@ -83,11 +88,16 @@ def read_intervention(entry: Entry, defaults: Defaults, problems: Problems) -> I
     if "steer" not in parts:
         if "prompt" not in parts:
             raise Invalid("needs steer: (its steer files) or prompt: (a system prompt), or both")
-        given = sorted({"scales", "positions"} & set(parts))
+        given = sorted({"scales", "dose", "positions"} & set(parts))
         if given:
             raise Invalid(f"{given[0]}: applies to steer files; a prompt alone has no strength")
         return Intervention(entry.key, (), (), entry.line, **extra)
     scales = _part(parts["scales"], keys.scales) if "scales" in parts else defaults.scales
+    doses = () if "scales" in parts else defaults.doses
+    if "dose" in parts:
+        doses = _part(parts["dose"], keys.scales)
+    if doses:
+        extra["doses"] = doses
     positions = defaults.positions
     if "positions" in parts:
         positions = _part(parts["positions"], lambda node: keys.choice(node, tuple(MODES)))
@@ -117,6 +127,8 @@ def _steering(
         raise Invalid(f"steer file {missing[0]} does not exist (paths are relative to the YAML)")
     if not paths:
         raise Invalid("no steer file given")
+    if extra.get("doses"):  # the scales are measured when the experiment runs (run/dose_scale.py)
+        scales = ()
     return Intervention(entry.key, paths, scales, entry.line, positions, **extra)
 
 

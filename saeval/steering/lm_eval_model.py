@@ -27,6 +27,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from saeval.errors import SteeringError, UsageError
+from saeval.steering import dose
 from saeval.steering.finite import check_logits, guarding
 from saeval.steering.generated import GeneratedTokens
 from saeval.steering.hooks import attach
@@ -296,10 +297,13 @@ class SteeredHFLM(HFLM):
                 wanted = kl is not None and kl.measure_kl and None in group_scales
                 measuring = kl if wanted else None
                 contexts = None if measuring is None else contexts_of(batch, measuring.measured)
-                logits, measured = self._pass(batch, group, contexts, group_scales)
+                logits, measured, doses = self._pass(batch, group, contexts, group_scales)
                 if measuring is not None and contexts is not None and measured is not None:
                     for scale, values in zip(group_scales, measured.tolist(), strict=True):
                         measuring.store_kl(scale, per_context(contexts, values))
+                    for scale, recorded in zip(group_scales, doses, strict=True):
+                        if scale is not None:
+                            measuring.store_dose(scale, dose.per_context(recorded, contexts))
                 return logits
 
             yield from (logits for _, logits in halves_on_oom(configurations, forward))
@@ -332,14 +336,20 @@ class SteeredHFLM(HFLM):
         group: Sequence[Any],
         contexts: Contexts | None,
         scales: Sequence[Scale],
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[dose.Recorded]]:
         """The kept logits of one multi-configuration pass of ``batch`` (every finite check
-        read once, after it) and, for ``contexts``, each copy's KL to the baseline copy."""
+        read once, after it) and, for ``contexts``, each copy's KL to the baseline copy and
+        the dose its edits recorded (``saeval.steering.dose``)."""
         ids, keep = batch.tiled(len(group))
         rows = len(batch.rows)
         extra = None
+        doses: list[dose.Recorded] = [[] for _ in group]
         if contexts is not None:
             extra = flat_positions(contexts, len(group), rows, int(ids.shape[1]))
+            group = [
+                edits if scale is None else dose.recording(self.plan, scale, found)
+                for edits, scale, found in zip(group, scales, doses, strict=True)
+            ]
         measured = None
         with guarding():
             with expanded(self.model, group, rows), keeping(self.model, keep, extra):
@@ -350,7 +360,7 @@ class SteeredHFLM(HFLM):
                 logits = flat[:kept].view(*keep.shape, -1)
             for copy, scale in zip(logits.split(rows), scales, strict=True):
                 check_logits(copy, scale)
-        return logits, measured
+        return logits, measured, doses
 
     def measured_kl(
         self, scale: float, contexts: Sequence[Sequence[int]]
@@ -358,6 +368,13 @@ class SteeredHFLM(HFLM):
         """Configuration ``scale``'s KL at every position of each of ``contexts``, as the shared
         passes measured it while ``sharing``; None unless they measured every one."""
         return None if self._shared is None else self._shared.kl_of(scale, contexts)
+
+    def measured_dose(
+        self, scale: float, contexts: Sequence[Sequence[int]]
+    ) -> list[dose.PerHook] | None:
+        """Configuration ``scale``'s dose per hook point at every position of each of
+        ``contexts``, as the shared passes measured it beside the KL; None unless they did."""
+        return None if self._shared is None else self._shared.dose_of(scale, contexts)
 
     def _request_batch_size(self, requests: list[Request], override_bs: int | None) -> int:
         """Rows per batch: the lm's batch size; for ``auto``, HFLM's probe on the longest."""

@@ -30,6 +30,7 @@ from saeval.steering.pass_kl import ContextKey, context_key
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
+    from saeval.steering.dose import PerHook
     from saeval.steering.scoring import Answer
 
 Configuration = Mapping[str, Edit]  # hook name -> edit; {} for the baseline
@@ -177,11 +178,24 @@ class SharedAnswers:
     broken: bool = False  # a shared pass met a steering error: each configuration runs alone
     kl: dict[Scale, dict[ContextKey, list[float]]] = field(default_factory=dict)
     measured: set[ContextKey] = field(default_factory=set)  # contexts with every scale's KL
+    dose: dict[Scale, dict[ContextKey, PerHook]] = field(default_factory=dict)  # beside the KL
 
     def store_kl(self, scale: Scale, found: Mapping[ContextKey, list[float]]) -> None:
         """Keep configuration ``scale``'s KL at every position of the contexts in ``found``."""
         self.kl.setdefault(scale, {}).update(found)
         self.measured.update(found)
+
+    def store_dose(self, scale: Scale, found: Mapping[ContextKey, PerHook]) -> None:
+        """Keep configuration ``scale``'s dose per hook point at every position of ``found``'s
+        contexts (``saeval.steering.dose``), measured in the pass that measured their KL."""
+        self.dose.setdefault(scale, {}).update(found)
+
+    def dose_of(self, scale: Scale, contexts: Sequence[Sequence[int]]) -> list[PerHook] | None:
+        """Configuration ``scale``'s dose per hook point at every position of each of
+        ``contexts``; None unless the shared passes measured every one of them."""
+        found = self.dose.get(scale, {})
+        values = [found.get(context_key(context)) for context in contexts]
+        return None if any(value is None for value in values) else [v or {} for v in values]
 
     def kl_of(self, scale: Scale, contexts: Sequence[Sequence[int]]) -> list[list[float]] | None:
         """Configuration ``scale``'s KL at every position of each of ``contexts``; None unless
@@ -218,5 +232,6 @@ class SharedAnswers:
         self.answers.pop(scale, None)
         self.generations.pop(scale, None)
         self.kl.pop(scale, None)
+        self.dose.pop(scale, None)
         if scale in self.scales:
             self.scales.remove(scale)
