@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from saeval.analysis import render, stats
+from saeval.analysis import number_text, render, stats
 from saeval.analysis.compare import (
     MCNEMAR,
     NO_TEST,
@@ -476,14 +476,14 @@ def test_comparing_a_run_with_itself_gives_zero_deltas(columns: tuple[list[float
     ],
 )
 def test_fmt_number(value: float | None, signed: bool, text: str) -> None:
-    assert render.fmt_number(value, signed=signed) == text
+    assert number_text.fmt_number(value, signed=signed) == text
 
 
 @pytest.mark.parametrize(
     ("p", "text"), [(0.0021, "0.0021"), (0.5, "0.5"), (1.0, "1"), (3e-7, "<1e-4"), (None, "—")]
 )
 def test_fmt_p(p: float | None, text: str) -> None:
-    assert render.fmt_p(p) == text
+    assert number_text.fmt_p(p) == text
 
 
 def test_every_format_renders_the_golden_comparison() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from scipy import stats as sps
 
-from saeval.analysis import render
+from saeval.analysis import number_text, render
 from saeval.analysis.compare import MCNEMAR, compare
 from saeval.analysis.results import DocSample, MetricValue, ResultSet, TaskResult
 from saeval.records.side_effects import KlSummary
@@ -54,7 +54,7 @@ def test_twelve_documents_all_moved_the_same_way_are_not_p_below_1e_4() -> None:
     a, b = _flips(0, 12, 12)
     comparison = compare(_side("base", a), _side("steer", b))
     (row,) = comparison.rows
-    assert row.p == pytest.approx(2 / 2**12) and render.fmt_p(row.p) == "0.00049"
+    assert row.p == pytest.approx(2 / 2**12) and number_text.fmt_p(row.p) == "0.00049"
     assert row.ci_high == 1.0 and row.ci_low == pytest.approx(2 * 0.025 ** (1 / 12) - 1)
     markdown = render.render(comparison, "markdown")
     assert "| unadjusted 95% CI |" in markdown and "<1e-4" not in markdown

@@ -57,7 +57,10 @@ def test_prompt_interventions_alone_and_with_steer_files(folder: Path) -> None:
         ("  asked: {scales: [1]}\n", "needs steer: (its steer files) or prompt:"),
         ("  asked: {prompt: hi, scales: [1]}\n", "scales: applies to steer files"),
         ("  asked: {prompt: hi, positions: prompt}\n", "positions: applies to steer files"),
-        ("  asked: {prompt: hi, ask: 2}\n", "valid: scales, dose, steer, positions, prompt, compare_to"),
+        (
+            "  asked: {prompt: hi, ask: 2}\n",
+            "valid: scales, dose, steer, positions, prompt, compare_to",
+        ),
         ("  asked: {steer: steers/dog.csv, compare_to: dogs}\n", "add prompt:"),
         ("  asked: {prompt: hi, compare_to: cats}\n", "'cats' is not a steering intervention"),
         ("  asked: {prompt: hi, compare_to: dogs}\n", "name one of dogs@1, dogs@2"),

@@ -9,7 +9,8 @@ from saeval.analysis.board_rows import BoardRow, Effect
 from saeval.analysis.compare import metric_label
 from saeval.analysis.dose import DOSE_HEADER
 from saeval.analysis.leaderboard import Leaderboard
-from saeval.analysis.render import KL_HEADER, MISSING, ci_header, fmt_ci, fmt_number, fmt_p
+from saeval.analysis.number_text import MISSING, ci_header, fmt_ci, fmt_number, fmt_p
+from saeval.analysis.render import KL_HEADER
 from saeval.analysis.table_fit import COMPACT, FitColumn, FitTable
 from saeval.errors import UsageError
 from saeval.records.json_file import json_text

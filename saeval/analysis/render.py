@@ -1,15 +1,15 @@
 """Every view of a Comparison or Sweep: Rich tables, Markdown, CSV, JSON and LaTeX, with numbers
-formatted for reading (4 significant digits, p-values like 0.0021 or <1e-4)."""
+formatted for reading (``saeval.analysis.number_text``)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from saeval.analysis.compare import Comparison, ComparisonRow
 from saeval.analysis.dose import DOSE_HEADER, DOSE_UNIT, dose_text, is_dose_header
 from saeval.analysis.margins import EQUIVALENCE
+from saeval.analysis.number_text import MISSING, ci_header, fmt_ci, fmt_estimate, fmt_number, fmt_p
 from saeval.analysis.report import Report
 from saeval.analysis.steerability import Steerability
 from saeval.analysis.sweep import Sweep, SweepSeries
@@ -25,7 +25,6 @@ from saeval.records.json_file import json_text
 from saeval.records.reports import COMPARISON_SCHEMA, SWEEP_SCHEMA, ComparisonRecord, SweepRecord
 
 FORMATS = ("markdown", "csv", "json", "latex")
-MISSING = "—"
 KL_HEADER = "KL (nats/token)"
 KL_SHORT, KL_UNIT = "KL", "KL in nats per token"  # the terminal table's header, and a caption
 FLIPS_HEADER = "flips r>w/w>r"
@@ -35,48 +34,6 @@ TEXT_COLUMNS = ("task", "metric", "test", "note")
 # What a narrow terminal gives up, in order: the test's name, the flip counts, full task names,
 # the outer border, the unadjusted p (Holm's stays), the document count.
 NARROW_STEPS = ("test", FLIPS_HEADER, SHORT_LABELS, COMPACT, "p", "n")
-
-
-def ci_header(confidence: float) -> str:
-    """The header of a delta's interval: every one is per row, not adjusted like Holm's p."""
-    return f"unadjusted {confidence:.0%} CI"
-
-
-def fmt_number(value: float | None, *, signed: bool = False) -> str:
-    """4 decimals below 1 (like lm-eval's tables), else 4 significant digits; a dash if missing."""
-    if value is None or math.isnan(value):
-        return MISSING
-    sign = "+" if signed else ""
-    if math.isinf(value) or abs(value) >= 1e4:
-        return f"{value:{sign}.0f}"
-    if abs(value) >= 1:
-        return f"{value:{sign}#.4g}".rstrip(".")
-    if value != 0 and abs(value) < 1e-3:
-        return f"{value:{sign}.3g}"
-    return f"{value:{sign}.4f}"
-
-
-def fmt_p(p: float | None) -> str:
-    """A p-value with two significant digits; below 1e-4 as "<1e-4"."""
-    if p is None or math.isnan(p):
-        return MISSING
-    if p < 1e-4:
-        return "<1e-4"
-    return f"{p:.2g}"
-
-
-def fmt_estimate(value: float, stderr: float | None) -> str:
-    """ "0.2500 ± 0.0903", or the value alone where no standard error was reported."""
-    if stderr is None:
-        return fmt_number(value)
-    return f"{fmt_number(value)} ± {fmt_number(stderr)}"
-
-
-def fmt_ci(low: float | None, high: float | None) -> str:
-    """A confidence interval of a delta: "[-0.0403, +0.4040]"."""
-    if low is None or high is None:
-        return MISSING
-    return f"[{fmt_number(low, signed=True)}, {fmt_number(high, signed=True)}]"
 
 
 def _n(row: ComparisonRow) -> str:

@@ -59,7 +59,7 @@ def command(
 
 def _table(report: KlReport) -> Table:
     """One row per scale: mean KL, CI, 95th percentile, tokens."""
-    from saeval.analysis.render import fmt_number
+    from saeval.analysis.number_text import fmt_number
 
     cut = f"; {report.truncated} cut at the context length" if report.truncated else ""
     table = Table(
@@ -85,6 +85,6 @@ def _table(report: KlReport) -> Table:
 
 def _interval(low: float | None, high: float | None) -> str:
     """A KL interval, unsigned: "[0.0123, 0.0201]"."""
-    from saeval.analysis.render import MISSING, fmt_number
+    from saeval.analysis.number_text import MISSING, fmt_number
 
     return MISSING if low is None or high is None else f"[{fmt_number(low)}, {fmt_number(high)}]"

@@ -66,7 +66,7 @@ def command(
 
 def table(report: LatentsReport) -> Table:
     """One row per latent row: max, p99, firing frequency, norms, coefficients."""
-    from saeval.analysis.render import fmt_number
+    from saeval.analysis.number_text import fmt_number
 
     bos = "; first (BOS) position left out" if report.bos_excluded else ""
     cut = f"; {report.truncated} cut at the context length" if report.truncated else ""
@@ -104,7 +104,7 @@ def table(report: LatentsReport) -> Table:
 
 def snippet_lines(row: LatentRow) -> list[str]:
     """'latent 0 (demo.csv:5) fires most on:' and one line per snippet, its token in bold."""
-    from saeval.analysis.render import fmt_number
+    from saeval.analysis.number_text import fmt_number
 
     stats = row.stats
     if stats.max_activation <= 0:

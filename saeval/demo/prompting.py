@@ -66,7 +66,7 @@ def _sentence(
 ) -> str:
     """'dog option chosen, asked "Talk about dogs." (system prompt, unsteered): 25% -> 70% (20
     to it, 0 away, McNemar p <1e-4); steered at 1x: 50%; asked and steered at 1x: 82%'."""
-    from saeval.analysis.render import fmt_p
+    from saeval.analysis.number_text import fmt_p
 
     percent = what.startswith("dog")
 

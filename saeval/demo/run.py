@@ -172,7 +172,7 @@ def _row(comparison: Comparison, task: str) -> ComparisonRow | None:
 
 def _preference_sentence(row: ComparisonRow, scale: float) -> str:
     """'dog option chosen 25% -> 50% at 1x: 11 answers moved to it, 0 away (McNemar p = ...)'."""
-    from saeval.analysis.render import fmt_p
+    from saeval.analysis.number_text import fmt_p
 
     text = f"dog option chosen: {row.a:.0%} -> {row.b:.0%} at {scale:g}x"
     if row.wrong_to_right is not None and row.right_to_wrong is not None:
@@ -221,7 +221,7 @@ def _dose_lines(report: Sweep, task: str) -> list[str]:
 
 def _steerability_lines(report: Sweep) -> list[str]:
     """The dog-preference probe's per-document steerability over the positive strengths."""
-    from saeval.analysis.render import fmt_ci, fmt_number
+    from saeval.analysis.number_text import fmt_ci, fmt_number
 
     entries = [e for e in report.steerability if e.task == PREFERENCE_TASK and not e.negative]
     return [
@@ -237,7 +237,7 @@ def _steerability_lines(report: Sweep) -> list[str]:
 
 def latent_sentence(assets: DemoAssets, device: str | None) -> str:
     """`saeval latents` for the dog latent on the built-in texts, as one sentence."""
-    from saeval.analysis.render import fmt_number
+    from saeval.analysis.number_text import fmt_number
     from saeval.run.latents import measure_latents
     from saeval.spec.texts import read_texts
 
