@@ -18,7 +18,7 @@ Importing this module imports lm-eval's HF model (seconds): only heavy commands 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from os import PathLike
 from typing import Any
 
@@ -53,9 +53,11 @@ from saeval.steering.shared_prefix import (
     Configuration,
     Scale,
     SharedAnswers,
+    edits_of,
     expanded,
     halves_on_oom,
     request_key,
+    strength_of,
 )
 
 MODEL_NAMES = ("sae_steered", "sae_steered_beta")
@@ -89,12 +91,29 @@ class SteeredHFLM(HFLM):
         self.plan = steer_plan(one_of("steer_path", steer_path, "csv_path", csv_path), plan)
         super().__init__(pretrained=model, **kwargs)
         self.scale: float | None = None if scale is None else float(scale)
+        self.key: Hashable = self.scale  # the configuration's key in shared passes
+        self.variants: dict[Hashable, tuple[SteerPlan, float]] = {}  # key -> (plan, strength)
         self.generated = GeneratedTokens()  # what generate_until produced, for its measures
         self.check_plan()
 
     def set_scale(self, scale: float | None) -> None:
         """Steer at ``scale`` from the next request on; ``None`` switches steering off."""
         self.scale = None if scale is None else float(scale)
+        self.key = self.scale
+
+    def add_variant(self, key: Hashable, plan: SteerPlan, scale: float) -> None:
+        """Know configuration ``key`` (not None) as ``plan`` at ``scale``, so that shared passes
+        of configurations with different plans (an experiment's) can build its edits."""
+        self.variants[key] = (plan, float(scale))
+
+    def choose(self, key: Hashable) -> None:
+        """Steer as configuration ``key`` from the next request on: a variant's plan and
+        strength; ``None`` switches steering off."""
+        if key is None:
+            self.set_scale(None)
+            return
+        self.plan, scale = self.variants[key]
+        self.scale, self.key = scale, key
 
     @contextlib.contextmanager
     def steering(self) -> Iterator[None]:
@@ -158,7 +177,7 @@ class SteeredHFLM(HFLM):
         mask = kwargs.get("attention_mask")
         shared = self._shared
         found = None
-        if shared is not None and self.scale in shared.scales:
+        if shared is not None and self.key in shared.scales:
             found = self._shared_generation(shared, context, max_length, stop, kwargs)
         if found is None:
             with guarding(), self.steering(), self._describing_generation(context, mask):
@@ -201,7 +220,7 @@ class SteeredHFLM(HFLM):
             return generate_shared(self.model, edits, context, mask, generate, width)
 
         key = batch_key(context, max_length, stop, kwargs)
-        return shared_output(shared, self.scale, key, generate_all)
+        return shared_output(shared, self.key, key, generate_all)
 
     @contextlib.contextmanager
     def sharing(self, shared: SharedAnswers | None) -> Iterator[None]:
@@ -209,9 +228,9 @@ class SteeredHFLM(HFLM):
         ``shared`` are answered for all of them at once, in shared-prefix passes (one shared
         generation), the first time one of them meets them; the others take their answers from
         ``shared`` (a request without a stored answer is computed for its configuration alone).
-        ``None``, or data parallelism (every rank must take the same collectives), leaves
-        HFLM's own loop."""
-        if shared is None or self.world_size > 1:
+        Under data parallelism each rank shares the passes of its own documents. ``None``
+        leaves HFLM's own loop."""
+        if shared is None:
             yield
             return
         previous, self._shared = self._shared, shared
@@ -231,10 +250,10 @@ class SteeredHFLM(HFLM):
         shared = self._shared
         if self.backend != "causal" or not requests:
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
-        if shared is not None and self.scale in shared.scales:
+        if shared is not None and self.key in shared.scales:
             answers = self._shared_answers(shared, requests, disable_tqdm, override_bs)
         elif self.scale is not None and self.plan.needs_positions():
-            answers = self._answers([self.scale], requests, disable_tqdm, override_bs)[0]
+            answers = self._answers([self.key], requests, disable_tqdm, override_bs)[0]
         else:
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
         for (request_str, _, _), answer in zip(requests, answers, strict=True):
@@ -252,7 +271,7 @@ class SteeredHFLM(HFLM):
         """The current configuration's answers, from one pass of every configuration sharing it
         (after a steering error in such a pass, each configuration runs alone and meets its own)."""
         keys = [request_key(context, continuation) for _, context, continuation in requests]
-        missing = [i for i, key in enumerate(keys) if shared.lookup(self.scale, key) is None]
+        missing = [i for i, key in enumerate(keys) if shared.lookup(self.key, key) is None]
         if missing and not shared.broken:
             scales = list(shared.scales)
             if shared.measure_kl and None not in scales:
@@ -266,10 +285,10 @@ class SteeredHFLM(HFLM):
             else:
                 shared.store(scales, [keys[i] for i in missing], answers)
                 missing = []
-        found = {i: shared.lookup(self.scale, key) for i, key in enumerate(keys)}
+        found = {i: shared.lookup(self.key, key) for i, key in enumerate(keys)}
         if missing:
             alone = self._answers(
-                [self.scale], [requests[i] for i in missing], disable_tqdm, override_bs
+                [self.key], [requests[i] for i in missing], disable_tqdm, override_bs
             )
             found.update(zip(missing, alone[0], strict=True))
         return [_given(found[i]) for i in range(len(requests))]
@@ -323,8 +342,8 @@ class SteeredHFLM(HFLM):
         return answers
 
     def _configurations(self, scales: Sequence[Scale]) -> list[Configuration]:
-        """The edits of each configuration: none for the baseline, the plan's at a strength."""
-        return [{} if scale is None else self.plan.edits(scale) for scale in scales]
+        """The edits of each configuration (``shared_prefix.edits_of``)."""
+        return [edits_of(self.plan, self.variants, key) for key in scales]
 
     def _pass(
         self,
@@ -349,15 +368,17 @@ class SteeredHFLM(HFLM):
                 measured = kl_of_copies(flat[kept:], len(group), list(scales).index(None))
                 logits = flat[:kept].view(*keep.shape, -1)
             for copy, scale in zip(logits.split(rows), scales, strict=True):
-                check_logits(copy, scale)
+                check_logits(copy, strength_of(self.variants, scale))
         return logits, measured
 
     def measured_kl(
         self, scale: float, contexts: Sequence[Sequence[int]]
     ) -> list[list[float]] | None:
         """Configuration ``scale``'s KL at every position of each of ``contexts``, as the shared
-        passes measured it while ``sharing``; None unless they measured every one."""
-        return None if self._shared is None else self._shared.kl_of(scale, contexts)
+        passes measured it while ``sharing`` (the chosen configuration's, at its strength);
+        None unless they measured every one."""
+        key = self.key if scale == self.scale else scale
+        return None if self._shared is None else self._shared.kl_of(key, contexts)
 
     def _request_batch_size(self, requests: list[Request], override_bs: int | None) -> int:
         """Rows per batch: the lm's batch size; for ``auto``, HFLM's probe on the longest."""
