@@ -39,7 +39,7 @@ from saeval.run import evaluation
 from saeval.run.config import RunConfig, RunResult, SilentEvents
 from saeval.run.layout import MANIFEST
 from saeval.run.quiet import quiet_lm_eval
-from saeval.run.units import Unit, UnitEvaluator, by_task
+from saeval.run.units import Unit, UnitEvaluator
 
 if TYPE_CHECKING:
     from saeval.spec.steer_rows import AnyRow
@@ -170,15 +170,14 @@ def follow(
     config: RunConfig, rows: Sequence[AnyRow], model_id: str, device: str, tasks: TaskSet
 ) -> RunResult:
     """A rank other than 0: load the model, then evaluate its share of the documents of every
-    unit rank 0 announces, task by task with the same unit evaluator; write nothing."""
+    unit rank 0 announces with the same unit evaluator; write nothing."""
     lm = evaluation.steered_lm(rows, model_id, device, config.dtype, config.batch_size)
     split_documents(lm)
     nothing: tuple[str, list[Unit]] = ("", [])
     folder, units = _broadcast(nothing)
     evaluator = UnitEvaluator(lm, config, tasks, SilentEvents(), None, folder, None)
     with quiet_lm_eval(lambda done, total: None):
-        for group in by_task(units):
-            evaluator.evaluate(group)
+        evaluator.evaluate(units)
     return RunResult(Path(folder), Path(folder) / MANIFEST, {}, (), None, ())
 
 

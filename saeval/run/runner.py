@@ -1,8 +1,8 @@
 """`saeval run` as a library call: check everything, load the model once, evaluate, compare.
 
 Order of work: read and resolve the steer files, check the device and the task names (all
-before any model is loaded), create or reopen the run folder, load the model once, then task by
-task evaluate its pending configurations (baseline, then each strength) with the unit evaluator
+before any model is loaded), create or reopen the run folder, load the model once, then evaluate
+every pending configuration (baseline, then each strength) of each task with the unit evaluator
 (``saeval.run.units``: one shared pass per task, each result saved the moment it finishes, a
 baseline from the cache when its key matches). Ctrl-C and SIGTERM mark the run interrupted and
 keep every finished (configuration, task); ``--resume`` continues it. Finally the comparison of the
@@ -32,7 +32,7 @@ from saeval.run.manifest import Status
 from saeval.run.quiet import quiet_lm_eval
 from saeval.run.steer_set import read_steer_set
 from saeval.run.store import RunStore
-from saeval.run.units import Unit, UnitEvaluator, by_task, note_resume, positions_note
+from saeval.run.units import Unit, UnitEvaluator, note_resume, positions_note
 from saeval.spec.chat_template import check_local_template
 from saeval.spec.tasks import TaskSet, validate_tasks
 
@@ -87,10 +87,8 @@ def _run_in(
             left = evaluator.reuse(pending)
         ranks.announce(store.folder, left)  # data parallel: what every rank evaluates
         if evaluator is not None:
-            groups = by_task(left)
-            evaluator.announce(groups)
-            for group in groups:
-                evaluator.evaluate(group)
+            evaluator.announce(left)
+            evaluator.evaluate(left)
         sigterm.check()
         result = _finish(store, config, units)
     except KeyboardInterrupt as interrupt:
@@ -142,13 +140,13 @@ def _where(evaluator: UnitEvaluator | None) -> tuple[str, str] | None:
 
 
 def _units(config: RunConfig, task_names: Sequence[str]) -> list[Unit]:
-    """Every (configuration, task), task by task: the baseline first, then each strength."""
+    """Every (configuration, task) in order: the baseline first, then each strength."""
     scales: list[float | None] = [] if config.no_baseline else [None]
     scales += list(config.scales)
-    pairs = [(task, scale) for task in task_names for scale in scales]
+    pairs = [(scale, task) for scale in scales for task in task_names]
     return [
         Unit(configuration_name(scale, config.scales), task, scale, scale, None, index, len(pairs))
-        for index, (task, scale) in enumerate(pairs, start=1)
+        for index, (scale, task) in enumerate(pairs, start=1)
     ]
 
 

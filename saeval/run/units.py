@@ -1,16 +1,17 @@
-"""One unit evaluator: the (configuration, task) units of one task on one loaded model.
+"""One unit evaluator: pending (configuration, task) units on one loaded model.
 
 Every placement calls it: ``saeval run`` (one process, ``saeval.run.runner``), an experiment's
 workers (``saeval.run.workers``: local, submitit, Slurm) and each rank of a data parallel launch
-(``saeval.run.ranks``). They differ only in which units a process takes. For a group of pending
-units of one task the evaluator
+(``saeval.run.ranks``). They differ only in which units a process takes. For pending units
+(a worker's: a group of one task) the evaluator
 
 - takes each baseline from the cache when its key matches (a damaged entry is named and
   computed again) and fills the cache with a baseline it computed;
 - evaluates the others with ``lm_eval.simple_evaluate``, one configuration after the other,
-  inside one shared pass (``SteeredHFLM.sharing``): the first configuration's requests are
-  answered for every configuration of the group at once (each data parallel rank for its own
-  documents), the others take their answers; ``--no-shared-prefix`` evaluates each alone;
+  those of one task inside one shared pass (``SteeredHFLM.sharing``): the first configuration's
+  requests are answered for every configuration of the task at once (each data parallel rank
+  for its own documents), the others take their answers; ``--no-shared-prefix`` evaluates each
+  alone;
 - measures the side effects (``saeval.run.side_effects``), saves lm-eval's files and the record
   in ``run.json`` (through ``store``: the run's open store, or a worker's locked one) and
   reports each unit's start and end.
@@ -112,25 +113,27 @@ class UnitEvaluator:
             self._guarded(unit, functools.partial(self._reused, unit, *cached))
         return left
 
-    def announce(self, groups: Sequence[Sequence[Unit]]) -> None:
-        """Tell the events which groups share passes (before any is evaluated)."""
-        for group in groups:
+    def announce(self, units: Sequence[Unit]) -> None:
+        """Tell the events which units share passes (before any is evaluated)."""
+        for group in by_task(units):
             if self._sharing(group):
                 self.events.group_started(group[0].task, [u.configuration for u in group])
 
-    def evaluate(self, group: Sequence[Unit]) -> None:
-        """Evaluate ``group`` (pending units of one task, no cached baseline) in one shared
-        pass, saving each unit the moment it finishes."""
-        shared = self._shared(group)
-        for unit in group:
+    def evaluate(self, units: Sequence[Unit]) -> None:
+        """Evaluate ``units`` (pending, no cached baseline) in their order, those of one task
+        in one shared pass (the first of them answers the requests of all), saving each unit
+        the moment it finishes."""
+        shared = {group[0].task: self._shared(group) for group in by_task(units)}
+        for unit in units:
             if unit.plan is not None and unit.scale is not None:
                 self.lm.add_variant(unit.key, unit.plan, unit.scale)
-        for unit in group:
+        for unit in units:
             self.between()
-            with self.lm.sharing(shared):
+            with self.lm.sharing(shared[unit.task]):
                 self._guarded(unit, functools.partial(self._evaluated, unit))
-            if shared is not None:
-                shared.finished(unit.key)
+            passes = shared[unit.task]
+            if passes is not None:
+                passes.finished(unit.key)
 
     def _guarded(self, unit: Unit, work: Callable[[], None]) -> None:
         """Run ``work`` for ``unit`` (``where`` names it meanwhile); its error goes to
