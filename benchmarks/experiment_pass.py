@@ -3,10 +3,13 @@
 The demo experiment (``steers/demo_experiment.yaml``: 2 interventions x 2 strengths + 1 random
 control each = 9 configurations with the baseline, on the demo's 2 tasks, 2 CPU workers) on
 Gemma 3 270M, ``--limit`` documents per task. Each worker claims a group of units of one task
-and evaluates them in one shared pass (``saeval.run.units``). The baseline-only run is
-``python -m lm_eval --model hf`` of the same tasks, documents, batch size and dtype: the cost
-of evaluating the tasks once, unsteered. Every command is a fresh subprocess (imports and
-model loads included), after one untimed baseline-only run that warms the disk cache.
+and evaluates them in one shared pass (``saeval.run.units``). The baseline-only run evaluates
+the same tasks and documents once, with saeval's own request loop, dtype and batch size, in one
+process (``saeval run`` of the dogs steer file at strength 0, ``--no-baseline --kl-docs 0``):
+the cost of evaluating the tasks once. (lm-eval's own loop, which computes the logits of every
+position, is no fair unit: ``benchmarks/run_vs_lmeval.py`` compares against it.) Every command
+is a fresh subprocess (imports and model loads included), after one untimed baseline-only run
+that warms the disk cache.
 
 The layer-pass prediction of the ratio is (L + 9 (N - L)) / N: the demo's hooks
 (``blocks.6.hook_resid_post``) leave L = 7 of Gemma 3's N = 18 layers unsteered, which one pass
@@ -48,15 +51,13 @@ def timed(command: Sequence[str], cwd: Path) -> float:
 
 
 def baseline_only(root: Path, limit: int) -> list[str]:
-    """lm-eval's own run of the demo tasks on the unsteered demo model."""
-    from saeval.demo.lm_tasks import demo_tasks_dir
-    from saeval.demo.model import demo_model_dir
-
+    """One evaluation of the demo tasks by saeval's own loop in one process: the dogs steer file
+    at strength 0 (steering adds nothing), without a baseline and without KL."""
     return [
-        sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-        f"pretrained={demo_model_dir()}", "--tasks", ",".join(TASKS), "--include_path",
-        str(demo_tasks_dir()), "--limit", str(limit), "--batch_size", "8", "--device", "cpu",
-        "--output_path", str(root / "lm_eval"),
+        sys.executable, "-m", "saeval", "run", str(REPO / "steers" / "demo.csv"), "--model",
+        "saeval-demo", "--tasks",
+        ",".join(TASKS), "--scale", "0", "--no-baseline", "--kl-docs", "0", "--limit",
+        str(limit), "--output", str(root / "baseline-only"), "--name", f"r{time.time_ns()}",
     ]  # fmt: skip
 
 
@@ -102,7 +103,7 @@ def report(base: float, run: float, limit: int) -> str:
         [
             f"demo experiment ({CONFIGURATIONS} configurations x {len(TASKS)} tasks, {limit} "
             f"documents each, 2 CPU workers) on Gemma 3 270M, {os.cpu_count()} CPU cores",
-            f"  baseline-only (lm_eval --model hf)  {base:7.1f} s wall",
+            f"  baseline-only (one evaluation)      {base:7.1f} s wall",
             f"  experiment, one pass per task       {run:7.1f} s wall",
             f"  experiment / baseline-only {ratio:5.2f}x; layer-pass prediction {predicted:4.2f}x "
             f"({verdict}; {CONFIGURATIONS}x without sharing)",
