@@ -12,6 +12,7 @@ MODULES = (
     "run_vs_lmeval",
     "kl_cost",
     "experiment_workers",
+    "experiment_pass",
     "shared_prefix",
     "shared_generation",
     "positions",

@@ -117,6 +117,10 @@ def test_each_rank_evaluates_its_half_and_rank_0_alone_writes(runs: tuple[Path, 
             (task,) = record["tasks"]
             seen.setdefault((record["scale"], task), []).append(set(record["doc_ids"]))
     assert set(seen) == {(scale, task) for scale in (None, 1.0) for task in TASKS}
+    for rank in (0, 1):  # the baseline's pass answered the steered configuration's requests too
+        calls = [(r["scale"], r["forward_calls"]) for r in _rank_log(log, rank)]
+        assert all(n > 0 for scale, n in calls if scale is None)
+        assert all(n == 0 for scale, n in calls if scale == 1.0)
     for (_, task), (mine, theirs) in seen.items():
         assert len(mine) == len(theirs) == DOCUMENTS[task] // 2  # about half each, no overlap
         assert not mine & theirs and mine | theirs == set(range(DOCUMENTS[task]))
@@ -138,6 +142,7 @@ def test_a_cached_baseline_is_skipped_by_every_rank(
     assert reused == {"baseline": "two", "steered": None}
     for rank in (0, 1):
         assert [(r["scale"], r["tasks"]) for r in _rank_log(log, rank)] == [(1.0, [MC_TASK])]
+        assert _rank_log(log, rank)[0]["forward_calls"] > 0  # alone: its own pass
 
 
 def test_an_experiment_under_a_launcher_is_one_error(

@@ -36,6 +36,8 @@ INTERVENTIONS_DIR = "interventions"
 LEADERBOARD = "leaderboard"  # leaderboard.md, .csv, .json, .png
 MANIFEST_LOCK = ".manifest.lock"
 CLAIM_SUFFIX = ".claim"  # queue/<unit>.claim
+WORKERS_FILE = "workers"  # queue/workers: how many workers share the queue
+NOTES_SUFFIX = ".notes"  # workers/<worker>.notes: a worker's messages, one a line
 
 
 @dataclass(frozen=True)

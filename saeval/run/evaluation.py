@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,13 +12,12 @@ from saeval.errors import ResolutionError, ResultsError, TaskError
 from saeval.run.config import BOOTSTRAP_ITERS, RunConfig, RunEvents
 from saeval.run.environment import collect_env_once, model_facts
 from saeval.run.lm_eval_format import TaskOutput, task_output
-from saeval.run.store import RunStore
 from saeval.spec.chat_template import template_problem
 
 if TYPE_CHECKING:
     from lm_eval.loggers import EvaluationTracker
 
-    from saeval.spec.steer_file import SteerFile
+    from saeval.records.run_record import Manifest, ModelRecord
     from saeval.spec.steer_rows import AnyRow
     from saeval.spec.tasks import TaskSet
     from saeval.steering.lm_eval_model import SteeredHFLM
@@ -59,35 +59,43 @@ def steered_lm(
     return lm
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A loaded model, what it is (``run.json``'s model record) and how long loading took."""
+
+    lm: SteeredHFLM
+    facts: ModelRecord
+    seconds: float
+
+
 def load_model(
-    store: RunStore,
-    config: RunConfig,
-    steer: Sequence[SteerFile],
-    model_id: str,
-    device: str,
-    events: RunEvents,
-) -> SteeredHFLM:
-    """Build the steer plan and load the model once (steering off); record what was loaded."""
+    config: RunConfig, rows: Sequence[AnyRow], model_id: str, device: str, events: RunEvents
+) -> Loaded:
+    """Build the rows' steer plan and load the model once (steering off); it writes nothing
+    (``record_model`` records it in the run folder's manifest)."""
     events.note(f"loading {model_id} on {device}")
     started = time.perf_counter()
-    rows = [row for file in steer for row in file.rows]
     lm = steered_lm(rows, model_id, device, config.dtype, config.batch_size)
     if config.apply_chat_template:
         missing = template_problem(model_id, getattr(lm.tokenizer, "chat_template", None))
         if missing is not None:
             raise missing
     facts = model_facts(lm, model_id, device, config.batch_size)
-    before = store.manifest.model.revision
-    if before is not None and before != facts.revision:
+    return Loaded(lm, facts, round(time.perf_counter() - started, 3))
+
+
+def record_model(manifest: Manifest, loaded: Loaded, folder: Path, timing: str) -> None:
+    """Put the loaded model into ``manifest`` (its load time under ``timing``); ResultsError if
+    the run started with another revision of it. The caller saves the manifest."""
+    before = manifest.model.revision
+    if before is not None and before != loaded.facts.revision:
         raise ResultsError(
-            f"{model_id} changed since {store.folder} started (revision {before} -> "
-            f"{facts.revision})",
+            f"{loaded.facts.id} changed since {folder} started (revision {before} -> "
+            f"{loaded.facts.revision})",
             hint="start a new run without --resume",
         )
-    store.manifest.timings["model_load_s"] = round(time.perf_counter() - started, 3)
-    store.manifest.model = facts
-    store.save()
-    return lm
+    manifest.timings[timing] = loaded.seconds
+    manifest.model = loaded.facts
 
 
 def check_model_folder(model: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from saeval.analysis.leaderboard import Leaderboard
 from saeval.errors import TaskError, UsageError
-from saeval.records.experiment_folder import WORKERS_DIR, worker_file
+from saeval.records.experiment_folder import NOTES_SUFFIX, WORKERS_DIR, worker_file
 from saeval.records.run_folder import MANIFEST
 from saeval.records.run_record import Status, now
 from saeval.run.config import RunEvents, SilentEvents
@@ -32,6 +32,7 @@ from saeval.run.interrupts import Sigterm, interrupted
 from saeval.run.ranks import launched_size
 from saeval.run.store import RunStore
 from saeval.run.unit_queue import claims, manifest_lock, reset_queue, shared_store
+from saeval.run.units import note_resume
 from saeval.spec.experiment import Experiment, read_experiment, with_overrides
 
 POLL_S = 0.5
@@ -109,10 +110,7 @@ def run_experiment(
     store = open_experiment_folder(prepared, devices[0])  # locked until done
     with store, Sigterm() as sigterm:
         if options.resume:
-            notes = store.forget_damaged()
-            events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
-            for note in notes:
-                events.note(note)
+            note_resume(store, events)
         return _run_in(store, prepared, devices, events, sigterm)
 
 
@@ -142,7 +140,7 @@ def _run_in(
             pool = make_pool(
                 experiment.executor, store.folder, devices, experiment.slurm, len(pending)
             )
-            reset_queue(store.folder)
+            reset_queue(store.folder, _workers(experiment, devices, len(pending)))
             with shared_store(store.folder) as fresh:
                 fresh.set_status(Status.RUNNING)
             events.note(f"{len(pending)} evaluations on {_placement(experiment, devices)}")
@@ -164,6 +162,14 @@ def _run_in(
     return ExperimentResult(store.folder, board, tuple(files), tuple(dict.fromkeys(reused)))
 
 
+def _workers(experiment: Experiment, devices: tuple[str, ...], pending: int) -> int:
+    """How many workers take units: one per device, or per GPU of each Slurm job."""
+    if experiment.executor == "slurm":
+        jobs = max(1, min(experiment.slurm.jobs, pending))
+        return jobs * max(1, experiment.slurm.gpus_per_job)
+    return len(devices)
+
+
 def _placement(experiment: Experiment, devices: tuple[str, ...]) -> str:
     """``2 workers (cpu, cpu)`` or ``a Slurm array of 4 jobs``, for the status line."""
     if experiment.executor == "slurm":
@@ -182,6 +188,8 @@ class _Watch:
         self.finished = {(r.configuration, r.task) for r in store.manifest.completed}
         self.errors = len(store.manifest.errors)
         self.stopped: set[str] = set()
+        self.notes: dict[Path, int] = {}  # a worker's notes file -> the lines shown
+        self.said: set[str] = set()
 
     def run(self, pool: Pool, sigterm: Sigterm) -> None:
         """Start the pool and follow it until no worker runs; stop it however this ends."""
@@ -218,6 +226,17 @@ class _Watch:
             self.events.note(f"failed: {where}{error.type}: {error.message}")
         self.errors = len(manifest.errors)
         self.store.manifest = manifest
+        self._notes()
+
+    def _notes(self) -> None:
+        """Show the workers' new messages (one that several workers wrote, once)."""
+        for path in sorted((self.store.folder / WORKERS_DIR).glob(f"*{NOTES_SUFFIX}")):
+            lines = path.read_text(encoding="utf-8").split("\n")[:-1]  # whole lines only
+            for line in lines[self.notes.get(path, 0) :]:
+                if line not in self.said:
+                    self.said.add(line)
+                    self.events.note(line)
+            self.notes[path] = len(lines)
 
     def _stopped(self, worker: str, why: str) -> None:
         """Record a stopped worker against each unit it held that did not finish."""

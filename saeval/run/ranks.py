@@ -6,19 +6,22 @@ the results and samples at rank 0; on every other rank ``simple_evaluate`` retur
 
 - **Rank 0** runs ``saeval run`` as one process does: it alone creates, locks and writes the
   run folder (run.json, results, samples, side effects, comparison) and reads and fills the
-  baseline cache. It decides what runs and tells the others (``share``): the pending
-  (configuration, task) evaluations, then for each one whether it is evaluated (not a cached
-  baseline), so every rank takes the same sequence of ``simple_evaluate`` calls and their
-  collectives line up. KL and generation measures are computed by rank 0 alone, on the
-  gathered samples of every document: the same numbers as a one-process run.
-- **Every other rank** (``follow``) loads the model, evaluates its share of each evaluation rank
-  0 announces, writes nothing and prints nothing, and returns.
+  baseline cache. Once it has loaded the model and taken the cached baselines it tells the
+  others, once (``announce``), the units to evaluate, so every rank takes the same sequence of
+  ``simple_evaluate`` calls and their collectives line up. KL and generation measures are
+  computed by rank 0 alone, on the gathered samples of every document: the same numbers as a
+  one-process run.
+- **Every other rank** (``follow``) loads the model, evaluates its share of the documents of
+  each unit rank 0 announces with the same unit evaluator (``saeval.run.units``: the
+  configurations of a task in one shared pass over its documents), writes nothing and prints
+  nothing, and returns.
 
 HFLM turns on its document split only with more than one GPU visible; ``split_documents``
 turns it on for any accelerate launch of several processes (CPU processes with gloo, processes
 sharing a GPU), with the global process index as the rank. With ``SAEVAL_RANK_LOG=FOLDER`` each
 rank appends one JSON line per request batch its model evaluated to ``FOLDER/rank-<r>.jsonl``
-(request kind, count and document ids): how tests show that each rank did its share.
+(request kind, count, document ids and the model's forward calls): how tests show that each
+rank did its share, all configurations of a task in one pass.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from saeval.errors import DeviceError
 from saeval.records.run_folder import MANIFEST
 from saeval.run import evaluation
-from saeval.run.config import RunConfig, RunResult
+from saeval.run.config import RunConfig, RunResult, SilentEvents
 from saeval.run.quiet import quiet_lm_eval
+from saeval.run.units import Unit, UnitEvaluator
 
 if TYPE_CHECKING:
-    from saeval.spec.steer_file import SteerFile
+    from saeval.spec.steer_rows import AnyRow
     from saeval.spec.tasks import TaskSet
     from saeval.steering.lm_eval_model import SteeredHFLM
 
@@ -104,17 +108,6 @@ def is_main() -> bool:
     return current().main
 
 
-def share(value: T) -> T:
-    """Rank 0's ``value`` on every rank (other ranks' argument is ignored)."""
-    if current().world_size == 1:
-        return value
-    import torch.distributed as dist
-
-    box: list[Any] = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def split_documents(lm: SteeredHFLM) -> None:
     """Make lm-eval give each rank its share of documents under any launch of several
     processes (HFLM does only with several GPUs, and with the node-local index as the rank)."""
@@ -128,18 +121,27 @@ def split_documents(lm: SteeredHFLM) -> None:
 
 
 def _log_requests(lm: SteeredHFLM, path: Path) -> None:
-    """Record every request batch the model evaluates (``SAEVAL_RANK_LOG``)."""
+    """Record every request batch the model evaluates (``SAEVAL_RANK_LOG``), with the number
+    of forward calls the model made for it (none where a shared pass already answered it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    calls = [0]
+
+    def count(module: Any, args: Any) -> None:
+        calls[0] += 1
+
+    lm.model.register_forward_pre_hook(count)
     for kind in _REQUEST_KINDS:
-        setattr(lm, kind, _logged(getattr(lm, kind), kind, lm, path))
+        setattr(lm, kind, _logged(getattr(lm, kind), kind, lm, path, calls))
 
 
 def _logged(
-    method: Callable[..., Any], kind: str, lm: SteeredHFLM, path: Path
+    method: Callable[..., Any], kind: str, lm: SteeredHFLM, path: Path, calls: list[int]
 ) -> Callable[..., Any]:
-    """``method`` (one of the model's request kinds), logging each batch before evaluating it."""
+    """``method`` (one of the model's request kinds), logging each batch it evaluated."""
 
     def evaluate(requests: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
+        before = calls[0]
+        found = method(requests, *args, **kwargs)
         record = {
             "rank": lm.rank,
             "world_size": lm.world_size,
@@ -148,33 +150,41 @@ def _logged(
             "tasks": sorted({request.task_name for request in requests}),
             "requests": len(requests),
             "doc_ids": sorted({request.doc_id for request in requests}),
+            "forward_calls": calls[0] - before,
         }
         with path.open("a", encoding="utf-8") as stream:
             stream.write(json.dumps(record) + "\n")
-        return method(requests, *args, **kwargs)
+        return found
 
     return evaluate
 
 
-def announce(folder: Path, pending: Sequence[tuple[str, float | None, str]]) -> None:
-    """Rank 0: tell the other ranks the run folder and the (configuration, scale, task)
-    evaluations still to run, in order."""
-    share((str(folder), list(pending)))
+def announce(folder: Path, units: Sequence[Unit]) -> None:
+    """Rank 0: tell the other ranks, once, the run folder and the units every rank evaluates
+    (the pending ones without a cached baseline), in order."""
+    if current().world_size > 1:
+        _broadcast((str(folder), list(units)))
 
 
 def follow(
-    config: RunConfig, steer: Sequence[SteerFile], model_id: str, device: str, tasks: TaskSet
+    config: RunConfig, rows: Sequence[AnyRow], model_id: str, device: str, tasks: TaskSet
 ) -> RunResult:
-    """A rank other than 0: evaluate its share of every evaluation rank 0 runs; write nothing."""
-    nothing: tuple[str, list[tuple[str, float | None, str]]] = ("", [])
-    folder, pending = share(nothing)
-    if pending:
-        rows = [row for file in steer for row in file.rows]
-        lm = evaluation.steered_lm(rows, model_id, device, config.dtype, config.batch_size)
-        split_documents(lm)
-        with quiet_lm_eval(lambda done, total: None):
-            for _configuration, scale, task in pending:
-                if share(False):  # rank 0: evaluated, not taken from the baseline cache
-                    lm.set_scale(scale)
-                    evaluation.evaluate_share(lm, task, config, tasks)
+    """A rank other than 0: load the model, then evaluate its share of the documents of every
+    unit rank 0 announces with the same unit evaluator; write nothing."""
+    lm = evaluation.steered_lm(rows, model_id, device, config.dtype, config.batch_size)
+    split_documents(lm)
+    nothing: tuple[str, list[Unit]] = ("", [])
+    folder, units = _broadcast(nothing)
+    evaluator = UnitEvaluator(lm, config, tasks, SilentEvents(), None, folder, None)
+    with quiet_lm_eval(lambda done, total: None):
+        evaluator.evaluate(units)
     return RunResult(Path(folder), Path(folder) / MANIFEST, {}, (), None, ())
+
+
+def _broadcast(value: T) -> T:
+    """Rank 0's ``value`` on every rank (the others' argument is ignored)."""
+    import torch.distributed as dist
+
+    box: list[Any] = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

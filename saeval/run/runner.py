@@ -1,55 +1,45 @@
 """`saeval run` as a library call: check everything, load the model once, evaluate, compare.
 
 Order of work: read and resolve the steer files, check the device and the task names (all
-before any model is loaded), create or reopen the run folder, load the model once, then for each
-configuration (baseline, then each strength) and each task call ``lm_eval.simple_evaluate`` and
-save the result the moment it finishes. The baseline of a task comes from the cache when its
-key matches (see ``saeval.run.store``). Ctrl-C and SIGTERM mark the run interrupted and keep every
-finished (configuration, task); ``--resume`` continues it. Finally the comparison of the
+before any model is loaded), create or reopen the run folder, load the model once, then evaluate
+every pending configuration (baseline, then each strength) of each task with the unit evaluator
+(``saeval.run.units``: one shared pass per task, each result saved the moment it finishes, a
+baseline from the cache when its key matches). Ctrl-C and SIGTERM mark the run interrupted and
+keep every finished (configuration, task); ``--resume`` continues it. Finally the comparison of the
 baseline with each strength is written next to the results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saeval.analysis.report import Report
 from saeval.analysis.report_files import write_comparison
 from saeval.errors import DeviceError, ResultsError, SaevalError, SteeringError, TaskError
-from saeval.records.run_folder import BASELINE, MANIFEST, configuration_name
-from saeval.records.run_record import Status, TaskRecord
+from saeval.records.run_folder import MANIFEST, configuration_name
+from saeval.records.run_record import Status
 from saeval.run import evaluation, ranks
-from saeval.run.baseline_cache import BaselineCache, baseline_inputs, baseline_key
 from saeval.run.config import RunConfig, RunEvents, RunResult, SilentEvents
 from saeval.run.device import check_device
 from saeval.run.dose_scale import calibrated
 from saeval.run.folder import open_run_folder
 from saeval.run.interrupts import Sigterm, interrupted
-from saeval.run.positions_check import single_token_tasks, steers_generated_only, warning
 from saeval.run.quiet import quiet_lm_eval
-from saeval.run.side_effects import side_effect_texts
 from saeval.run.steer_set import read_steer_set
 from saeval.run.store import RunStore
+from saeval.run.units import Unit, UnitEvaluator, note_resume, positions_note
 from saeval.spec.chat_template import check_local_template
 from saeval.spec.tasks import TaskSet, validate_tasks
 
 if TYPE_CHECKING:
     from saeval.spec.steer_file import SteerFile
-    from saeval.steering.lm_eval_model import SteeredHFLM
-    from saeval.steering.shared_prefix import SharedAnswers
-
-
-@dataclass(frozen=True)
-class _Step:
-    configuration: str
-    scale: float | None
-    task: str
+    from saeval.spec.steer_rows import AnyRow
 
 
 def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
@@ -66,22 +56,18 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     if config.doses:  # strengths in activation units: the scales they ask for (dose_scale.py)
         config, calibration = calibrated(config, steer, model_id, device, tasks, events)
     if not ranks.is_main():  # data parallel: rank 0 writes the run folder, the others follow
-        return ranks.follow(config, steer, model_id, device, tasks)
+        return ranks.follow(config, _rows(steer), model_id, device, tasks)
     store = open_run_folder(config, steer, saes, model_id, device, tasks)  # locked until done
     if calibration is not None:
         store.manifest.dose = calibration.to_dict()
     with store, Sigterm() as sigterm, quiet_lm_eval(events.requests_done):
         if config.resume:
-            _note_resume(store, events)
+            note_resume(store, events)
         return _run_in(store, config, steer, model_id, device, tasks, events, sigterm)
 
 
-def _note_resume(store: RunStore, events: RunEvents) -> None:
-    """Say what a resumed run keeps, and which finished tasks lost files and will run again."""
-    notes = store.forget_damaged()
-    events.note(f"resuming {store.folder} ({len(store.manifest.completed)} results kept)")
-    for note in notes:
-        events.note(note)
+def _rows(steer: Sequence[SteerFile]) -> list[AnyRow]:
+    return [row for file in steer for row in file.rows]
 
 
 def _run_in(
@@ -95,38 +81,30 @@ def _run_in(
     sigterm: Sigterm,
 ) -> RunResult:
     """Load, evaluate and compare inside an open run folder; record how it ended."""
-    steps = _steps(config, tasks.names)
+    units = _units(config, tasks.names)
     started = time.perf_counter()
-    where: tuple[str, str] | None = None
+    evaluator: UnitEvaluator | None = None
     try:
-        pending = [step for step in steps if store.record(step.configuration, step.task) is None]
-        ranks.announce(store.folder, [(s.configuration, s.scale, s.task) for s in pending])
+        pending = [unit for unit in units if store.record(unit.configuration, unit.task) is None]
+        left: list[Unit] = []
         if pending:
-            lm = evaluation.load_model(store, config, steer, model_id, device, events)
-            _warn_generated_positions(lm, steer, tasks, events)
-            ranks.split_documents(lm)
-            store.set_status(Status.RUNNING)
-            shared = _shared_passes(
-                pending, config.shared_prefix and lm.world_size == 1, config.kl_docs
-            )
-            for task in shared:
-                events.group_started(task, [s.configuration for s in pending if s.task == task])
-            for step in pending:
-                sigterm.check()
-                where = (step.configuration, step.task)
-                with lm.sharing(shared.get(step.task)):
-                    _run_step(store, lm, step, steps, config, tasks, events)
-                if step.task in shared:
-                    shared[step.task].finished(step.scale)
-            where = None
+            evaluator = _evaluator(store, config, _rows(steer), model_id, device, tasks, events)
+            evaluator.between = sigterm.check
+            left = evaluator.reuse(pending)
+        ranks.announce(store.folder, left)  # data parallel: what every rank evaluates
+        if evaluator is not None:
+            evaluator.announce(left)
+            evaluator.evaluate(left)
         sigterm.check()
-        result = _finish(store, config, steps)
+        result = _finish(store, config, units)
     except KeyboardInterrupt as interrupt:
         raise interrupted(store, interrupt) from None
     except SaevalError as error:
+        where = _where(evaluator)
         _note_unsaved(error, _failed(store, error, where))
         raise _located(error, where) from None
     except Exception as error:
+        where = _where(evaluator)
         raise _wrapped(store, error, where, _failed(store, error, where)) from error
     timings = store.manifest.timings
     timings["total_s"] = round(timings.get("total_s", 0.0) + time.perf_counter() - started, 3)
@@ -136,110 +114,49 @@ def _run_in(
     return result
 
 
-def _warn_generated_positions(
-    lm: SteeredHFLM, steer: Sequence[SteerFile], tasks: TaskSet, events: RunEvents
-) -> None:
-    """Say before evaluating when rows steering only generated positions would change nothing
-    (``saeval.run.positions_check``)."""
-    if steers_generated_only(steer):
-        found = single_token_tasks(lm, tasks)
-        if found:
-            events.note(warning(found))
+def _evaluator(
+    store: RunStore,
+    config: RunConfig,
+    rows: Sequence[AnyRow],
+    model_id: str,
+    device: str,
+    tasks: TaskSet,
+    events: RunEvents,
+) -> UnitEvaluator:
+    """Load the model (recorded in run.json), warn about positions that steer nothing, and
+    mark the run running."""
+    loaded = evaluation.load_model(config, rows, model_id, device, events)
+    evaluation.record_model(store.manifest, loaded, store.folder, "model_load_s")
+    store.save()
+    note = positions_note(loaded.lm, rows, tasks)
+    if note is not None:
+        events.note(note)
+    ranks.split_documents(loaded.lm)
+    store.set_status(Status.RUNNING)
+
+    def opened() -> contextlib.AbstractContextManager[RunStore]:
+        return contextlib.nullcontext(store)
+
+    name = store.folder.name
+    return UnitEvaluator(loaded.lm, config, tasks, events, store.manifest, name, opened)
 
 
-def _steps(config: RunConfig, task_names: Sequence[str]) -> list[_Step]:
+def _where(evaluator: UnitEvaluator | None) -> tuple[str, str] | None:
+    return None if evaluator is None else evaluator.where
+
+
+def _units(config: RunConfig, task_names: Sequence[str]) -> list[Unit]:
     """Every (configuration, task) in order: the baseline first, then each strength."""
     scales: list[float | None] = [] if config.no_baseline else [None]
     scales += list(config.scales)
+    pairs = [(scale, task) for scale in scales for task in task_names]
     return [
-        _Step(configuration_name(scale, config.scales), scale, task)
-        for scale in scales
-        for task in task_names
+        Unit(configuration_name(scale, config.scales), task, scale, scale, None, index, len(pairs))
+        for index, (scale, task) in enumerate(pairs, start=1)
     ]
 
 
-def _shared_passes(
-    pending: Sequence[_Step], shared_prefix: bool, kl_docs: int
-) -> dict[str, SharedAnswers]:
-    """Per task, the answers its pending configurations share (shared-prefix evaluation: the
-    first one evaluated answers every request for all of them, and measures their KL when
-    ``kl_docs``); none with ``--no-shared-prefix`` or a single configuration."""
-    from saeval.steering.shared_prefix import SharedAnswers
-
-    if not shared_prefix:
-        return {}
-    scales: dict[str, list[float | None]] = {}
-    for step in pending:
-        scales.setdefault(step.task, []).append(step.scale)
-    measure_kl = kl_docs > 0
-    return {
-        task: SharedAnswers(group, measure_kl) for task, group in scales.items() if len(group) > 1
-    }
-
-
-def _run_step(
-    store: RunStore,
-    lm: SteeredHFLM,
-    step: _Step,
-    steps: Sequence[_Step],
-    config: RunConfig,
-    tasks: TaskSet,
-    events: RunEvents,
-) -> TaskRecord:
-    """Evaluate (or take from the cache) one (configuration, task) and save it at once."""
-    store.configuration_dir(step.configuration, step.scale)
-    events.task_started(step.configuration, step.task, steps.index(step) + 1, len(steps))
-    key = inputs = reused = None
-    if step.scale is None:
-        spec = next(s for s in tasks.specs if s.name == step.task)
-        inputs = baseline_inputs(store.manifest, config, spec)
-        key = baseline_key(inputs)
-        reused = _reuse_baseline(store, lm, config, step.task, key, events)
-    ranks.share(reused is None)  # data parallel: the other ranks evaluate it too, or skip it
-    if reused is not None:
-        events.task_finished(reused)
-        return reused
-    started = time.perf_counter()
-    lm.set_scale(step.scale)
-    output = evaluation.evaluate(lm, step.task, config, tasks)
-    seconds = time.perf_counter() - started
-    effects = side_effect_texts(lm, output, step.scale, config.kl_docs, events.measured)
-    record = store.save_task(
-        step.configuration, step.task, output, seconds, key, side_effects=effects
-    )
-    if key is not None and inputs is not None:
-        BaselineCache(config.output).put(
-            key,
-            output,
-            inputs,
-            store.folder.name,
-            on_unusable=lambda why: events.note(
-                f"baseline cache not written ({why}); the run goes on without it"
-            ),
-        )
-    events.task_finished(record)
-    return record
-
-
-def _reuse_baseline(
-    store: RunStore, lm: SteeredHFLM, config: RunConfig, task: str, key: str, events: RunEvents
-) -> TaskRecord | None:
-    """Save the cached baseline of ``task`` into the run (and say so), if there is one."""
-
-    def damaged(why: str) -> None:
-        events.note(f"cached baseline {key[:12]} of {task} was damaged ({why}); computing it again")
-
-    cached = BaselineCache(config.output).get(key, on_damaged=damaged)
-    if cached is None:
-        return None
-    result, meta = cached
-    source = meta.get("run")
-    events.note(f"baseline {task}: reused from the cache ({key[:12]}, computed by run {source})")
-    effects = side_effect_texts(lm, result, None, config.kl_docs, events.measured)
-    return store.save_task(BASELINE, task, result, 0.0, key, source, effects)
-
-
-def _finish(store: RunStore, config: RunConfig, steps: Sequence[_Step]) -> RunResult:
+def _finish(store: RunStore, config: RunConfig, units: Sequence[Unit]) -> RunResult:
     """Write the comparison files (when there is a baseline) and describe the run."""
     report: Report | None = None
     files: list[Path] = []
@@ -252,7 +169,7 @@ def _finish(store: RunStore, config: RunConfig, steps: Sequence[_Step]) -> RunRe
     return RunResult(
         folder=store.folder,
         manifest=store.folder / MANIFEST,
-        configurations={step.configuration: store.folder / step.configuration for step in steps},
+        configurations={unit.configuration: store.folder / unit.configuration for unit in units},
         reused=tuple(dict.fromkeys(reused)),
         report=report,
         files=tuple(files),

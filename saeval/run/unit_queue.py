@@ -15,11 +15,20 @@ import contextlib
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from saeval.records.experiment_folder import CLAIM_SUFFIX, MANIFEST_LOCK, QUEUE_DIR
+from saeval.records.experiment_folder import (
+    CLAIM_SUFFIX,
+    MANIFEST_LOCK,
+    QUEUE_DIR,
+    WORKERS_FILE,
+)
 from saeval.run.store import RunStore
+
+Indexed = tuple[
+    int, tuple[str, str]
+]  # a unit's index in experiment.json and its (configuration, task)
 
 
 @contextlib.contextmanager
@@ -41,10 +50,35 @@ def shared_store(folder: Path) -> Iterator[RunStore]:
         yield RunStore.open(folder)
 
 
-def reset_queue(folder: Path) -> None:
-    """Remove every claim of an earlier start (the caller holds the run's lock)."""
+def reset_queue(folder: Path, count: int) -> None:
+    """Remove every claim of an earlier start and say how many workers (``count``) will share
+    the queue (the caller holds the run's lock)."""
     shutil.rmtree(folder / QUEUE_DIR, ignore_errors=True)
     (folder / QUEUE_DIR).mkdir()
+    (folder / QUEUE_DIR / WORKERS_FILE).write_text(f"{count}\n", encoding="utf-8")
+
+
+def workers(folder: Path) -> int:
+    """How many workers share the queue (1 when the queue does not say)."""
+    try:
+        return max(1, int((folder / QUEUE_DIR / WORKERS_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return 1
+
+
+def task_chunks(pending: Sequence[Indexed], count: int) -> list[list[Indexed]]:
+    """The pending units as groups of one task each, in order: a task's units split into as
+    many near-equal chunks as there are workers for each task (one chunk per task when there
+    are no more workers than tasks)."""
+    by_task: dict[str, list[Indexed]] = {}
+    for unit in pending:
+        by_task.setdefault(unit[1][1], []).append(unit)
+    parts = max(1, -(-count // max(1, len(by_task))))
+    chunks = []
+    for units in by_task.values():
+        size = -(-len(units) // parts)
+        chunks += [units[start : start + size] for start in range(0, len(units), size)]
+    return chunks
 
 
 def claim(folder: Path, unit: int, worker: str) -> bool:

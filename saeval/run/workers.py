@@ -1,20 +1,23 @@
-"""One worker of an experiment: load the model once, then take (configuration, task) units from
-the run folder's queue until none is left, saving each the moment it finishes.
+"""One worker of an experiment: load the model once, then take groups of (configuration, task)
+units of one task from the run folder's queue until none is left, evaluating each group in one
+shared pass and saving each unit the moment it finishes.
 
 Workers are processes of their own (``python -m saeval.run.workers RUN WORKER DEVICE``, a
 submitit job, a Slurm array task); everything they need is in the run folder
-(``experiment.json`` and ``run.json``). A worker switches the steer plan of its one loaded model
-per configuration (plans are built once and kept; a control's plan is drawn from its seed,
-``saeval.steering.controls``), evaluates with ``saeval.run.evaluation.evaluate`` and measures
-KL and generation quality (``saeval.run.side_effects``) like ``saeval run`` does, takes and
-fills the baseline cache for baseline units, and records every result and every failure in
-``run.json`` under the manifest lock (``saeval.run.unit_queue``).
-A failing unit is recorded and the worker goes on with the next one.
+(``experiment.json`` and ``run.json``). A group is all pending units of a task, or a chunk of
+them sized so that every worker gets one (``saeval.run.unit_queue.task_chunks``). Each
+configuration's plan is built once per worker (a control's is drawn from its seed,
+``saeval.steering.controls``); the unit evaluator (``saeval.run.units``) does the rest as in
+``saeval run``: the baseline cache, the shared pass, side effects, saving under the manifest
+lock. A failing unit is recorded and the worker goes on with the next one; the worker's
+messages go to ``<run>/workers/<worker>.notes`` for the parent to show.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import os
 import socket
 import sys
@@ -28,6 +31,7 @@ from saeval.atomic import write_atomic
 from saeval.errors import ResultsError, SaevalError
 from saeval.records.experiment_folder import (
     CONTROLS_DIR,
+    NOTES_SUFFIX,
     WORKERS_DIR,
     Configuration,
     control_file,
@@ -37,29 +41,17 @@ from saeval.records.experiment_record import CONTROL_SCHEMA, WORKER_SCHEMA, read
 from saeval.records.json_file import json_text
 from saeval.records.run_record import Manifest, now
 from saeval.run import evaluation
-from saeval.run.baseline_cache import BaselineCache, baseline_inputs, baseline_key
 from saeval.run.config import RunConfig, SilentEvents
-from saeval.run.lm_eval_format import TaskOutput
 from saeval.run.quiet import quiet_lm_eval
-from saeval.run.side_effects import side_effect_texts
-from saeval.run.store import RunStore
-from saeval.run.unit_queue import claim, shared_store
+from saeval.run.unit_queue import claim, shared_store, task_chunks, workers
+from saeval.run.units import Unit, UnitEvaluator, positions_note
 from saeval.spec.options import from_record
 from saeval.spec.steer_file import AnyRow, read_steer_file
 from saeval.spec.steer_rows import with_default_positions
 from saeval.spec.tasks import TaskSet, validate_tasks
 
 if TYPE_CHECKING:
-    from saeval.steering.lm_eval_model import SteeredHFLM
     from saeval.steering.plan import SteerPlan
-
-
-class _Detached(RunStore):
-    """The run's store as ``load_model`` updates it, without writing ``run.json`` (the worker
-    records the model it loaded under the manifest lock itself)."""
-
-    def save(self) -> None:
-        """Write nothing."""
 
 
 def worker_config(definition: dict[str, Any], output: Path, device: str) -> RunConfig:
@@ -104,8 +96,25 @@ def _write_record(folder: Path, worker: str, record: dict[str, Any]) -> None:
     write_atomic(path, json_text({"schema": WORKER_SCHEMA, **record}))
 
 
+class _Gone(Exception):
+    """The parent process is gone: nobody would collect the results."""
+
+
+class _Events(SilentEvents):
+    """A worker's messages, one per line in ``<run>/workers/<worker>.notes``: the parent shows
+    them (the same message from several workers once)."""
+
+    def __init__(self, folder: Path, worker: str) -> None:
+        self.path = folder / WORKERS_DIR / f"{worker}{NOTES_SUFFIX}"
+
+    def note(self, message: str) -> None:
+        """Append the message."""
+        with self.path.open("a", encoding="utf-8") as stream:
+            stream.write(" ".join(message.split()) + "\n")
+
+
 class _Units:
-    """The units of one worker: its model, its plans and how each unit is run and saved."""
+    """The units of one worker: its model, its plans, and the groups of units it takes."""
 
     def __init__(
         self, folder: Path, worker: str, definition: dict[str, Any], config: RunConfig
@@ -113,83 +122,102 @@ class _Units:
         self.folder, self.worker, self.config = folder, worker, config
         self.definition = definition
         with shared_store(folder) as store:
-            self.manifest = store.manifest
-        self.tasks = _checked_tasks(config, self.manifest)
+            completed = store.manifest.completed
+        self.finished = {(r.configuration, r.task) for r in completed}
+        self.tasks = _checked_tasks(config, store.manifest)
         self.steer = {name: _rows(info) for name, info in definition["interventions"].items()}
         self.configurations = {c["name"]: Configuration(**c) for c in definition["configurations"]}
         self.plans: dict[tuple[str, int | None], SteerPlan] = {}
-        self.lm, self.facts = self._load()
+        self.events = _Events(folder, worker)
+        self.evaluator = self._load()
+        self.failures = 0
 
-    def _load(self) -> tuple[SteeredHFLM, Manifest]:
-        """Load the model once (no steering) and record it in run.json if no worker has."""
-        detached = _Detached(self.folder, self.manifest)
+    def _load(self) -> UnitEvaluator:
+        """Load the model once (no steering), record it in run.json, note positions that steer
+        nothing; the unit evaluator on it."""
         device = self.config.device or "cpu"
-        lm = evaluation.load_model(
-            detached, self.config, [], self.config.model or "", device, SilentEvents()
-        )
+        model = self.config.model or ""
+        loaded = evaluation.load_model(self.config, [], model, device, SilentEvents())
         with shared_store(self.folder) as store:
-            if store.manifest.model.revision is None:
-                store.manifest.model = detached.manifest.model
-            store.manifest.timings[f"model_load_s[{self.worker}]"] = detached.manifest.timings[
-                "model_load_s"
-            ]
+            timing = f"model_load_s[{self.worker}]"
+            evaluation.record_model(store.manifest, loaded, self.folder, timing)
             store.save()
-        return lm, detached.manifest
+        rows = [row for rows in self.steer.values() for row in rows]
+        note = positions_note(loaded.lm, rows, self.tasks)
+        if note is not None:
+            self.events.note(note)
+        return UnitEvaluator(
+            loaded.lm,
+            self.config,
+            self.tasks,
+            self.events,
+            store.manifest,
+            self.folder.name,
+            functools.partial(shared_store, self.folder),
+            failed=self._failed,
+        )
 
     def run(self, parent: int | None) -> int:
-        """Take and run units in order until none is left; the number this worker finished."""
-        finished = {(r.configuration, r.task) for r in self.manifest.completed}
-        count = 0
-        for index, (name, task) in enumerate(self.definition["units"]):
+        """Take groups of units of one task and evaluate each group in one shared pass until
+        none is left; the number of units this worker finished."""
+        pending = [
+            (index, (name, task))
+            for index, (name, task) in enumerate(self.definition["units"])
+            if (name, task) not in self.finished
+        ]
+        chunks = task_chunks(pending, workers(self.folder))
+
+        def between() -> None:
             if parent is not None and os.getppid() != parent:
-                break  # the parent is gone: nobody would collect the results
-            if (name, task) in finished or not claim(self.folder, index, self.worker):
-                continue
-            try:
-                self._unit(self.configurations[name], task)
-                count += 1
-            except Exception as error:
-                self._failed(error, name, task)
+                raise _Gone
+
+        self.evaluator.between = between
+        count = 0
+        try:
+            for lead in (True, False):  # groups first; then whatever no group took
+                for chunk in chunks:
+                    taken = self._claimed(chunk, lead)
+                    if taken:
+                        between()
+                        count += self._group(taken)
+        except _Gone:
+            pass
         return count
 
-    def _unit(self, configuration: Configuration, task: str) -> None:
-        """Evaluate one (configuration, task), or take a baseline from the cache; save it."""
-        key = inputs = None
-        if configuration.intervention is None:
-            spec = next(s for s in self.tasks.specs if s.name == task)
-            inputs = baseline_inputs(self.facts, self.config, spec)
-            key = baseline_key(inputs)
-            cached = BaselineCache(self.config.output).get(key)
-            if cached is not None:
-                self._save(configuration, task, cached[0], 0.0, key, cached[1].get("run"))
-                return
-            self.lm.set_scale(None)
-        elif configuration.scale is None:
-            self.lm.set_scale(None)  # a prompt alone: the unsteered model, asked
-        else:
-            self.lm.plan = self._plan(configuration)
-            self.lm.set_scale(self._strength(configuration))
-            self.lm.check_plan()
-        started = time.perf_counter()
-        output = evaluation.evaluate(self.lm, task, self._asked(configuration), self.tasks)
-        self._save(configuration, task, output, time.perf_counter() - started, key, None)
-        if key is not None and inputs is not None:
-            BaselineCache(self.config.output).put(key, output, inputs, self.folder.name)
+    def _claimed(self, chunk: list[tuple[int, tuple[str, str]]], lead: bool) -> list[Unit]:
+        """The units of ``chunk`` this worker claims: all that are free once it has claimed the
+        first (``lead``), else each that is still free."""
+        if lead and not claim(self.folder, chunk[0][0], self.worker):
+            return []
+        rest = chunk[1:] if lead else chunk
+        indices = [chunk[0][0]] if lead else []
+        indices += [index for index, _ in rest if claim(self.folder, index, self.worker)]
+        units = dict(chunk)
+        return [self._unit(*units[index]) for index in indices]
 
-    def _save(
-        self,
-        configuration: Configuration,
-        task: str,
-        output: TaskOutput,
-        seconds: float,
-        key: str | None,
-        reused_from: str | None,
-    ) -> None:
-        scale = self.lm.scale if configuration.scale is not None else None
-        effects = side_effect_texts(self.lm, output, scale, self.config.kl_docs)
-        with shared_store(self.folder) as store:
-            store.configuration_dir(configuration.name, configuration.scale)
-            store.save_task(configuration.name, task, output, seconds, key, reused_from, effects)
+    def _unit(self, name: str, task: str) -> Unit:
+        """The unit of (configuration ``name``, ``task``); its plan is built when it runs."""
+        configuration = self.configurations[name]
+        key = None if configuration.intervention is None else name
+        return Unit(name, task, configuration.scale, key, prompt=configuration.prompt)
+
+    def _group(self, units: list[Unit]) -> int:
+        """Evaluate claimed units of one task together; how many finished."""
+        failures = self.failures
+        planned = []
+        for unit in units:
+            configuration = self.configurations[unit.configuration]
+            if configuration.intervention is None or configuration.scale is None:
+                planned.append(unit)  # the baseline, or a prompt alone (the model, asked)
+                continue
+            try:
+                plan = self._plan(configuration)
+                strength = self._strength(configuration)
+                planned.append(dataclasses.replace(unit, plan=plan, runs_at=strength))
+            except Exception as error:
+                self._failed(unit, error)
+        self.evaluator.evaluate(self.evaluator.reuse(planned))
+        return len(units) - (self.failures - failures)
 
     def _plan(self, configuration: Configuration) -> SteerPlan:
         """The plan of an intervention or of one of its controls (built once per worker)."""
@@ -210,32 +238,30 @@ class _Units:
             self.plans[(name, control)] = drawn.plan
         return self.plans[(name, control)]
 
-    def _asked(self, configuration: Configuration) -> RunConfig:
-        """The run's options with the configuration's prompt as lm-eval's system_instruction."""
-        if configuration.prompt is None:
-            return self.config
-        return replace(self.config, system_instruction=configuration.prompt)
-
-    def _strength(self, configuration: Configuration) -> float:
-        """The strength a steered configuration runs at: its own, or the one a matched
-        control's search found (``saeval.run.control_match``)."""
+    def _strength(self, configuration: Configuration) -> float | None:
+        """The strength a steered configuration runs at when it is not its own: the one a
+        matched control's search found (``saeval.run.control_match``); else None."""
         from saeval.run.control_match import matched_strength
 
         scale = configuration.scale or 0.0
         match = self.definition.get("control_match", "norm")
         if configuration.control is None or match == "norm":
-            return scale
+            return None
         name = configuration.intervention or ""
         plans = (self.plans[(name, None)], self.plans[(name, configuration.control)])
-        asked = self._asked(configuration)
+        asked = self.config
+        if configuration.prompt is not None:
+            asked = replace(self.config, system_instruction=configuration.prompt)
+        lm = self.evaluator.lm
         return matched_strength(
-            self.folder, configuration.name, plans, scale, match, self.lm, asked, self.tasks
+            self.folder, configuration.name, plans, scale, match, lm, asked, self.tasks
         )
 
-    def _failed(self, error: Exception, configuration: str, task: str) -> None:
+    def _failed(self, unit: Unit, error: Exception) -> None:
         """Record a failed unit in run.json (with its traceback) and free what it held."""
+        self.failures += 1
         with shared_store(self.folder) as store:
-            store.add_error(error, (configuration, task), traceback.format_exc())
+            store.add_error(error, (unit.configuration, unit.task), traceback.format_exc())
         if (self.config.device or "").startswith("cuda"):
             import torch
 

@@ -18,7 +18,7 @@ Importing this module imports lm-eval's HF model (seconds): only heavy commands 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from os import PathLike
 from typing import Any
 
@@ -32,7 +32,8 @@ from saeval.steering.finite import check_logits, guarding
 from saeval.steering.generated import GeneratedTokens
 from saeval.steering.hooks import attach
 from saeval.steering.model_args import one_of, steer_plan
-from saeval.steering.pass_kl import Contexts, contexts_of, flat_positions, kl_of_copies, per_context
+from saeval.steering.multi_pass import multi_pass
+from saeval.steering.pass_kl import contexts_of, per_context
 from saeval.steering.plan import SteerPlan
 from saeval.steering.positions import (
     Positions,
@@ -41,7 +42,7 @@ from saeval.steering.positions import (
     describing_calls,
     prompt_positions,
 )
-from saeval.steering.scoring import Answer, Batch, Request, keeping, score
+from saeval.steering.scoring import Answer, Batch, Request, score
 from saeval.steering.shared_generation import (
     batch_key,
     describing_generation,
@@ -54,7 +55,7 @@ from saeval.steering.shared_prefix import (
     Configuration,
     Scale,
     SharedAnswers,
-    expanded,
+    edits_of,
     halves_on_oom,
     request_key,
 )
@@ -90,12 +91,29 @@ class SteeredHFLM(HFLM):
         self.plan = steer_plan(one_of("steer_path", steer_path, "csv_path", csv_path), plan)
         super().__init__(pretrained=model, **kwargs)
         self.scale: float | None = None if scale is None else float(scale)
+        self.key: Hashable = self.scale  # the configuration's key in shared passes
+        self.variants: dict[Hashable, tuple[SteerPlan, float]] = {}  # key -> (plan, strength)
         self.generated = GeneratedTokens()  # what generate_until produced, for its measures
         self.check_plan()
 
     def set_scale(self, scale: float | None) -> None:
         """Steer at ``scale`` from the next request on; ``None`` switches steering off."""
         self.scale = None if scale is None else float(scale)
+        self.key = self.scale
+
+    def add_variant(self, key: Hashable, plan: SteerPlan, scale: float) -> None:
+        """Know configuration ``key`` (not None) as ``plan`` at ``scale``, so that shared passes
+        of configurations with different plans (an experiment's) can build its edits."""
+        self.variants[key] = (plan, float(scale))
+
+    def choose(self, key: Hashable) -> None:
+        """Steer as configuration ``key`` from the next request on: a variant's plan and
+        strength; ``None`` switches steering off."""
+        if key is None:
+            self.set_scale(None)
+            return
+        self.plan, scale = self.variants[key]
+        self.scale, self.key = scale, key
 
     @contextlib.contextmanager
     def steering(self) -> Iterator[None]:
@@ -132,6 +150,10 @@ class SteeredHFLM(HFLM):
             check_logits(logits, self.scale)
         return logits
 
+    def unsteered_call(self, ids: torch.Tensor) -> torch.Tensor:
+        """HFLM's own ``_model_call`` (the hooks are the caller's)."""
+        return HFLM._model_call(self, ids)
+
     def _detect_batch_size(self, requests: Any = None, pos: int = 0) -> int:
         """HFLM's probe for the largest batch that fits; its passes of ones are no request, so
         rows of modes other than ``all`` see them as generated text (every row computes the
@@ -159,7 +181,7 @@ class SteeredHFLM(HFLM):
         mask = kwargs.get("attention_mask")
         shared = self._shared
         found = None
-        if shared is not None and self.scale in shared.scales:
+        if shared is not None and self.key in shared.scales:
             found = self._shared_generation(shared, context, max_length, stop, kwargs)
         if found is None:
             with guarding(), self.steering(), self._describing_generation(context, mask):
@@ -202,7 +224,7 @@ class SteeredHFLM(HFLM):
             return generate_shared(self.model, edits, context, mask, generate, width)
 
         key = batch_key(context, max_length, stop, kwargs)
-        return shared_output(shared, self.scale, key, generate_all)
+        return shared_output(shared, self.key, key, generate_all)
 
     @contextlib.contextmanager
     def sharing(self, shared: SharedAnswers | None) -> Iterator[None]:
@@ -210,9 +232,9 @@ class SteeredHFLM(HFLM):
         ``shared`` are answered for all of them at once, in shared-prefix passes (one shared
         generation), the first time one of them meets them; the others take their answers from
         ``shared`` (a request without a stored answer is computed for its configuration alone).
-        ``None``, or data parallelism (every rank must take the same collectives), leaves
-        HFLM's own loop."""
-        if shared is None or self.world_size > 1:
+        Under data parallelism each rank shares the passes of its own documents. ``None``
+        leaves HFLM's own loop."""
+        if shared is None:
             yield
             return
         previous, self._shared = self._shared, shared
@@ -232,10 +254,10 @@ class SteeredHFLM(HFLM):
         shared = self._shared
         if self.backend != "causal" or not requests:
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
-        if shared is not None and self.scale in shared.scales:
+        if shared is not None and self.key in shared.scales:
             answers = self._shared_answers(shared, requests, disable_tqdm, override_bs)
         elif self.scale is not None and self.plan.needs_positions():
-            answers = self._answers([self.scale], requests, disable_tqdm, override_bs)[0]
+            answers = self._answers([self.key], requests, disable_tqdm, override_bs)[0]
         else:
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
         for (request_str, _, _), answer in zip(requests, answers, strict=True):
@@ -253,7 +275,7 @@ class SteeredHFLM(HFLM):
         """The current configuration's answers, from one pass of every configuration sharing it
         (after a steering error in such a pass, each configuration runs alone and meets its own)."""
         keys = [request_key(context, continuation) for _, context, continuation in requests]
-        missing = [i for i, key in enumerate(keys) if shared.lookup(self.scale, key) is None]
+        missing = [i for i, key in enumerate(keys) if shared.lookup(self.key, key) is None]
         if missing and not shared.broken:
             scales = list(shared.scales)
             if shared.measure_kl and None not in scales:
@@ -267,10 +289,10 @@ class SteeredHFLM(HFLM):
             else:
                 shared.store(scales, [keys[i] for i in missing], answers)
                 missing = []
-        found = {i: shared.lookup(self.scale, key) for i, key in enumerate(keys)}
+        found = {i: shared.lookup(self.key, key) for i, key in enumerate(keys)}
         if missing:
             alone = self._answers(
-                [self.scale], [requests[i] for i in missing], disable_tqdm, override_bs
+                [self.key], [requests[i] for i in missing], disable_tqdm, override_bs
             )
             found.update(zip(missing, alone[0], strict=True))
         return [_given(found[i]) for i in range(len(requests))]
@@ -297,7 +319,7 @@ class SteeredHFLM(HFLM):
                 wanted = kl is not None and kl.measure_kl and None in group_scales
                 measuring = kl if wanted else None
                 contexts = None if measuring is None else contexts_of(batch, measuring.measured)
-                logits, measured, doses = self._pass(batch, group, contexts, group_scales)
+                logits, measured, doses = multi_pass(self, batch, group, contexts, group_scales)
                 if measuring is not None and contexts is not None and measured is not None:
                     for scale, values in zip(group_scales, measured.tolist(), strict=True):
                         measuring.store_kl(scale, per_context(contexts, values))
@@ -327,54 +349,25 @@ class SteeredHFLM(HFLM):
         return answers
 
     def _configurations(self, scales: Sequence[Scale]) -> list[Configuration]:
-        """The edits of each configuration: none for the baseline, the plan's at a strength."""
-        return [{} if scale is None else self.plan.edits(scale) for scale in scales]
-
-    def _pass(
-        self,
-        batch: Batch,
-        group: Sequence[Any],
-        contexts: Contexts | None,
-        scales: Sequence[Scale],
-    ) -> tuple[torch.Tensor, torch.Tensor | None, list[dose.Recorded]]:
-        """The kept logits of one multi-configuration pass of ``batch`` (every finite check
-        read once, after it) and, for ``contexts``, each copy's KL to the baseline copy and
-        the dose its edits recorded (``saeval.steering.dose``)."""
-        ids, keep = batch.tiled(len(group))
-        rows = len(batch.rows)
-        extra = None
-        doses: list[dose.Recorded] = [[] for _ in group]
-        if contexts is not None:
-            extra = flat_positions(contexts, len(group), rows, int(ids.shape[1]))
-            group = [
-                edits if scale is None else dose.recording(self.plan, scale, found)
-                for edits, scale, found in zip(group, scales, doses, strict=True)
-            ]
-        measured = None
-        with guarding():
-            with expanded(self.model, group, rows), keeping(self.model, keep, extra):
-                logits = HFLM._model_call(self, ids)
-            if extra is not None:
-                flat, kept = logits[0], keep.numel()
-                measured = kl_of_copies(flat[kept:], len(group), list(scales).index(None))
-                logits = flat[:kept].view(*keep.shape, -1)
-            for copy, scale in zip(logits.split(rows), scales, strict=True):
-                check_logits(copy, scale)
-        return logits, measured, doses
+        """The edits of each configuration (``shared_prefix.edits_of``)."""
+        return [edits_of(self.plan, self.variants, key) for key in scales]
 
     def measured_kl(
         self, scale: float, contexts: Sequence[Sequence[int]]
     ) -> list[list[float]] | None:
         """Configuration ``scale``'s KL at every position of each of ``contexts``, as the shared
-        passes measured it while ``sharing``; None unless they measured every one."""
-        return None if self._shared is None else self._shared.kl_of(scale, contexts)
+        passes measured it while ``sharing`` (the chosen configuration's, at its strength);
+        None unless they measured every one."""
+        key = self.key if scale == self.scale else scale
+        return None if self._shared is None else self._shared.kl_of(key, contexts)
 
     def measured_dose(
         self, scale: float, contexts: Sequence[Sequence[int]]
     ) -> list[dose.PerHook] | None:
         """Configuration ``scale``'s dose per hook point at every position of each of
         ``contexts``, as the shared passes measured it beside the KL; None unless they did."""
-        return None if self._shared is None else self._shared.dose_of(scale, contexts)
+        key = self.key if scale == self.scale else scale
+        return None if self._shared is None else self._shared.dose_of(key, contexts)
 
     def _request_batch_size(self, requests: list[Request], override_bs: int | None) -> int:
         """Rows per batch: the lm's batch size; for ``auto``, HFLM's probe on the longest."""

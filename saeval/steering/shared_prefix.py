@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,11 +31,39 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from saeval.steering.dose import PerHook
+    from saeval.steering.plan import SteerPlan
     from saeval.steering.scoring import Answer
 
 Configuration = Mapping[str, Edit]  # hook name -> edit; {} for the baseline
-Scale = float | None  # a configuration of a run: its strength, None for the baseline
+Scale = Hashable  # a configuration's key: its strength in a sweep, None for the baseline
 RequestKey = bytes  # a digest of (context_enc, continuation_enc)
+
+
+Variants = Mapping[Hashable, "tuple[SteerPlan, float]"]  # key -> (plan, strength)
+
+
+def edits_of(plan: SteerPlan, variants: Variants, key: Scale) -> Configuration:
+    """Configuration ``key``'s edits: none for the baseline (None), a variant's plan at its
+    strength, else ``plan`` at the strength the key is (a sweep's keys are its strengths)."""
+    if key is None:
+        return {}
+    own, strength = planned(plan, variants, key)
+    return own.edits(strength)
+
+
+def planned(plan: SteerPlan, variants: Variants, key: Hashable) -> tuple[SteerPlan, float]:
+    """The plan and strength of steered configuration ``key``: a variant's own, else ``plan``
+    at the strength the key is."""
+    if key in variants:
+        return variants[key]
+    return plan, float(key)  # type: ignore[arg-type]
+
+
+def strength_of(variants: Variants, key: Scale) -> float | None:
+    """The steering strength of configuration ``key`` (None: the baseline)."""
+    if key in variants:
+        return variants[key][1]
+    return None if key is None else float(key)  # type: ignore[arg-type]
 
 
 def shared_layers(model: nn.Module, hook_names: Sequence[str]) -> int:
