@@ -7,8 +7,8 @@ import torch
 from sae_builders import build_sae, write_steer_csv
 
 from saeval.spec.steer_file import read_steer_file
-from saeval.steering.controls import random_control
 from saeval.steering.plan import SteerPlan, plan_from_saes
+from saeval.steering.random_controls import random_control
 
 
 @pytest.fixture(scope="module")

@@ -549,7 +549,7 @@ def test_quiet_lm_eval_counts_requests_and_puts_everything_back() -> None:
     import lm_eval.evaluator
     import lm_eval.models.huggingface as huggingface
 
-    from saeval.run.quiet import quiet_lm_eval
+    from saeval.run.lm_eval_output import quiet_lm_eval
 
     before = (huggingface.tqdm, lm_eval.evaluator.get_git_commit_hash)
     seen: list[tuple[int, int]] = []

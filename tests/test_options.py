@@ -23,7 +23,7 @@ from sae_builders import MC_TASK
 from saeval.records.run_record import Manifest, spec_sha256
 from saeval.run.baseline_cache import baseline_inputs, baseline_key
 from saeval.run.config import RunConfig
-from saeval.run.experiment_spec import prepare
+from saeval.run.experiment_prepare import prepare
 from saeval.run.folder import open_run_folder
 from saeval.run.workers import worker_config
 from saeval.spec.experiment import read_experiment

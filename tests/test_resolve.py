@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from saeval.spec.resolve import Resolution, Status, resolve, validate
+from saeval.spec.resolve import CheckOutcome, Resolution, resolve, validate
 from saeval.spec.steer_file import read_steer_file
 
 HEADER = "latent_idx,steering_coefficient,sae_release,sae_id,description,action,hook\n"
@@ -21,7 +21,7 @@ def steer(directory: Path, name: str, *rows: str) -> Path:
     return path
 
 
-def statuses(resolution: Resolution, index: int = 0) -> dict[str, Status]:
+def statuses(resolution: Resolution, index: int = 0) -> dict[str, CheckOutcome]:
     """Check name -> status of one resolved row."""
     return {check.name: check.status for check in resolution.rows[index].checks}
 
@@ -60,7 +60,7 @@ def test_dog_row_resolves_with_every_check_passed(tmp_path: Path) -> None:
     assert (
         row.neuronpedia_url == "https://www.neuronpedia.org/gemma-2-2b/20-gemmascope-res-16k/12082"
     )
-    assert set(statuses(resolution).values()) == {Status.OK}
+    assert set(statuses(resolution).values()) == {CheckOutcome.OK}
     assert resolution.base_model == "google/gemma-2-2b"
 
 
@@ -76,7 +76,7 @@ def test_local_sae_folder_is_read_from_its_cfg_json(tmp_path: Path, local_sae: P
         "gpt2",
     )
     assert first.hook_name == "blocks.1.hook_resid_post"
-    assert set(statuses(resolution, 0).values()) == {Status.OK}
+    assert set(statuses(resolution, 0).values()) == {CheckOutcome.OK}
     assert resolution.problems == [
         f"{tmp_path}/local.csv:3 latent_idx: latent 128 is out of range: {local_sae} has "
         "d_sae=128 latents (valid: 0-127)"
@@ -101,8 +101,8 @@ def test_hf_repo_offline_is_unchecked_never_ok(tmp_path: Path) -> None:
     resolution = validate([steer(tmp_path, "r.csv", "5,1.0,someone/my-saes,layer_3,,,\n")])
     assert resolution.ok  # nothing is known to be wrong ...
     checks = statuses(resolution)
-    assert checks.pop("duplicate") is Status.OK
-    assert set(checks.values()) == {Status.UNCHECKED}  # ... and nothing else is claimed
+    assert checks.pop("duplicate") is CheckOutcome.OK
+    assert set(checks.values()) == {CheckOutcome.UNCHECKED}  # ... and nothing else is claimed
     assert any("--online" in note for note in resolution.unchecked)
 
 
@@ -115,7 +115,7 @@ def test_hf_repo_with_cached_cfg_json_is_checked(tmp_path: Path, local_sae: Path
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("c0")
     resolution = validate([steer(tmp_path, "r.csv", "500,1.0,someone/my-saes,layer_3,,,\n")])
-    assert statuses(resolution)["sae"] is Status.OK
+    assert statuses(resolution)["sae"] is CheckOutcome.OK
     assert "latent 500 is out of range" in resolution.problems[0]
 
 
@@ -124,8 +124,11 @@ def test_sae_lens_release_without_width_offline_is_unchecked(tmp_path: Path) -> 
         [steer(tmp_path, "g.csv", "5,1.0,gpt2-small-res-jb,blocks.8.hook_resid_pre,,,\n")]
     )
     checks = statuses(resolution)
-    assert (checks["sae"], checks["model"]) == (Status.OK, Status.OK)
-    assert (checks["latent_idx"], checks["hook"]) == (Status.UNCHECKED, Status.UNCHECKED)
+    assert (checks["sae"], checks["model"]) == (CheckOutcome.OK, CheckOutcome.OK)
+    assert (checks["latent_idx"], checks["hook"]) == (
+        CheckOutcome.UNCHECKED,
+        CheckOutcome.UNCHECKED,
+    )
     assert resolution.summary(f"{tmp_path}/g.csv").endswith(
         "1 row valid; 2 checks unchecked (offline)"
     )
@@ -157,7 +160,7 @@ def test_local_model_folder_of_the_right_shape_is_unchecked(tmp_path: Path) -> N
     )
     resolution = validate([steer(tmp_path, "dog.csv", DOG)], model=str(folder))
     checks = statuses(resolution)
-    assert (checks["model"], checks["hook"]) == (Status.UNCHECKED, Status.OK)
+    assert (checks["model"], checks["hook"]) == (CheckOutcome.UNCHECKED, CheckOutcome.OK)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +190,7 @@ def test_hook_layer_beyond_a_local_model_is_an_error(tmp_path: Path) -> None:
 def test_hook_override_with_unknown_layer_count_is_unchecked(tmp_path: Path) -> None:
     row = DOG.replace(",,\n", ",,blocks.30.hook_resid_post\n")
     resolution = validate([steer(tmp_path, "dog.csv", row)])
-    assert statuses(resolution)["hook"] is Status.UNCHECKED
+    assert statuses(resolution)["hook"] is CheckOutcome.UNCHECKED
     assert resolution.ok
 
 
@@ -230,7 +233,7 @@ def test_lm_eval_dialect_messages_use_its_column_names(tmp_path: Path) -> None:
     )
     resolution = validate([path])
     assert resolution.problems[0].startswith(f"{path}:2 feature_index: latent 99999")
-    assert statuses(resolution)["hook"] is Status.UNCHECKED  # HF module name: checked on load
+    assert statuses(resolution)["hook"] is CheckOutcome.UNCHECKED  # HF module name: checked on load
 
 
 def test_unreadable_files_are_reported_with_the_others_resolved(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from lm_eval.tasks import TaskManager
 from sae_builders import MC_TASK, ROLLING_TASK, build_sae
 
 from saeval.steering.lm_eval_model import SteeredHFLM
-from saeval.steering.scoring import distinct_rows
+from saeval.steering.loglikelihood_loop import distinct_rows
 from saeval.steering.shared_prefix import SharedAnswers, shared_layers
 
 TOLERANCE = 1e-5

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from saeval.errors import ResolutionError, SteeringError
-from saeval.spec.resolve import Status, validate
+from saeval.spec.resolve import CheckOutcome, validate
 from saeval.spec.steer_file import read_steer_file
 from saeval.steering.plan import build_plan
 
@@ -46,7 +46,7 @@ def test_a_local_coder_validates_offline(coders: Path, tmp_path: Path) -> None:
     assert resolved.sae is not None
     assert (resolved.sae.d_sae, resolved.sae.d_in, resolved.hook_name) == (128, 64, "h.1")
     statuses = {check.name: check.status for check in resolved.checks}
-    assert statuses["sae"] is statuses["latent_idx"] is Status.OK
+    assert statuses["sae"] is statuses["latent_idx"] is CheckOutcome.OK
 
 
 def test_a_latent_beyond_the_coder_and_a_missing_coder_are_errors(

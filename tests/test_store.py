@@ -17,7 +17,7 @@ from saeval.analysis.results_io import load_side
 from saeval.atomic import write_atomic
 from saeval.errors import ResultsError
 from saeval.records.run_folder import configuration_name
-from saeval.records.run_record import Manifest, ModelRecord, Status, spec_sha256
+from saeval.records.run_record import Manifest, ModelRecord, RunStatus, spec_sha256
 from saeval.run.baseline_cache import BaselineCache, baseline_key
 from saeval.run.lm_eval_format import TaskOutput, merge_results, task_output
 from saeval.run.store import RunStore
@@ -180,7 +180,7 @@ def test_save_task_writes_an_lm_eval_folder_and_a_record(tmp_path: Path) -> None
 
 def test_manifest_round_trips_and_rejects_other_schemas(tmp_path: Path) -> None:
     run = RunStore.create(tmp_path / "run", _manifest())
-    run.set_status(Status.INTERRUPTED)
+    run.set_status(RunStatus.INTERRUPTED)
     assert RunStore.open(tmp_path / "run").manifest == run.manifest
 
     data = json.loads((tmp_path / "run" / "run.json").read_text())

@@ -44,7 +44,7 @@ def command(
     quiet_libraries()
     from saeval.demo.names import demo_model
     from saeval.run.latents import measure_latents
-    from saeval.spec.texts import read_texts
+    from saeval.spec.corpus import read_texts
 
     report = measure_latents(
         tuple(steer_files),

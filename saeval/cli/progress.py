@@ -1,10 +1,10 @@
 """How long-running commands report progress: a Rich display on stderr, quiet libraries.
 
 The display is the only progress a run shows: lm-eval's own tqdm bars are replaced during the
-run (``saeval.run.quiet``) and their request counts arrive here as ``requests_done``; the KL
-pass and the generation measures count their documents through ``measured``. When stderr is not
-a terminal (a log file) the same events are written as plain lines (``saeval.cli.progress_log``).
-"""
+run (``saeval.run.lm_eval_output``) and their request counts arrive here as ``requests_done``;
+the KL pass and the generation measures count their documents through ``measured``. When stderr
+is not a terminal (a log file) the same events are written as plain lines
+(``saeval.cli.progress_log``)."""
 
 from __future__ import annotations
 

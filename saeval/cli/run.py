@@ -118,7 +118,7 @@ def command(
     task_names = _steer_run_tasks(tasks, given)
     from saeval.demo.names import with_demo_assets
     from saeval.run.config import RunConfig
-    from saeval.run.ranks import is_main
+    from saeval.run.data_parallel import is_main
     from saeval.run.runner import run
 
     model, folders = with_demo_assets(model, task_names, include_path or ())

@@ -45,11 +45,15 @@ from saeval.cli.options import FormatOpt, ModelOpt, OnlineOpt, OutputFormat
 from saeval.demo.names import demo_model
 from saeval.errors import ResolutionError
 from saeval.spec.experiment import is_experiment_file
-from saeval.spec.resolve import Resolution, ResolvedRow, Status, validate
-from saeval.spec.semantics import formula
+from saeval.spec.resolve import CheckOutcome, Resolution, ResolvedRow, validate
+from saeval.spec.row_formulas import formula
 from saeval.spec.steer_file import SteerRow
 
-_STYLES = {Status.OK: "green", Status.ERROR: "bold red", Status.UNCHECKED: "yellow"}
+_STYLES = {
+    CheckOutcome.OK: "green",
+    CheckOutcome.ERROR: "bold red",
+    CheckOutcome.UNCHECKED: "yellow",
+}
 _NEURONPEDIA = "Neuronpedia"
 _COLUMNS = ("line", "latent", "action", "computes", "SAE", "hook", "width", "model", "status",
             _NEURONPEDIA)  # fmt: skip

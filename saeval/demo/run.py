@@ -239,7 +239,7 @@ def latent_sentence(assets: DemoAssets, device: str | None) -> str:
     """`saeval latents` for the dog latent on the built-in texts, as one sentence."""
     from saeval.analysis.number_text import fmt_number
     from saeval.run.latents import measure_latents
-    from saeval.spec.texts import read_texts
+    from saeval.spec.corpus import read_texts
 
     report = measure_latents(
         (DEMO_STEER_FILE,), read_texts(LATENT_TEXTS), model=str(assets.model_dir), device=device

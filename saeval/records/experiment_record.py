@@ -7,14 +7,14 @@ Schema ``saeval.experiment/1``::
     file         the experiment file's path as given
     sha256       sha256 of its text
     text         its text
-    definition   what the workers run (``saeval.run.experiment_spec``): model, target,
+    definition   what the workers run (``saeval.run.experiment_prepare``): model, target,
                  capability, include_path, options, interventions {name: {steer, steer_sha256,
                  scales, positions}}, random_controls, control_seed, configurations (each a
                  ``saeval.records.experiment_folder.Configuration``), units, report settings
 
 ``workers/<worker>.json`` (``saeval.worker/1``): the worker's device, pid, status, start,
 timings and units done (``saeval.run.workers``); ``controls/<name>.json`` (``saeval.control/1``):
-the intervention, the control's k and what its seed drew (``saeval.steering.controls``).
+the intervention, the control's k and what its seed drew (``saeval.steering.random_controls``).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ SCHEMA = schema_id(KIND, VERSION)
 _HEAD = ("schema", "name", "status", "created", "updated", "command")
 
 
-class Status(StrEnum):
+class RunStatus(StrEnum):
     """Where a run stands."""
 
     STARTED = "started"
@@ -156,7 +156,7 @@ class Manifest:
     platform: str
     git_revision: str | None
     schema: str = SCHEMA
-    status: str = Status.STARTED.value
+    status: str = RunStatus.STARTED.value
     created: str = field(default_factory=now)
     updated: str = field(default_factory=now)
     configurations: dict[str, ConfigurationRecord] = field(default_factory=dict)

@@ -1,15 +1,15 @@
 """Random controls matched on what the intervention did, not on its norm (``controls: {match:
 kl}``).
 
-A control drawn at the intervention's norm (``saeval.steering.controls``) may perturb the model
-far more or less than the intervention does. With a matched control, each control's strength
-is searched, on the calibration prompts (``saeval.run.calibration``), until its measure equals
-the intervention's at that strength within ``TOLERANCE``: from the intervention's strength (its
-sign kept), each next strength is where a power law through the last two measurements meets the
-target (a square law after the first), kept inside the bracket the measurements so far set
-(bisection where it falls outside), at most ``MAX_STEPS`` measurements; the strength whose
-measure came closest is used. A measure is any function of (plan,
-strength) -> float, larger for a stronger edit (``MEASURES``: the KL to the unsteered model,
+A control drawn at the intervention's norm (``saeval.steering.random_controls``) may perturb the
+model far more or less than the intervention does. With a matched control, each control's
+strength is searched, on the calibration prompts (``saeval.run.calibration``), until its measure
+equals the intervention's at that strength within ``TOLERANCE``: from the intervention's
+strength (its sign kept), each next strength is where a power law through the last two
+measurements meets the target (a square law after the first), kept inside the bracket the
+measurements so far set (bisection where it falls outside), at most ``MAX_STEPS`` measurements;
+the strength whose measure came closest is used. A measure is any function of (plan, strength)
+-> float, larger for a stronger edit (``MEASURES``: the KL to the unsteered model,
 token-weighted over the calibration prompts' positions).
 
 The search runs once per (control, strength): its record (``controls/<control>@<scale>.json``)

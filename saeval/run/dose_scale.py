@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from saeval.errors import UsageError
-from saeval.run.ranks import launched_size
+from saeval.run.data_parallel import launched_size
 from saeval.spec.dialects import Action
 from saeval.spec.steer_rows import VectorRow
 

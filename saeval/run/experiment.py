@@ -2,7 +2,7 @@
 
 Order of work: read the experiment file (``saeval.spec.experiment``), read and resolve every
 steer file, check the devices and task names (all before any model loads), open the run folder
-(``saeval.run.experiment_spec``), start the workers (``saeval.run.executors``: one per device,
+(``saeval.run.experiment_prepare``), start the workers (``saeval.run.executors``: one per device,
 or submitit jobs) and watch them until every unit is done or they all stopped, reporting each
 unit as it starts and finishes. A worker that dies is recorded against the unit it held; the
 others go on. Ctrl-C and SIGTERM stop every worker and mark the run interrupted; finished units
@@ -22,14 +22,14 @@ from saeval.analysis.leaderboard import Leaderboard
 from saeval.errors import TaskError, UsageError
 from saeval.records.experiment_folder import NOTES_SUFFIX, WORKERS_DIR, worker_file
 from saeval.records.run_folder import MANIFEST
-from saeval.records.run_record import Status, now
+from saeval.records.run_record import RunStatus, now
 from saeval.run.config import RunEvents, SilentEvents
+from saeval.run.data_parallel import launched_size
 from saeval.run.device import check_device
 from saeval.run.executors import Pool, make_pool
+from saeval.run.experiment_prepare import Prepared, open_experiment_folder, prepare
 from saeval.run.experiment_report import write_reports
-from saeval.run.experiment_spec import Prepared, open_experiment_folder, prepare
 from saeval.run.interrupts import Sigterm, interrupted
-from saeval.run.ranks import launched_size
 from saeval.run.store import RunStore
 from saeval.run.unit_queue import claims, manifest_lock, reset_queue, shared_store
 from saeval.run.units import note_resume
@@ -142,7 +142,7 @@ def _run_in(
             )
             reset_queue(store.folder, _workers(experiment, devices, len(pending)))
             with shared_store(store.folder) as fresh:
-                fresh.set_status(Status.RUNNING)
+                fresh.set_status(RunStatus.RUNNING)
             events.note(f"{len(pending)} evaluations on {_placement(experiment, devices)}")
             _Watch(store, units, events).run(pool, sigterm)
         sigterm.check()
@@ -157,7 +157,7 @@ def _run_in(
         timings = fresh.manifest.timings
         timings["total_s"] = round(timings.get("total_s", 0.0) + time.perf_counter() - started, 3)
         fresh.manifest.comparison = {"files": [str(f.relative_to(store.folder)) for f in files]}
-        fresh.set_status(Status.COMPLETE)
+        fresh.set_status(RunStatus.COMPLETE)
     reused = [r.task for r in fresh.manifest.completed if r.reused_from is not None]
     return ExperimentResult(store.folder, board, tuple(files), tuple(dict.fromkeys(reused)))
 
@@ -261,7 +261,7 @@ def _check_complete(store: RunStore, units: list[tuple[str, ...]], since: str) -
     first = f": {errors[0].type}: {errors[0].message}" if errors else ""
     where = f" in {errors[0].configuration} ({errors[0].task})" if errors and errors[0].task else ""
     with manifest_lock(store.folder):
-        store.record_end(Status.FAILED)
+        store.record_end(RunStatus.FAILED)
     raise TaskError(
         f"{len(missing)} of {len(units)} evaluations did not finish{where}{first}",
         hint=f"{len(units) - len(missing)} results are kept; every error is in "

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saeval.errors import ResultsError, UsageError
-from saeval.records.run_record import Manifest, ModelRecord, Status, SteerFileRecord, spec_sha256
+from saeval.records.run_record import Manifest, ModelRecord, RunStatus, SteerFileRecord, spec_sha256
+from saeval.run.data_parallel import current
 from saeval.run.environment import command_line, folder_fingerprint, software
-from saeval.run.ranks import current
 from saeval.run.store import RunStore
 from saeval.spec.options import EvalOptions, recorded
 
@@ -169,7 +169,7 @@ def _resume_folder(config: RunConfig, digest: str) -> Path:
     for manifest in config.output.glob("*/run.json"):
         with contextlib.suppress(OSError, ValueError, ResultsError):
             store = RunStore.open(manifest.parent)
-            if store.manifest.spec_sha256 == digest and store.manifest.status != Status.COMPLETE:
+            if store.manifest.spec_sha256 == digest and store.manifest.status != RunStatus.COMPLETE:
                 candidates.append((store.manifest.updated, manifest.parent))
     if not candidates:
         raise ResultsError(

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from saeval.errors import SaevalError
-from saeval.run.store import RunStore, Status
+from saeval.run.store import RunStatus, RunStore
 
 
 class RunInterrupted(SaevalError):
@@ -68,7 +68,7 @@ class Sigterm:
 
 def interrupted(store: RunStore, interrupt: KeyboardInterrupt) -> RunInterrupted:
     """Mark the run interrupted; the error the CLI shows (exit 143 for SIGTERM, else 130)."""
-    unsaved = store.record_end(Status.INTERRUPTED)
+    unsaved = store.record_end(RunStatus.INTERRUPTED)
     signal_name, code = ("SIGTERM", 143) if isinstance(interrupt, Terminated) else ("Ctrl-C", 130)
     kept = len(store.manifest.completed)
     hint = f"continue with the same command plus --resume --name {store.folder.name}"

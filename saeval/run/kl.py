@@ -18,7 +18,7 @@ from saeval.records.side_effects import KlSummary
 from saeval.run.device import check_device
 from saeval.run.evaluation import steered_lm
 from saeval.run.steer_set import read_steer_set
-from saeval.spec.texts import read_texts
+from saeval.spec.corpus import read_texts
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,14 @@ from saeval.analysis.report import Report
 from saeval.analysis.report_files import write_comparison
 from saeval.errors import DeviceError, ResultsError, SaevalError, SteeringError, TaskError
 from saeval.records.run_folder import MANIFEST, configuration_name
-from saeval.records.run_record import Status
-from saeval.run import evaluation, ranks
+from saeval.records.run_record import RunStatus
+from saeval.run import data_parallel, evaluation
 from saeval.run.config import RunConfig, RunEvents, RunResult, SilentEvents
 from saeval.run.device import check_device
 from saeval.run.dose_scale import calibrated
 from saeval.run.folder import open_run_folder
 from saeval.run.interrupts import Sigterm, interrupted
-from saeval.run.quiet import quiet_lm_eval
+from saeval.run.lm_eval_output import quiet_lm_eval
 from saeval.run.steer_set import read_steer_set
 from saeval.run.store import RunStore
 from saeval.run.units import Unit, UnitEvaluator, note_resume, positions_note
@@ -55,8 +55,10 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     calibration = None
     if config.doses:  # strengths in activation units: the scales they ask for (dose_scale.py)
         config, calibration = calibrated(config, steer, model_id, device, tasks, events)
-    if not ranks.is_main():  # data parallel: rank 0 writes the run folder, the others follow
-        return ranks.follow(config, _rows(steer), model_id, device, tasks)
+    if (
+        not data_parallel.is_main()
+    ):  # data parallel: rank 0 writes the run folder, the others follow
+        return data_parallel.follow(config, _rows(steer), model_id, device, tasks)
     store = open_run_folder(config, steer, saes, model_id, device, tasks)  # locked until done
     if calibration is not None:
         store.manifest.dose = calibration.to_dict()
@@ -91,7 +93,7 @@ def _run_in(
             evaluator = _evaluator(store, config, _rows(steer), model_id, device, tasks, events)
             evaluator.between = sigterm.check
             left = evaluator.reuse(pending)
-        ranks.announce(store.folder, left)  # data parallel: what every rank evaluates
+        data_parallel.announce(store.folder, left)  # data parallel: what every rank evaluates
         if evaluator is not None:
             evaluator.announce(left)
             evaluator.evaluate(left)
@@ -108,7 +110,7 @@ def _run_in(
         raise _wrapped(store, error, where, _failed(store, error, where)) from error
     timings = store.manifest.timings
     timings["total_s"] = round(timings.get("total_s", 0.0) + time.perf_counter() - started, 3)
-    store.set_status(Status.COMPLETE)
+    store.set_status(RunStatus.COMPLETE)
     if result.files:
         events.note(f"comparison written to {result.files[0]}")
     return result
@@ -131,8 +133,8 @@ def _evaluator(
     note = positions_note(loaded.lm, rows, tasks)
     if note is not None:
         events.note(note)
-    ranks.split_documents(loaded.lm)
-    store.set_status(Status.RUNNING)
+    data_parallel.split_documents(loaded.lm)
+    store.set_status(RunStatus.RUNNING)
 
     def opened() -> contextlib.AbstractContextManager[RunStore]:
         return contextlib.nullcontext(store)
@@ -179,7 +181,7 @@ def _finish(store: RunStore, config: RunConfig, units: Sequence[Unit]) -> RunRes
 def _failed(store: RunStore, error: BaseException, where: tuple[str, str] | None) -> str | None:
     """Record the error and mark the run failed (finished results stay); why run.json could
     not be updated (a full disk), else None."""
-    return store.record_end(Status.FAILED, error, where, traceback.format_exc())
+    return store.record_end(RunStatus.FAILED, error, where, traceback.format_exc())
 
 
 def _note_unsaved(error: SaevalError, unsaved: str | None) -> None:

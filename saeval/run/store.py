@@ -35,7 +35,7 @@ from saeval.records.run_record import (
     ConfigurationRecord,
     ErrorRecord,
     Manifest,
-    Status,
+    RunStatus,
     TaskRecord,
     now,
     read_manifest,
@@ -106,7 +106,7 @@ class RunStore:
         self.manifest.updated = now()
         write_atomic(self.folder / MANIFEST, json_text(self.manifest.to_dict()))
 
-    def set_status(self, status: Status) -> None:
+    def set_status(self, status: RunStatus) -> None:
         """Record the run's status."""
         self.manifest.status = status.value
         self.save()
@@ -121,7 +121,7 @@ class RunStore:
 
     def record_end(
         self,
-        status: Status,
+        status: RunStatus,
         error: BaseException | None = None,
         where: tuple[str, str] | None = None,
         trace: str = "",

@@ -2,7 +2,7 @@
 
 Every placement calls it: ``saeval run`` (one process, ``saeval.run.runner``), an experiment's
 workers (``saeval.run.workers``: local, submitit, Slurm) and each rank of a data parallel launch
-(``saeval.run.ranks``). They differ only in which units a process takes. For pending units
+(``saeval.run.data_parallel``). They differ only in which units a process takes. For pending units
 (a worker's: a group of one task) the evaluator
 
 - takes each baseline from the cache when its key matches (a damaged entry is named and

@@ -7,7 +7,7 @@ submitit job, a Slurm array task); everything they need is in the run folder
 (``experiment.json`` and ``run.json``). A group is all pending units of a task, or a chunk of
 them sized so that every worker gets one (``saeval.run.unit_queue.task_chunks``). Each
 configuration's plan is built once per worker (a control's is drawn from its seed,
-``saeval.steering.controls``); the unit evaluator (``saeval.run.units``) does the rest as in
+``saeval.steering.random_controls``); the unit evaluator (``saeval.run.units``) does the rest as in
 ``saeval run``: the baseline cache, the shared pass, side effects, saving under the manifest
 lock. A failing unit is recorded and the worker goes on with the next one; the worker's
 messages go to ``<run>/workers/<worker>.notes`` for the parent to show.
@@ -42,7 +42,7 @@ from saeval.records.json_file import json_text
 from saeval.records.run_record import Manifest, now
 from saeval.run import evaluation
 from saeval.run.config import RunConfig, SilentEvents
-from saeval.run.quiet import quiet_lm_eval
+from saeval.run.lm_eval_output import quiet_lm_eval
 from saeval.run.unit_queue import claim, shared_store, task_chunks, workers
 from saeval.run.units import Unit, UnitEvaluator, positions_note
 from saeval.spec.options import from_record
@@ -221,8 +221,8 @@ class _Units:
 
     def _plan(self, configuration: Configuration) -> SteerPlan:
         """The plan of an intervention or of one of its controls (built once per worker)."""
-        from saeval.steering.controls import random_control
         from saeval.steering.plan import plan_rows
+        from saeval.steering.random_controls import random_control
         from saeval.steering.sae_loading import row_loader
 
         name, control = configuration.intervention or "", configuration.control

@@ -27,7 +27,7 @@ from saeval.spec.steer_file import AnyRow, SteerRow, duplicate_message, steered_
 _HOOK_Z = ".attn.hook_z"  # the one hook kind whose width is n_heads * d_head, not d_model
 
 
-class Status(StrEnum):
+class CheckOutcome(StrEnum):
     """The outcome of one check."""
 
     OK = "ok"
@@ -40,7 +40,7 @@ class Check:
     """One check of one row: its name, outcome, and where and why."""
 
     name: str
-    status: Status
+    status: CheckOutcome
     where: str  # "steers/dog.csv:2 latent_idx"
     message: str
 
@@ -57,7 +57,7 @@ class Check:
         }
 
 
-def check(name: str, row: AnyRow, field: str, status: Status, message: str) -> Check:
+def check(name: str, row: AnyRow, field: str, status: CheckOutcome, message: str) -> Check:
     """A check located at the cell that holds one of the row's fields."""
     return Check(name, status, row.where(row.column(field)), message)
 
@@ -71,15 +71,15 @@ def latent_check(row: SteerRow, sae: ResolvedSae, online: bool) -> Check:
             else "unknown offline; --online fetches the SAE's config"
         )
         message = f"latent {row.latent_idx} not checked: the SAE's d_sae is {why}"
-        return check("latent_idx", row, "latent_idx", Status.UNCHECKED, message)
+        return check("latent_idx", row, "latent_idx", CheckOutcome.UNCHECKED, message)
     if row.latent_idx < sae.d_sae:
         message = f"latent {row.latent_idx} < d_sae {sae.d_sae}"
-        return check("latent_idx", row, "latent_idx", Status.OK, message)
+        return check("latent_idx", row, "latent_idx", CheckOutcome.OK, message)
     message = (
         f"latent {row.latent_idx} is out of range: {sae.label} has "
         f"d_sae={sae.d_sae} latents (valid: 0-{sae.d_sae - 1})"
     )
-    return check("latent_idx", row, "latent_idx", Status.ERROR, message)
+    return check("latent_idx", row, "latent_idx", CheckOutcome.ERROR, message)
 
 
 def first_model(
@@ -102,18 +102,18 @@ def model_check(
     """The SAE's base model is the one all rows (and --model, if given) steer."""
     if sae.model is None or sae_model is None:
         message = "base model not checked: the SAE's config, which names it, is unknown offline"
-        return check("model", row, "sae_release", Status.UNCHECKED, message)
+        return check("model", row, "sae_release", CheckOutcome.UNCHECKED, message)
     if target is not None:
         return _target_check(row, sae, sae_model, target)
     assert reference is not None  # this row's model is known, so some row's is
     first, model = reference
     if sae.model.lower() == model.lower():
-        return check("model", row, "sae_release", Status.OK, f"SAE for {sae.model}")
+        return check("model", row, "sae_release", CheckOutcome.OK, f"SAE for {sae.model}")
     message = (
         f"the SAE is for {sae.model}, but {first.where()} steers {model}; "
         "every row must steer the same base model"
     )
-    return check("model", row, "sae_release", Status.ERROR, message)
+    return check("model", row, "sae_release", CheckOutcome.ERROR, message)
 
 
 def _target_check(
@@ -123,27 +123,27 @@ def _target_check(
     model = sae_model.model_id
     shape = _shape_problem(sae, target)
     if shape:
-        return check("model", row, "sae_release", Status.ERROR, shape)
+        return check("model", row, "sae_release", CheckOutcome.ERROR, shape)
     if not target.local:
         if model.lower() == target.model_id.lower():
-            return check("model", row, "sae_release", Status.OK, f"SAE for {model}")
+            return check("model", row, "sae_release", CheckOutcome.OK, f"SAE for {model}")
         message = f"the SAE is for {model}, not --model {target.model_id}"
-        return check("model", row, "sae_release", Status.ERROR, message)
+        return check("model", row, "sae_release", CheckOutcome.ERROR, message)
     expected = sae_model.model_type
     if target.model_type and expected and target.model_type != expected:
         message = (
             f"the SAE is for {model} ({expected}), but --model {target.model_id} is a "
             f"{target.model_type} model"
         )
-        return check("model", row, "sae_release", Status.ERROR, message)
+        return check("model", row, "sae_release", CheckOutcome.ERROR, message)
     if _same_folder(model, target.model_id):
-        return check("model", row, "sae_release", Status.OK, f"SAE for {model}")
+        return check("model", row, "sae_release", CheckOutcome.OK, f"SAE for {model}")
     message = (
         f"not checked: the SAE names base model {model}; whether local model folder "
         f"{target.model_id} holds it cannot be told from its config (architecture and sizes "
         "agree where known)"
     )
-    return check("model", row, "sae_release", Status.UNCHECKED, message)
+    return check("model", row, "sae_release", CheckOutcome.UNCHECKED, message)
 
 
 def _same_folder(model: str, folder: str) -> bool:
@@ -170,27 +170,27 @@ def hook_check(row: AnyRow, sae: ResolvedSae | None, model: ModelInfo | None) ->
     column = "hook" if row.hook else "sae_id"
     if hook is None:
         message = "hook point not checked: the SAE's hook_name is unknown offline"
-        return check("hook", row, column, Status.UNCHECKED, message)
+        return check("hook", row, column, CheckOutcome.UNCHECKED, message)
     if model is None or model.model_type is None:
         name = model.model_id if model else "the base model"
         message = f"{hook} not checked: the architecture of {name} is unknown offline"
-        return check("hook", row, column, Status.UNCHECKED, message)
+        return check("hook", row, column, CheckOutcome.UNCHECKED, message)
     if is_module_name(hook):
         message = f"{hook} is a Hugging Face module name: checked when the model loads"
-        return check("hook", row, column, Status.UNCHECKED, message)
+        return check("hook", row, column, CheckOutcome.UNCHECKED, message)
     try:
         check_hook_name(model.model_type, hook, model.n_layers)
     except SteeringError as error:
-        return check("hook", row, column, Status.ERROR, error.message)
+        return check("hook", row, column, CheckOutcome.ERROR, error.message)
     # The SAE's own hook exists on its own model (it was trained there); the model check
     # reports a different --model.
     if model.n_layers is not None or not row.hook:
-        return check("hook", row, column, Status.OK, f"{hook} maps onto {model.model_type}")
+        return check("hook", row, column, CheckOutcome.OK, f"{hook} maps onto {model.model_type}")
     message = (
         f"{hook} maps onto {model.model_type}; its layer not checked: the number of layers of "
         f"{model.model_id} is unknown offline"
     )
-    return check("hook", row, column, Status.UNCHECKED, message)
+    return check("hook", row, column, CheckOutcome.UNCHECKED, message)
 
 
 def duplicate_check(
@@ -200,7 +200,7 @@ def duplicate_check(
     identity = (sae.kind, sae.path, sae.sae_id) if sae else (row.sae_release, row.sae_id)
     first = seen.setdefault((*identity, str(row.latent_idx), steered_kind(row)), row)
     if first is row:
-        return check("duplicate", row, "latent_idx", Status.OK, "no other row steers it")
+        return check("duplicate", row, "latent_idx", CheckOutcome.OK, "no other row steers it")
     label = sae.label if sae else f"{row.sae_release} {row.sae_id!r}"
     message = duplicate_message(row, label, f"at {first.where()}")
-    return check("duplicate", row, "latent_idx", Status.ERROR, message)
+    return check("duplicate", row, "latent_idx", CheckOutcome.ERROR, message)

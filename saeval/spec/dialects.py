@@ -1,6 +1,6 @@
 """The steer-file dialects (seed, fork, lm-eval, lm-eval's ``.pt``): their columns, and how each
 dialect's actions map onto saeval's. What each dialect means is told in
-``saeval.spec.steer_file``; what each action computes, in ``saeval.spec.semantics``. An action
+``saeval.spec.steer_file``; what each action computes, in ``saeval.spec.row_formulas``. An action
 saeval cannot honour is refused with its reason, never run with another meaning.
 """
 
@@ -12,7 +12,7 @@ from enum import StrEnum
 
 
 class Action(StrEnum):
-    """What a row does at its hook point (``saeval.spec.semantics`` gives each formula)."""
+    """What a row does at its hook point (``saeval.spec.row_formulas`` gives each formula)."""
 
     ADD = "add"
     CLAMP = "clamp"

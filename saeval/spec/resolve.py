@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from saeval.errors import ResolutionError
-from saeval.spec import catalog, semantics
+from saeval.spec import catalog, row_formulas
 from saeval.spec.catalog import UnknownSaeId
 from saeval.spec.checks import (
     Check,
-    Status,
+    CheckOutcome,
     check,
     duplicate_check,
     first_model,
@@ -34,7 +34,7 @@ from saeval.spec.steer_file import AnyRow, SteerFile, SteerRow, VectorRow, read_
 from saeval.spec.vector_files import VectorFacts, vector_facts
 
 SCHEMA = "saeval.resolution/1"
-__all__ = ["Check", "Resolution", "ResolvedRow", "Status", "resolve", "validate"]
+__all__ = ["Check", "CheckOutcome", "Resolution", "ResolvedRow", "resolve", "validate"]
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,14 @@ class ResolvedRow:
         return catalog.neuronpedia_url(self.sae.neuronpedia_id, self.row.latent_idx)
 
     @property
-    def status(self) -> Status:
+    def status(self) -> CheckOutcome:
         """error if any check failed, else unchecked if any was not checked, else ok."""
         statuses = {check.status for check in self.checks}
-        return next(s for s in (Status.ERROR, Status.UNCHECKED, Status.OK) if s in statuses)
+        return next(
+            s
+            for s in (CheckOutcome.ERROR, CheckOutcome.UNCHECKED, CheckOutcome.OK)
+            if s in statuses
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The row as JSON-able data."""
@@ -77,7 +81,7 @@ class ResolvedRow:
             "coefficient": row.coefficient,
             "action": row.action.value,
             "dialect_action": row.written_action,
-            "computes": semantics.formula(row),
+            "computes": row_formulas.formula(row),
             "positions": row.positions,  # None: the run's default (--positions)
             "threshold": None if isinstance(row, VectorRow) else row.threshold,
             "description": row.description,
@@ -109,13 +113,13 @@ class Resolution:
     @property
     def problems(self) -> list[str]:
         """Every error, as `file:line column: message`."""
-        errors = [str(c) for r in self.rows for c in r.checks if c.status is Status.ERROR]
+        errors = [str(c) for r in self.rows for c in r.checks if c.status is CheckOutcome.ERROR]
         return [*self.read_problems, *errors]
 
     @property
     def unchecked(self) -> list[str]:
         """Every check that could not be made, as `file:line column: message`."""
-        return [str(c) for r in self.rows for c in r.checks if c.status is Status.UNCHECKED]
+        return [str(c) for r in self.rows for c in r.checks if c.status is CheckOutcome.UNCHECKED]
 
     @property
     def notes(self) -> list[str]:
@@ -145,9 +149,9 @@ class Resolution:
     def _verdict(self, rows: list[ResolvedRow]) -> str:
         """How the rows that were read fared: `1 row valid; 2 checks unchecked (offline)`."""
         checks = [check for resolved in rows for check in resolved.checks]
-        errors = sum(check.status is Status.ERROR for check in checks)
-        unchecked = sum(check.status is Status.UNCHECKED for check in checks)
-        bad = sum(resolved.status is Status.ERROR for resolved in rows)
+        errors = sum(check.status is CheckOutcome.ERROR for check in checks)
+        unchecked = sum(check.status is CheckOutcome.UNCHECKED for check in checks)
+        bad = sum(resolved.status is CheckOutcome.ERROR for resolved in rows)
         verdict = (
             f"{_count(len(rows), 'row')} valid"
             if not errors
@@ -221,7 +225,7 @@ def _probe_problems(probes: Sequence[SteerRow], online: bool) -> list[str]:
             checks.append(hook_check(row, sae, resolver.model(sae.model) if sae.model else None))
             if row.latent_idx >= 0:
                 checks.append(latent_check(row, sae, online))
-        found += [str(c) for c in checks if c.status is Status.ERROR]
+        found += [str(c) for c in checks if c.status is CheckOutcome.ERROR]
     return found
 
 
@@ -239,7 +243,7 @@ def resolve(
     vector_model = target or (resolver.model(first_known[1]) if first_known else None)
     seen: dict[tuple[str, ...], SteerRow] = {}
     resolved: list[ResolvedRow] = []
-    for row, notes in zip(rows, semantics.notes(rows), strict=True):
+    for row, notes in zip(rows, row_formulas.notes(rows), strict=True):
         if isinstance(row, VectorRow):
             facts, vector_checks = _vector_checks(row, vector_model)
             resolved.append(ResolvedRow(row, None, vector_checks, facts, notes))
@@ -266,13 +270,13 @@ def _vector_checks(
     try:
         facts = vector_facts(Path(row.vector), row.entry)
     except ResolutionError as error:
-        vector = check("vector", row, "latent_idx", Status.ERROR, error.message)
+        vector = check("vector", row, "latent_idx", CheckOutcome.ERROR, error.message)
         return None, (vector, hook_check(row, None, model))
-    vector = check("vector", row, "latent_idx", Status.OK, facts.describe())
+    vector = check("vector", row, "latent_idx", CheckOutcome.OK, facts.describe())
     full_width = row.head_index is None and not row.hook.endswith(".attn.hook_z")
     if model is not None and model.d_model and full_width and facts.width != model.d_model:
         message = f"{facts.width} wide, but {model.model_id} has hidden_size={model.d_model}"
-        vector = check("vector", row, "latent_idx", Status.ERROR, message)
+        vector = check("vector", row, "latent_idx", CheckOutcome.ERROR, message)
     return facts, (vector, hook_check(row, None, model))
 
 
@@ -281,7 +285,9 @@ class _Resolver:
 
     def __init__(self, online: bool) -> None:
         self.online = online
-        self._saes: dict[tuple[str, str, str], tuple[ResolvedSae | None, Status, str, str]] = {}
+        self._saes: dict[
+            tuple[str, str, str], tuple[ResolvedSae | None, CheckOutcome, str, str]
+        ] = {}
         self._models: dict[str, ModelInfo] = {}
 
     def locate(self, row: SteerRow) -> tuple[ResolvedSae | None, Check]:
@@ -295,18 +301,20 @@ class _Resolver:
         sae, status, column, message = self._saes[key]
         return sae, check("sae", row, column, status, message)
 
-    def _locate(self, release: str, sae_id: str) -> tuple[ResolvedSae | None, Status, str, str]:
+    def _locate(
+        self, release: str, sae_id: str
+    ) -> tuple[ResolvedSae | None, CheckOutcome, str, str]:
         """(SAE, status, column to blame, message) for one (sae_release, sae_id)."""
         try:
             ref = catalog.locate(release, sae_id)
             info = sae_facts(ref, online=self.online)
         except UnknownSaeId as error:
-            return None, Status.ERROR, "sae_id", error.message
+            return None, CheckOutcome.ERROR, "sae_id", error.message
         except ResolutionError as error:
-            return None, Status.ERROR, "sae_release", error.message
+            return None, CheckOutcome.ERROR, "sae_release", error.message
         sae = resolved_sae(ref, info)
         if ref.kind != "hf_repo" or info.source:
-            return sae, Status.OK, "sae_release", _found(ref)
+            return sae, CheckOutcome.OK, "sae_release", _found(ref)
         why = (
             "the hub could not be reached"
             if self.online
@@ -314,21 +322,21 @@ class _Resolver:
             "(--online fetches it)"
         )
         message = f"Hugging Face repo {ref.repo_id!r} (folder {sae_id!r}) not checked: {why}"
-        return sae, Status.UNCHECKED, "sae_release", message
+        return sae, CheckOutcome.UNCHECKED, "sae_release", message
 
     def _locate_sparsify(
         self, sparse_model: str, hookpoint: str
-    ) -> tuple[ResolvedSae | None, Status, str, str]:
+    ) -> tuple[ResolvedSae | None, CheckOutcome, str, str]:
         """(coder, status, column to blame, message) for one sparsify (sparse_model, hookpoint)."""
         try:
             sae = sparsify_sae(sparse_model, hookpoint, online=self.online)
         except ResolutionError as error:
-            return None, Status.ERROR, "sae_release", error.message
+            return None, CheckOutcome.ERROR, "sae_release", error.message
         if sae.source:
-            return sae, Status.OK, "sae_release", f"sparsify coder {sae.source}"
+            return sae, CheckOutcome.OK, "sae_release", f"sparsify coder {sae.source}"
         why = "the hub could not be reached" if self.online else "offline (--online fetches it)"
         message = f"sparsify coder {sparse_model} {hookpoint!r} not checked: its config is {why}"
-        return sae, Status.UNCHECKED, "sae_release", message
+        return sae, CheckOutcome.UNCHECKED, "sae_release", message
 
     def model(self, model: str) -> ModelInfo:
         """What is known about a base model (cached per resolution)."""

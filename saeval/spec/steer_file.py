@@ -2,7 +2,7 @@
 
 A ``.pt``/``.pth`` file is lm-eval's steering-vector format (``saeval.spec.pt_steer_file``).
 Otherwise it is a CSV whose dialect is detected from the header's column names (column order is
-free); ``saeval.spec.semantics`` says what each action computes.
+free); ``saeval.spec.row_formulas`` says what each action computes.
 
 seed
     ``latent_idx, steering_coefficient, sae_release, sae_id`` plus optional ``description``,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from saeval.errors import SteeringError
 from saeval.spec.steer_rows import SteerRow, mode_of
 from saeval.steering.finite import check_finite, check_scaled_add
-from saeval.steering.interventions import Intervention, tensor_bytes
+from saeval.steering.interventions import ActivationDelta, tensor_bytes
 from saeval.steering.masking import mode_mask
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class Part:
     rows: list[AnyRow]
     add_vector: Tensor | None = None
     clamp: ClampGroup | None = None
-    interventions: list[Intervention] = field(default_factory=list)
+    interventions: list[ActivationDelta] = field(default_factory=list)
 
 
 @dataclass
@@ -56,11 +56,11 @@ class ModeEdits:
     rows: tuple[AnyRow, ...]
     add_vector: Tensor | None  # (d_in,) None if none or zero
     clamps: tuple[ClampGroup, ...] = ()
-    interventions: tuple[Intervention, ...] = ()
+    interventions: tuple[ActivationDelta, ...] = ()
     _add_cache: dict[Any, Tensor] = field(default_factory=dict, repr=False)
 
     @property
-    def groups(self) -> tuple[Intervention, ...]:
+    def groups(self) -> tuple[ActivationDelta, ...]:
         """The clamp groups and interventions, in the order their deltas are summed."""
         return (*self.clamps, *self.interventions)
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from saeval.spec.steer_file import AnyRow, SteerRow
 
 
-class Intervention(Protocol):
+class ActivationDelta(Protocol):
     """What a hook point applies after its add vector: a delta computed from ``h``."""
 
     def delta(self, h: Tensor, scale: float) -> Tensor:

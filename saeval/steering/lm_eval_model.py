@@ -31,6 +31,7 @@ from saeval.steering import dose
 from saeval.steering.finite import check_logits, guarding
 from saeval.steering.generated import GeneratedTokens
 from saeval.steering.hooks import attach
+from saeval.steering.loglikelihood_loop import Answer, Batch, Request, score
 from saeval.steering.model_args import one_of, steer_plan
 from saeval.steering.multi_pass import multi_pass
 from saeval.steering.pass_kl import contexts_of, per_context
@@ -42,7 +43,6 @@ from saeval.steering.positions import (
     describing_calls,
     prompt_positions,
 )
-from saeval.steering.scoring import Answer, Batch, Request, score
 from saeval.steering.shared_generation import (
     batch_key,
     describing_generation,
@@ -52,7 +52,7 @@ from saeval.steering.shared_generation import (
     shared_output,
 )
 from saeval.steering.shared_prefix import (
-    Configuration,
+    HookEdits,
     Scale,
     SharedAnswers,
     edits_of,
@@ -348,7 +348,7 @@ class SteeredHFLM(HFLM):
             )
         return answers
 
-    def _configurations(self, scales: Sequence[Scale]) -> list[Configuration]:
+    def _configurations(self, scales: Sequence[Scale]) -> list[HookEdits]:
         """The edits of each configuration (``shared_prefix.edits_of``)."""
         return [edits_of(self.plan, self.variants, key) for key in scales]
 

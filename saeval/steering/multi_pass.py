@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from saeval.steering import dose
 from saeval.steering.finite import check_logits, guarding
+from saeval.steering.loglikelihood_loop import Batch, keeping
 from saeval.steering.pass_kl import Contexts, flat_positions, kl_of_copies
-from saeval.steering.scoring import Batch, keeping
 from saeval.steering.shared_prefix import Scale, Variants, expanded, planned, strength_of
 
 if TYPE_CHECKING:

@@ -1,15 +1,14 @@
 """KL to the unsteered model, taken from the multi-configuration pass that evaluates the
 configurations (``saeval.steering.shared_prefix``) instead of two passes per configuration.
 
-A row of saeval's request loop (``saeval.steering.scoring``) whose context is whole (not cut on
-the left) holds at its first ``prompt_end`` positions exactly the pass ``kl_per_position`` makes
-over that context alone: the model is causal, the batch right-padded, and the positions modes
-see those positions as prompt in both. So the output embedding is shown, besides the positions
-each row keeps, every position of the context of each row measured (one row per distinct
-context) in every copy; the baseline copy gives ``p``, each configuration's copy ``q``, and
-``KL(p || q) = sum_v p(v) (log p(v) - log q(v))`` at each position, in nats, in float32, as
-``saeval.steering.divergence`` computes it. torch is imported inside the functions.
-"""
+A row of saeval's request loop (``saeval.steering.loglikelihood_loop``) whose context is whole
+(not cut on the left) holds at its first ``prompt_end`` positions exactly the pass
+``kl_per_position`` makes over that context alone: the model is causal, the batch right-padded,
+and the positions modes see those positions as prompt in both. So the output embedding is shown,
+besides the positions each row keeps, every position of the context of each row measured (one
+row per distinct context) in every copy; the baseline copy gives ``p``, each configuration's
+copy ``q``, and ``KL(p || q) = sum_v p(v) (log p(v) - log q(v))`` at each position, in nats, in
+float32, as ``saeval.steering.divergence`` computes it. torch is imported inside the functions."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from saeval.steering.scoring import Batch
+    from saeval.steering.loglikelihood_loop import Batch
 
 ContextKey = bytes  # a digest of a context's token ids
 

@@ -40,7 +40,7 @@ from saeval.steering.directions import direction_parts
 from saeval.steering.finite import check_sae_rows, finite_edit
 from saeval.steering.hook_point import HookPointPlan, Part, hook_points
 from saeval.steering.hooks import Edit
-from saeval.steering.interventions import Intervention, projection
+from saeval.steering.interventions import ActivationDelta, projection
 from saeval.steering.sae_record import LoadedSae, SaeKey, loaded_sae
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def _sae_part(sae: SAE, info: LoadedSae, hook_name: str, rows: list[SteerRow]) -
     adds = [row for row in rows if row.action is Action.ADD]
     through = [row for row in rows if row.action is Action.ADD_THROUGH_SAE]
     clamps = [row for row in rows if row.action in CLAMPS]
-    interventions: list[Intervention] = [
+    interventions: list[ActivationDelta] = [
         projection(row, sae.W_dec[row.latent_idx], sae.b_dec, None)
         for row in rows
         if row.action is Action.PROJECT

@@ -38,7 +38,7 @@ from saeval.steering.positions import (
     prompt_positions,
 )
 from saeval.steering.shared_prefix import (
-    Configuration,
+    HookEdits,
     RequestKey,
     Scale,
     SharedAnswers,
@@ -57,7 +57,7 @@ OwnWidth = Callable[["Tensor"], int]  # one configuration's output ids -> its ge
 
 def generate_shared(
     model: nn.Module,
-    configurations: Sequence[Configuration],
+    configurations: Sequence[HookEdits],
     context: Tensor,
     attention_mask: Tensor,
     generate: Generate,
@@ -67,7 +67,7 @@ def generate_shared(
     one generation of the tiled batch; a group that runs out of memory is halved and retried."""
     outputs: list[Tensor | None] = [None] * len(configurations)
 
-    def forward(group: Sequence[Configuration]) -> Tensor:
+    def forward(group: Sequence[HookEdits]) -> Tensor:
         copies = len(group)
         ids, mask = context.repeat(copies, 1), attention_mask.repeat(copies, 1)
         with generating(model, group, attention_mask):
@@ -108,7 +108,7 @@ def eos_ids(kwargs: dict[str, Any], default: int | list[int] | None) -> list[int
 
 @contextmanager
 def generating(
-    model: nn.Module, configurations: Sequence[Configuration], attention_mask: Tensor
+    model: nn.Module, configurations: Sequence[HookEdits], attention_mask: Tensor
 ) -> Iterator[int]:
     """While open, one ``generate`` over ``len(configurations)`` copies of the prompts whose
     (one copy's) mask is ``attention_mask`` computes the prefill's shared layers once, tiles their

@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from saeval.steering.dose import PerHook
+    from saeval.steering.loglikelihood_loop import Answer
     from saeval.steering.plan import SteerPlan
-    from saeval.steering.scoring import Answer
 
-Configuration = Mapping[str, Edit]  # hook name -> edit; {} for the baseline
+HookEdits = Mapping[str, Edit]  # hook name -> edit; {} for the baseline
 Scale = Hashable  # a configuration's key: its strength in a sweep, None for the baseline
 RequestKey = bytes  # a digest of (context_enc, continuation_enc)
 
@@ -42,7 +42,7 @@ RequestKey = bytes  # a digest of (context_enc, continuation_enc)
 Variants = Mapping[Hashable, "tuple[SteerPlan, float]"]  # key -> (plan, strength)
 
 
-def edits_of(plan: SteerPlan, variants: Variants, key: Scale) -> Configuration:
+def edits_of(plan: SteerPlan, variants: Variants, key: Scale) -> HookEdits:
     """Configuration ``key``'s edits: none for the baseline (None), a variant's plan at its
     strength, else ``plan`` at the strength the key is (a sweep's keys are its strengths)."""
     if key is None:
@@ -87,7 +87,7 @@ def _layers_before(model: nn.Module, layers: nn.ModuleList, hook_name: str) -> i
 
 
 @contextmanager
-def expanded(model: nn.Module, configurations: Sequence[Configuration], rows: int) -> Iterator[int]:
+def expanded(model: nn.Module, configurations: Sequence[HookEdits], rows: int) -> Iterator[int]:
     """While open, a forward pass of ``len(configurations)`` copies of ``rows`` rows computes
     the shared layers once and applies configuration ``c``'s edits to copy ``c`` alone; yields
     the number of shared layers."""
@@ -144,7 +144,7 @@ def _repeat(h: Tensor, copies: int) -> Tensor:
     return h.repeat(copies, *([1] * (h.ndim - 1)))
 
 
-def per_copy(configurations: Sequence[Configuration], hook_name: str, rows: int) -> Edit:
+def per_copy(configurations: Sequence[HookEdits], hook_name: str, rows: int) -> Edit:
     """One edit for the whole batch: configuration ``c``'s edit on copy ``c`` (a configuration
     without ``hook_name`` leaves its copy alone)."""
 
@@ -164,7 +164,7 @@ def per_copy(configurations: Sequence[Configuration], hook_name: str, rows: int)
 
 
 def halves_on_oom(
-    configurations: Sequence[Configuration], forward: Any
+    configurations: Sequence[HookEdits], forward: Any
 ) -> Iterator[tuple[int, Tensor]]:
     """``(index, logits)`` per configuration from ``forward(group)`` (a tensor of the group's
     copies), halving the group and trying again whenever the device runs out of memory."""

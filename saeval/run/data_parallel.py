@@ -38,7 +38,7 @@ from saeval.errors import DeviceError
 from saeval.records.run_folder import MANIFEST
 from saeval.run import evaluation
 from saeval.run.config import RunConfig, RunResult, SilentEvents
-from saeval.run.quiet import quiet_lm_eval
+from saeval.run.lm_eval_output import quiet_lm_eval
 from saeval.run.units import Unit, UnitEvaluator
 
 if TYPE_CHECKING:
