@@ -28,3 +28,21 @@ def test_setup_commands_are_the_makefile_targets_ci_uses() -> None:
 def test_every_steer_file_the_readme_names_exists() -> None:
     for name in set(re.findall(r"steers/[\w.-]+\.csv", README)):
         assert (ROOT / name).is_file(), name
+
+
+def test_the_module_map_names_every_module() -> None:
+    """README's Architecture section names every module of the package under its layer."""
+    section = README[README.index("## Architecture\n") : README.index("## Development\n")]
+    layers = {part.split("/`", 1)[0]: part for part in section.split("- `saeval/")[1:]}
+    missing = []
+    for path in sorted((ROOT / "saeval").rglob("*.py")):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        layer = path.parent.name
+        if layer == "saeval":
+            named = f"`saeval/{path.name}`" in section
+        else:
+            named = f"`{path.stem}`" in layers.get(layer, "")
+        if not named:
+            missing.append(str(path.relative_to(ROOT)))
+    assert missing == []
