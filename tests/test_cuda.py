@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 from builders import build_tiny_model, train_tiny_tokenizer
+from conftest import invoke
 from experiment_builders import write_experiment
 from sae_builders import build_sae, save_sae, write_steer_csv
-from test_experiment_run import assert_same_documents, saeval
+from test_experiment_run import assert_same_documents
 
 from saeval.spec.steer_file import read_steer_file
 from saeval.steering.hooks import attach
@@ -88,7 +89,7 @@ def test_two_workers_on_one_device_give_the_numbers_of_one(
     path = write_experiment(tmp_path, tiny_bundle, controls=None, scales=[1])
     runs = {}
     for name, devices in (("one", device), ("two", f"{device},{device}")):
-        result = saeval("run", path, "--devices", devices, "--output", tmp_path, "--name", name)
+        result = invoke("run", path, "--devices", devices, "--output", tmp_path, "--name", name)
         assert result.exit_code == 0, result.output
         runs[name] = tmp_path / name
     workers = sorted(p.name for p in (runs["two"] / "workers").glob("*.json"))
