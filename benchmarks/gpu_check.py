@@ -10,7 +10,10 @@ each only while the budget lasts (what does not fit is recorded as skipped, neve
 3. a baseline + 4-strength sweep with the shared prefix against ``--no-shared-prefix``, next to
    the layer-pass prediction (skipped with a note where `saeval run` has no such option);
 4. the steering hooks' cost per forward pass, with the finite check read on the device once per
-   pass and read at every hook call (benchmarks/gpu_check_hooks.py, in this process).
+   pass and read at every hook call (benchmarks/gpu_check_hooks.py, in this process);
+5. generated tokens per second of a baseline + 4-strength generation sweep, one shared
+   generation against ``--no-shared-prefix``, and the share of identical generations
+   (benchmarks/gpu_check_generation.py).
 
 Every `saeval run` is a fresh subprocess; times are those of the evaluations, without imports
 or the model load (each run evaluates a small warm-up task first). One JSON results file
@@ -43,6 +46,7 @@ from benchmarks.gpu_check_fixtures import (
     build,
     profile_for,
 )
+from benchmarks.gpu_check_generation import generation_sweep, summary_lines
 from benchmarks.gpu_check_hooks import hook_overhead
 from saeval.atomic import write_atomic
 from saeval.records.run_folder import BASELINE, run_configurations
@@ -148,26 +152,31 @@ def _junit(report: Path) -> dict[str, Any]:
 
 
 def saeval_run(
-    fixtures: Fixtures, profile: Profile, output: Path, scales: Sequence[str], *extra: str
+    fixtures: Fixtures,
+    profile: Profile,
+    output: Path,
+    scales: Sequence[str],
+    *extra: str,
+    tasks: Sequence[str] = (WARM_TASK, BENCH_TASK),
 ) -> list[str]:
-    """A `saeval run` of the warm-up and measured tasks at ``scales``, KL off."""
+    """A `saeval run` of ``tasks`` (a warm-up, then the measured one) at ``scales``, KL off."""
     return [
         *(sys.executable, "-m", "saeval", "run", str(fixtures.steer)),
         *("--model", str(fixtures.model), "--include-path", str(fixtures.tasks)),
-        *("--tasks", f"{WARM_TASK},{BENCH_TASK}"),
+        *("--tasks", ",".join(tasks)),
         *("--device", profile.device, "--dtype", profile.dtype),
         *("--batch-size", str(profile.batch_size), "--kl-docs", "0", "--scale", ",".join(scales)),
         *("--output", str(output.parent), "--name", output.name, *extra),
     ]  # fmt: skip
 
 
-def bench_seconds(run_folder: Path) -> dict[str, float]:
-    """Seconds of the measured task per configuration, from the run's manifest."""
+def bench_seconds(run_folder: Path, task: str = BENCH_TASK) -> dict[str, float]:
+    """Seconds of the measured ``task`` per configuration, from the run's manifest."""
     manifest = json.loads((run_folder / "run.json").read_text())
     return {
         record["configuration"]: record["seconds"]
         for record in manifest["completed"]
-        if record["task"] == BENCH_TASK
+        if record["task"] == task
     }
 
 
@@ -178,13 +187,8 @@ def throughput(fixtures: Fixtures, profile: Profile, root: Path, budget: Budget)
     done = run(saeval_run(fixtures, profile, folder, ["1"], *separate), budget)
     seconds = bench_seconds(folder)
     steered = next(name for name in seconds if name != BASELINE)
-    reference = [
-        sys.executable,
-        "-m",
-        "benchmarks.gpu_check_lm_eval",
-        "--model",
-        str(fixtures.model),
-    ]
+    reference = [sys.executable, "-m", "benchmarks.gpu_check_lm_eval"]
+    reference += ["--model", str(fixtures.model)]
     reference += ["--include-path", str(fixtures.tasks), "--tasks", f"{WARM_TASK},{BENCH_TASK}"]
     reference += ["--device", profile.device, "--dtype", profile.dtype]
     hf = json.loads(run([*reference, "--batch-size", str(profile.batch_size)], budget).stdout)
@@ -317,6 +321,8 @@ def summary(results: dict[str, Any]) -> str:
                   for name, ms in hooks["ms_per_pass"].items()]  # fmt: skip
     elif hooks["status"] != "absent":
         lines.append(f"  hooks: {hooks['status']}: {_headline(hooks)}")
+    generation = steps.get("generation", {"status": "absent"})
+    lines += summary_lines(generation, _headline(generation))
     return "\n".join(lines)
 
 
@@ -338,7 +344,7 @@ def results_path(out: Path | None) -> Path:
 
 
 def check(profile: Profile, budget: Budget, root: Path) -> dict[str, Any]:
-    """Build the fixtures, then run the three steps while the budget lasts."""
+    """Build the fixtures, then run the steps while the budget lasts."""
     started = time.monotonic()
     fixtures = build(root, profile)
     built_s = round(time.monotonic() - started, 1)
@@ -348,6 +354,7 @@ def check(profile: Profile, budget: Budget, root: Path) -> dict[str, Any]:
         "throughput": guarded("throughput", budget, throughput, fixtures, profile, root),
         "shared_prefix": guarded("shared prefix", budget, shared_prefix, fixtures, profile, root),
         "hooks": guarded("hooks", budget, _hooks, fixtures, profile),
+        "generation": guarded("generation", budget, generation_sweep, fixtures, profile, root),
     }
     return {"fixtures_s": built_s, "steps": steps}
 

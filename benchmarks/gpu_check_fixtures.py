@@ -1,6 +1,7 @@
 """The GPU check's fixtures, built offline: a random-initialised model with gemma-2-2b's
 configuration and the tiny tokenizer, a tiny SAE at a middle layer, a steer file adding one of
-its latents, and two local multiple-choice tasks (a small warm-up and the measured one).
+its latents, two local multiple-choice tasks (a small warm-up and the measured one) and two
+greedy generation tasks over the same questions (a small warm-up and the measured one).
 
 On a GPU the model has all 26 layers in bfloat16. With ``--device cpu`` (the proof that the
 check runs end to end) it keeps gemma-2-2b's widths but has 2 layers, a vocabulary of 2048 and
@@ -17,6 +18,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 WARM_TASK, BENCH_TASK = "gc_warm", "gc_bench"
+GEN_WARM_TASK, GEN_TASK = "gc_warm_generate", "gc_generate"
+GEN_TOKENS = 32  # max_gen_toks of the generation tasks (a random model rarely stops before)
 # google/gemma-2-2b's config.json, except the token ids (the tiny tokenizer's).
 GEMMA_2_2B: dict[str, Any] = {
     "model_type": "gemma2",
@@ -54,6 +57,7 @@ class Profile:
     layers: int
     vocab_size: int
     docs: int  # documents of the measured task (4 requests each)
+    gen_docs: int  # prompts of the measured generation task
     warm_docs: int
     batch_size: int
     note: str
@@ -71,9 +75,11 @@ class Profile:
 def profile_for(device: str) -> Profile:
     """gemma-2-2b in full on a GPU; a 2-layer, small-vocabulary float32 version on the CPU."""
     if device.startswith("cuda"):
-        return Profile(device, "bfloat16", 26, 256000, 1024, 64, 32, "gemma-2-2b configuration")
+        return Profile(
+            device, "bfloat16", 26, 256000, 1024, 128, 64, 32, "gemma-2-2b configuration"
+        )
     note = "CPU proof: gemma-2-2b widths, but 2 layers, vocabulary 2048, float32"
-    return Profile(device, "float32", 2, 2048, 8, 2, 8, note)
+    return Profile(device, "float32", 2, 2048, 8, 4, 2, 8, note)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,8 @@ def build(root: Path, profile: Profile) -> Fixtures:
     write_task(tasks, WARM_TASK, documents(profile.warm_docs))
     bench = documents(profile.docs)
     write_task(tasks, BENCH_TASK, bench)
+    write_task(tasks, GEN_WARM_TASK, documents(profile.warm_docs), GENERATION)
+    write_task(tasks, GEN_TASK, documents(profile.gen_docs), GENERATION)
     return Fixtures(model, steer, tasks, request_tokens(train_tiny_tokenizer(), bench))
 
 
@@ -141,8 +149,28 @@ def documents(count: int) -> list[dict[str, Any]]:
     return docs
 
 
-def write_task(folder: Path, name: str, docs: list[dict[str, Any]]) -> None:
-    """A multiple-choice lm-eval task over ``<folder>/<name>.jsonl``."""
+# The fields of the two kinds of task: multiple choice, and greedy generation of the answer up
+# to a newline or ``GEN_TOKENS`` tokens.
+MULTIPLE_CHOICE: dict[str, Any] = {
+    "output_type": "multiple_choice",
+    "doc_to_text": "{{question}} Answer:",
+    "doc_to_choice": "{{choices}}",
+    "doc_to_target": "{{answer}}",
+    "metric_list": [{"metric": "acc"}],
+}
+GENERATION: dict[str, Any] = {
+    "output_type": "generate_until",
+    "doc_to_text": "{{question}} Answer:",
+    "doc_to_target": " {{choices[answer]}}",
+    "generation_kwargs": {"until": ["\n"], "max_gen_toks": GEN_TOKENS, "do_sample": False},
+    "metric_list": [{"metric": "exact_match"}],
+}
+
+
+def write_task(
+    folder: Path, name: str, docs: list[dict[str, Any]], kind: dict[str, Any] = MULTIPLE_CHOICE
+) -> None:
+    """An lm-eval task of ``kind`` (MULTIPLE_CHOICE or GENERATION) over its JSONL file."""
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,11 +181,7 @@ def write_task(folder: Path, name: str, docs: list[dict[str, Any]]) -> None:
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(data)}},
         "test_split": "test",
-        "output_type": "multiple_choice",
-        "doc_to_text": "{{question}} Answer:",
-        "doc_to_choice": "{{choices}}",
-        "doc_to_target": "{{answer}}",
-        "metric_list": [{"metric": "acc"}],
+        **kind,
         "metadata": {"version": 1.0},
     }
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import invoke
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,3 +120,78 @@ def test_the_summary_shows_the_hook_cost_per_variant(benchmarks: dict[str, Modul
         "  no hook: 10.00 ms/pass (1.000x)",
         "  hook, finite check on the device: 10.50 ms/pass (1.050x)",
     ]
+
+
+def test_same_generations_counts_identical_texts_and_names_the_differing_configurations(
+    benchmarks: dict[str, ModuleType],
+) -> None:
+    from benchmarks.gpu_check_generation import same_generations
+
+    shared = {("baseline", 0): " Paris", ("baseline", 1): " Rome", ("steered@2", 0): " dog"}
+    separate = {("baseline", 0): " Paris", ("baseline", 1): " Rome", ("steered@2", 0): " cat"}
+    assert same_generations(shared, separate) == {
+        "generations": 3,
+        "identical": 2,
+        "identical_share": 0.6667,
+        "configurations_differing": ["steered@2"],
+    }
+    with pytest.raises(ValueError, match="different documents"):
+        same_generations(shared, {("baseline", 0): " Paris"})
+
+
+def test_the_summary_shows_the_generation_sweep(benchmarks: dict[str, ModuleType]) -> None:
+    from benchmarks.gpu_check_generation import summary_lines
+
+    step = {
+        "status": "ok",
+        "generated_tokens": 640,
+        "tokens_per_s": {"shared": 1280.0, "separate": 640.0},
+        "ratio": 0.5,
+        "agreement": {"generations": 20, "identical": 19, "identical_share": 0.95},
+    }
+    assert summary_lines(step, "") == [
+        "  generation sweep tokens/s (640 generated tokens): shared 1,280, separate 640",
+        "    shared / separate: 0.500x; identical generations: 19/20 (95.0%)",
+    ]
+    skipped = {"status": "skipped", "reason": "time budget: 10 s left"}
+    assert summary_lines(skipped, "time budget: 10 s left") == [
+        "  generation sweep: skipped: time budget: 10 s left"
+    ]
+
+
+def test_the_generation_step_runs_on_the_cpu_and_both_ways_generate_the_same(
+    benchmarks: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The step end to end on the CPU profile's fixtures (two prompts), each `saeval run`
+    in this process: float32 greedy generations are identical both ways."""
+    import dataclasses
+    import time
+
+    from benchmarks.gpu_check_fixtures import GEN_TASK, GEN_TOKENS, build, profile_for
+    from benchmarks.gpu_check_generation import generation_sweep
+
+    check = benchmarks["gpu_check"]
+
+    def in_process(command: list[str], budget: object, env: object = None) -> object:
+        started = time.perf_counter()
+        result = invoke(*command[3:])  # python -m saeval run ...
+        assert result.exit_code == 0, result.output
+        return check.Done(result.output, time.perf_counter() - started)
+
+    monkeypatch.setattr(check, "run", in_process)
+    profile = dataclasses.replace(profile_for("cpu"), gen_docs=2, warm_docs=1)
+    fixtures = build(tmp_path, profile)
+    found = generation_sweep(fixtures, profile, tmp_path, check.Budget(3600))
+    assert found["agreement"] == {
+        "generations": 5 * 2,
+        "identical": 5 * 2,
+        "identical_share": 1.0,
+        "configurations_differing": [],
+    }
+    assert 0 < found["generated_tokens"] <= 5 * 2 * GEN_TOKENS
+    for way in ("shared", "separate"):
+        manifest = json.loads((tmp_path / "runs" / f"generation-{way}" / "run.json").read_text())
+        seconds = [r["seconds"] for r in manifest["completed"] if r["task"] == GEN_TASK]
+        assert len(seconds) == 5 and found["seconds"][way] == pytest.approx(sum(seconds))
+        rate = found["generated_tokens"] / sum(seconds)
+        assert found["tokens_per_s"][way] == pytest.approx(rate, abs=0.05)
