@@ -2,14 +2,15 @@
 
 A dose ``d`` asks for a mean ``||h' - h|| / ||h|| = |d|`` at the steered positions of the
 calibration prompts (``saeval.run.calibration``: the first ``--kl-docs`` documents of every task
-of the run, as lm-eval builds their requests), every steered position but the first of each
-prompt (its norm is an outlier in Gemma-family models), positions as the rows' modes say. At each hook point an add
-row or vector moves ``h`` by ``scale * v``, so the dose of one position is ``|scale| * ||v|| /
-||h||`` and the mean dose is ``|scale| * m`` with ``m`` the mean of ``||v|| / ||h||`` over those
-positions (a mean of ratios, not a ratio of means), measured on the unsteered activations of every
-hook point (``saeval.steering.dose.probing``); so ``scale = d / m``, rounded to 4 significant
-digits (within 0.05% of the dose). Clamps, projections and adds through an SAE set values that
-are already in activation units, or are not linear in the scale: a row of them is an error.
+of the run, as lm-eval builds their requests), every steered position but the first of each prompt
+(its norm is an outlier in Gemma-family models), positions as the rows' modes say. At each hook
+point an add row or vector moves ``h`` by ``scale * v``, so the dose of one position is ``|scale|
+* ||v|| / ||h||`` and the mean dose is ``|scale| * m`` with ``m`` the mean of ``||v|| / ||h||``
+over those positions (a mean of ratios, not a ratio of means), measured on the unsteered
+activations of every hook point (``saeval.steering.dose.probing``); so ``scale = d / m``, rounded
+to 4 significant digits (within 0.05% of the dose). Clamps, projections and adds through an SAE
+set values that are already in activation units, or are not linear in the scale: a row of them is
+an error.
 """
 
 from __future__ import annotations
