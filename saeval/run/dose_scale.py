@@ -129,11 +129,15 @@ def calibrate(lm: SteeredHFLM, config: RunConfig, tasks: TaskSet) -> DoseCalibra
     from saeval.run.side_effects import batch_size_of
     from saeval.steering import dose
 
-    documents = calibration_prompts(lm, config, tasks).documents
+    prompts = calibration_prompts(lm, config, tasks)
+    documents = prompts.documents
     recorded: dose.Recorded = []
     size = batch_size_of(lm)
     pad_id = lm.tokenizer.pad_token_id or 0
-    dose.probe(lm.model, lm.plan, documents, recorded, batch_size=size, pad_id=pad_id)
+    ends = prompts.prompt_ends
+    dose.probe(
+        lm.model, lm.plan, documents, recorded, batch_size=size, pad_id=pad_id, prompt_ends=ends
+    )
     summary = summarize_dose(dose.per_document(recorded, documents, size))
     if summary is None or not summary.mean > 0:
         raise UsageError(
