@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sae_builders import HOOK_NAME, MC_TASK, write_steer_csv
+from sae_builders import HOOK_NAME, MC_TASK, ROLLING_TASK, write_steer_csv
 from typer.testing import CliRunner, Result
 
 from saeval.cli.main import app
@@ -73,3 +73,20 @@ def test_dose_and_scale_together_is_one_line_error(tiny_bundle: Path, tmp_path: 
     steer = tiny_bundle / "steer.csv"
     result = _invoke(tiny_bundle, steer, tmp_path, "--dose", "0.5", "--scale", "2")
     assert_usage_error(result, "--scale or --dose")
+
+
+def test_dose_of_a_rolling_task_counts_its_text_as_generated(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """A rolling text is all generated (the KL pass's layout): a row steering generated positions
+    is calibrated on it, and its measured dose is the request."""
+    rows = [(3, 8.0, tiny_bundle / "sae", "", "generated")]
+    steer = write_steer_csv(tmp_path / "gen.csv", rows, extra=["positions"])
+    command = ["run", str(steer), "--model", str(tiny_bundle / "model"), "--limit", "4"]
+    command += ["--include-path", str(tiny_bundle / "tasks"), "--tasks", ROLLING_TASK]
+    command += ["--kl-docs", "4", "--device", "cpu", "--output", str(tmp_path), "--name", "r"]
+    result = CliRunner().invoke(app, [*command, "--dose", "0.1"])
+    assert result.exit_code == 0, result.output
+    (scale,) = json.loads((tmp_path / "r" / "run.json").read_text())["dose"]["scales"]
+    (path,) = (tmp_path / "r" / f"steered@{scale:g}").glob("side_effects_*.json")
+    assert json.loads(path.read_text())["dose"]["mean"] == pytest.approx(0.1, rel=0.01)

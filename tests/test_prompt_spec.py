@@ -82,8 +82,12 @@ def test_each_prompt_problem_names_the_file_line_and_key(
 @pytest.mark.parametrize(
     ("controls", "problem"),
     [
-        ("controls: {random: 1, match: dose}\n", ":2 controls.match: expected one of norm, kl"),
+        (
+            "controls: {random: 1, match: size}\n",
+            ":2 controls.match: expected one of norm, kl, dose",
+        ),
         ("controls: {random: 1, match: kl}\nkl_docs: 0\n", ":2 controls.match: kl matches on"),
+        ("controls: {random: 1, match: dose}\nkl_docs: 0\n", ":2 controls.match: dose matches on"),
         ("controls: {random: 1, how: kl}\n", ":2 controls.how: unknown key; valid: random, match"),
     ],
 )

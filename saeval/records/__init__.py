@@ -9,4 +9,5 @@ reads through it).
 - ``experiment_record``: ``experiment.json``
 - ``side_effects``: ``side_effects_<task>_<stamp>.json`` and the one KL summary shape
 - ``reports``: ``comparison.json`` and ``leaderboard.json``
+- ``matched_control``: ``controls/<control>@<scale>.json``, a matched control's search
 """

@@ -9,7 +9,7 @@ Layout of one experiment run (besides ``run.json`` and the lm-eval files of
     <run>/<intervention>/               a prompt intervention without steer files
     <run>/<intervention>~random<k>@<scale>/   its k-th random control at that strength
     <run>/controls/<intervention>~random<k>.json   what the control's seed drew
-    <run>/controls/<intervention>~random<k>@<scale>.json   its matched strength (match: kl)
+    <run>/controls/<intervention>~random<k>@<scale>.json   its matched strength (match: kl, dose)
     <run>/queue/<unit>.claim            which worker took a unit (run by run, cleared on start)
     <run>/.manifest.lock                held while a worker updates run.json
     <run>/workers/<worker>.json, .log   each worker's device, pid, timings and output

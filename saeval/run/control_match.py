@@ -1,66 +1,49 @@
 """Random controls matched on what the intervention did, not on its norm (``controls: {match:
-kl}``).
+kl}`` or ``{match: dose}``).
 
 A control drawn at the intervention's norm (``saeval.steering.random_controls``) may perturb the
-model far more or less than the intervention does. With a matched control, each control's
-strength is searched, on the calibration prompts (``saeval.run.calibration``), until its measure
-equals the intervention's at that strength within ``TOLERANCE``: from the intervention's
-strength (its sign kept), each next strength is where a power law through the last two
-measurements meets the target (a square law after the first), kept inside the bracket the
-measurements so far set (bisection where it falls outside), at most ``MAX_STEPS`` measurements;
-the strength whose measure came closest is used. A measure is any function of (plan, strength)
--> float, larger for a stronger edit (``MEASURES``: the KL to the unsteered model,
-token-weighted over the calibration prompts' positions).
+model far more or less than the intervention does. With a matched control, each control's strength
+is searched, on the calibration prompts (``saeval.run.calibration``), until its measure equals
+the intervention's at that strength within ``TOLERANCE``: from the intervention's strength (its
+sign kept), each next strength is where a power law through the last two measurements meets the
+target (a square law after the first), kept inside the bracket the measurements so far set
+(bisection where it falls outside), at most ``MAX_STEPS`` measurements; the strength whose
+measure came closest is used. A measure is any function of (plan,
+strength) -> float, larger for a stronger edit (``MEASURES``: the KL to the unsteered model,
+token-weighted over the calibration prompts' positions; the dose ``||h' - h|| / ||h||``, as the
+evaluation measures it: ``saeval.steering.dose``, ``saeval.analysis.dose``).
 
-The search runs once per (control, strength): its record (``controls/<control>@<scale>.json``)
-holds both measures, the strength found and every step, and every worker that evaluates the
-control reads the strength from it (a worker that finds a search under way waits for it).
+The search runs once per (control, strength): its record (``controls/<control>@<scale>.json``,
+``saeval.records.matched_control``) holds both measures, the strength found and every step, and
+every worker that evaluates the control reads the strength from it (a worker that finds a search
+under way waits for it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import math
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from saeval.atomic import write_atomic
-from saeval.errors import ResultsError
+from saeval.records.matched_control import Matched, matched_path, matched_text, read_matched
 
 if TYPE_CHECKING:
     from saeval.run.calibration import Calibration
     from saeval.run.config import RunConfig
     from saeval.spec.tasks import TaskSet
+    from saeval.steering.hooks import Edit
     from saeval.steering.lm_eval_model import SteeredHFLM
     from saeval.steering.plan import SteerPlan
 
 TOLERANCE = 0.10  # relative to the intervention's measure
 MAX_STEPS = 12  # measurements of the control per search, the first at the intervention's strength
-SCHEMA = "saeval.matched-control/1"
 
 Measure = Callable[["SteerPlan", float], float]
-
-
-@dataclass(frozen=True)
-class Matched:
-    """What one search found: both measures, the control's strength and every step taken."""
-
-    match: str
-    scale: float  # the intervention's strength
-    intervention: float  # the intervention's measure at ``scale``
-    control_scale: float  # the strength the control runs at
-    control: float  # the control's measure at ``control_scale``
-    within_tolerance: bool
-    steps: tuple[tuple[float, float], ...]  # (strength, measure) of every control measurement
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able record (``controls/<control>@<scale>.json``)."""
-        return {"schema": SCHEMA, **asdict(self), "tolerance": TOLERANCE}
 
 
 def search_strength(
@@ -105,25 +88,55 @@ def _next_guess(tried: list[tuple[float, float]], target: float, low: float, hig
 def kl_measure(lm: SteeredHFLM, calibration: Calibration) -> Measure:
     """KL(unsteered || steered) of a plan at a strength: its sum over every position of the
     calibration prompts over their count (nats per token), as ``saeval kl`` computes it."""
-    from saeval.run.side_effects import batch_size_of
-    from saeval.steering.divergence import kl_per_position
 
     def measure(plan: SteerPlan, scale: float) -> float:
-        per_position = kl_per_position(
-            lm.model,
-            calibration.documents,
-            plan.edits(scale),
-            batch_size=batch_size_of(lm),
-            pad_id=lm.tokenizer.pad_token_id or 0,
-            prompt_ends=calibration.prompt_ends,
-        )
+        per_position = _steered_pass(lm, calibration, plan.edits(scale))
         values = [value for document in per_position for value in document]
         return sum(values) / max(len(values), 1)
 
     return measure
 
 
-MEASURES: dict[str, Callable[[SteeredHFLM, Calibration], Measure]] = {"kl": kl_measure}
+def dose_measure(lm: SteeredHFLM, calibration: Calibration) -> Measure:
+    """The mean dose ``||h' - h|| / ||h||`` of a plan at a strength over the steered positions
+    of the calibration prompts but each one's first (0 where none is steered), as the
+    evaluation's KL pass records it (``saeval.run.side_effects``)."""
+    from saeval.analysis.dose import summarize_dose
+    from saeval.run.side_effects import batch_size_of
+    from saeval.steering import dose
+
+    def measure(plan: SteerPlan, scale: float) -> float:
+        recorded: dose.Recorded = []
+        _steered_pass(lm, calibration, dose.recording(plan, scale, recorded))
+        documents = calibration.documents
+        summary = summarize_dose(dose.per_document(recorded, documents, batch_size_of(lm)))
+        return 0.0 if summary is None else summary.mean
+
+    return measure
+
+
+def _steered_pass(
+    lm: SteeredHFLM, calibration: Calibration, edits: Mapping[str, Edit]
+) -> list[list[float]]:
+    """The KL at every position of the calibration prompts under ``edits`` (the pass the
+    evaluation's side-effect measure makes)."""
+    from saeval.run.side_effects import batch_size_of
+    from saeval.steering.divergence import kl_per_position
+
+    return kl_per_position(
+        lm.model,
+        calibration.documents,
+        edits,
+        batch_size=batch_size_of(lm),
+        pad_id=lm.tokenizer.pad_token_id or 0,
+        prompt_ends=calibration.prompt_ends,
+    )
+
+
+MEASURES: dict[str, Callable[[SteeredHFLM, Calibration], Measure]] = {
+    "kl": kl_measure,
+    "dose": dose_measure,
+}
 
 
 def match_control(
@@ -133,7 +146,7 @@ def match_control(
     target = measure(intervention, scale)
     found, value, steps = search_strength(lambda s: measure(control, s), target, scale)
     within = abs(value - target) <= TOLERANCE * abs(target)
-    return Matched(match, scale, target, found, value, within, steps)
+    return Matched(match, scale, target, found, value, within, steps, TOLERANCE)
 
 
 def matched_strength(
@@ -151,7 +164,7 @@ def matched_strength(
     recorded unless another worker recorded one first."""
     from saeval.run.calibration import calibration_prompts
 
-    path = record_path(folder, configuration)
+    path = matched_path(folder, configuration)
     found = read_matched(path)
     if found is None:
         with _searching(path):  # another worker's search of it: wait for its record
@@ -159,7 +172,7 @@ def matched_strength(
             if found is None:
                 measure = MEASURES[match](lm, calibration_prompts(lm, config, tasks))
                 found = match_control(*plans, scale, match, measure)
-                write_matched(path, found)
+                write_atomic(path, matched_text(found))
     return found.control_scale
 
 
@@ -173,30 +186,3 @@ def _searching(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def record_path(folder: Path, configuration: str) -> Path:
-    """``<run>/controls/<control>@<scale>.json``."""
-    from saeval.records.experiment_folder import CONTROLS_DIR
-
-    return folder / CONTROLS_DIR / f"{configuration}.json"
-
-
-def read_matched(path: Path) -> Matched | None:
-    """The search recorded at ``path``; None if there is none yet."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        raise ResultsError(f"{path}: cannot read it ({error})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ResultsError(f"{path}: not a saeval matched-control record (schema {SCHEMA})")
-    fields = {key: data[key] for key in Matched.__dataclass_fields__}
-    fields["steps"] = tuple(tuple(step) for step in fields["steps"])
-    return Matched(**fields)
-
-
-def write_matched(path: Path, matched: Matched) -> None:
-    """Write a search's record (atomically)."""
-    write_atomic(path, json.dumps(matched.to_dict(), indent=2) + "\n")

@@ -1,16 +1,16 @@
 """``saeval run --dose``: strengths given in activation units, turned into scales.
 
 A dose ``d`` asks for a mean ``||h' - h|| / ||h|| = |d|`` at the steered positions of the
-calibration prompts: the first ``--kl-docs`` documents of every task of the run, evaluated
-unsteered once (the conditioning text of each document's first request, as the dose measure takes
-it: ``saeval.run.side_effects``), every steered position but the first of each prompt (its norm is
-an outlier in Gemma-family models), positions as the rows' modes say. At each hook point an add
-row or vector moves ``h`` by ``scale * v``, so the dose of one position is ``|scale| * ||v|| /
-||h||`` and the mean dose is ``|scale| * m`` with ``m`` the mean of ``||v|| / ||h||`` over those
-positions (a mean of ratios, not a ratio of means), measured on the unsteered activations of every
-hook point (``saeval.steering.dose.probing``); so ``scale = d / m``, rounded to 4 significant
-digits (within 0.05% of the dose). Clamps, projections and adds through an SAE set values that
-are already in activation units, or are not linear in the scale: a row of them is an error.
+calibration prompts (``saeval.run.calibration``: the first ``--kl-docs`` documents of every task
+of the run, as lm-eval builds their requests), every steered position but the first of each prompt
+(its norm is an outlier in Gemma-family models), positions as the rows' modes say. At each hook
+point an add row or vector moves ``h`` by ``scale * v``, so the dose of one position is ``|scale|
+* ||v|| / ||h||`` and the mean dose is ``|scale| * m`` with ``m`` the mean of ``||v|| / ||h||``
+over those positions (a mean of ratios, not a ratio of means), measured on the unsteered
+activations of every hook point (``saeval.steering.dose.probing``); so ``scale = d / m``, rounded
+to 4 significant digits (within 0.05% of the dose). Clamps, projections and adds through an SAE
+set values that are already in activation units, or are not linear in the scale: a row of them is
+an error.
 """
 
 from __future__ import annotations
@@ -125,14 +125,19 @@ def calibrated(
 def calibrate(lm: SteeredHFLM, config: RunConfig, tasks: TaskSet) -> DoseCalibration:
     """Measure the mean dose of scale 1 on the calibration prompts and divide each dose by it."""
     from saeval.analysis.dose import summarize_dose
+    from saeval.run.calibration import calibration_prompts
     from saeval.run.side_effects import batch_size_of
     from saeval.steering import dose
 
-    documents = calibration_prompts(lm, config, tasks)
+    prompts = calibration_prompts(lm, config, tasks)
+    documents = prompts.documents
     recorded: dose.Recorded = []
     size = batch_size_of(lm)
     pad_id = lm.tokenizer.pad_token_id or 0
-    dose.probe(lm.model, lm.plan, documents, recorded, batch_size=size, pad_id=pad_id)
+    ends = prompts.prompt_ends
+    dose.probe(
+        lm.model, lm.plan, documents, recorded, batch_size=size, pad_id=pad_id, prompt_ends=ends
+    )
     summary = summarize_dose(dose.per_document(recorded, documents, size))
     if summary is None or not summary.mean > 0:
         raise UsageError(
@@ -145,25 +150,6 @@ def calibrate(lm: SteeredHFLM, config: RunConfig, tasks: TaskSet) -> DoseCalibra
     return DoseCalibration(
         config.doses, scales, summary.mean, hooks, len(documents), summary.tokens
     )
-
-
-def calibration_prompts(lm: SteeredHFLM, config: RunConfig, tasks: TaskSet) -> list[list[int]]:
-    """The token ids of the first ``kl_docs`` documents' conditioning text, every task."""
-    from saeval.run.evaluation import evaluate
-    from saeval.run.side_effects import conditioning_ids, sample_records
-
-    limit = config.limit
-    if limit is None or (isinstance(limit, int) and limit > config.kl_docs):
-        limit = config.kl_docs
-    short = replace(config, limit=limit)
-    lm.set_scale(None)
-    found: list[list[int]] = []
-    for task in tasks.names:
-        output = evaluate(lm, task, short, tasks)
-        for samples in output.samples.values():
-            records = sorted(sample_records(samples), key=lambda r: int(r["doc_id"]))
-            found += conditioning_ids(lm, records[: config.kl_docs])
-    return found
 
 
 def _rounded(scale: float) -> float:

@@ -173,12 +173,13 @@ class _Reader:
             self.problems.add(found["dose"].line, "dose", "give scales or dose, not both")
         if "interventions" in found:
             self._interventions(found["interventions"])
-        if self.values.get("control_match") == "kl" and self.options.get("kl_docs") == 0:
+        match = self.values.get("control_match")
+        if match in ("kl", "dose") and self.options.get("kl_docs") == 0:
             self.problems.add(
                 found["controls"].line,
                 "controls.match",
-                "kl matches on the KL of the first kl_docs documents, and kl_docs is 0; "
-                "set kl_docs: 1 or more, or match: norm",
+                f"{match} matches on the {'KL' if match == 'kl' else 'dose'} of the first kl_docs "
+                "documents, and kl_docs is 0; set kl_docs: 1 or more, or match: norm",
             )
         return self.values | {"options": EvalOptions(**self.options)}
 

@@ -25,10 +25,10 @@ from saeval.spec.yaml_nodes import Entry, entries
 
 RESERVED_NAMES = ("baseline", "steered")
 # What a random control's strength is matched on: the norm of its add vectors (the drawn
-# direction has the intervention's norm, the strength is the intervention's), or the KL to the
-# unsteered model on the calibration prompts (its strength searched until the KL is the
-# intervention's within 10%).
-CONTROL_MATCHES = ("norm", "kl")
+# direction has the intervention's norm, the strength is the intervention's), the KL to the
+# unsteered model or the dose ||h' - h|| / ||h|| on the calibration prompts (its strength
+# searched until the KL or dose is the intervention's within 10%: saeval.run.control_match).
+CONTROL_MATCHES = ("norm", "kl", "dose")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 T = TypeVar("T")
 _KEYS = ("scales", "dose", "steer", "positions", "prompt", "compare_to")
@@ -183,7 +183,7 @@ def compared_with(
 
 
 def read_controls(entry: Entry, problems: Problems) -> dict[str, Any]:
-    """``controls: {random: N, match: norm|kl}``: the Experiment fields it sets."""
+    """``controls: {random: N, match: norm|kl|dose}``: the Experiment fields it sets."""
     found: dict[str, Any] = {}
     parsers: dict[str, tuple[str, Callable[[yaml.Node], Any]]] = {
         "random": ("random_controls", lambda node: keys.whole(node, 0, 100)),

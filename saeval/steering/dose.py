@@ -108,11 +108,13 @@ def probe(
     *,
     batch_size: int,
     pad_id: int = 0,
+    prompt_ends: Sequence[int] | None = None,
 ) -> None:
-    """Run ``documents`` (all conditioning text) through the unsteered model, appending to
-    ``recorded`` the dose the plan's edits at scale 1 would make of each hook point's unsteered
-    activation; the edits are computed and dropped, so every hook point sees ``h`` unsteered.
-    ``per_document(recorded, documents, batch_size)`` cuts the result."""
+    """Run ``documents`` through the unsteered model, appending to ``recorded`` the dose the
+    plan's edits at scale 1 would make of each hook point's unsteered activation; the edits are
+    computed and dropped, so every hook point sees ``h`` unsteered. Document ``i``'s first
+    ``prompt_ends[i]`` tokens are conditioning text, the rest generated (None: all conditioning
+    text). ``per_document(recorded, documents, batch_size)`` cuts the result."""
     import torch
 
     from saeval.steering.hooks import attach
@@ -128,7 +130,11 @@ def probe(
             ids[row, : len(doc)] = torch.tensor(list(doc), dtype=torch.long)
             mask[row, : len(doc)] = 1
         lengths = mask.sum(1).to(device)
-        layout = Positions(start=torch.zeros_like(lengths), end=lengths, prompt_end=lengths)
+        ends = lengths
+        if prompt_ends is not None:
+            given = list(prompt_ends[start : start + len(batch)])
+            ends = torch.tensor(given, dtype=torch.long, device=device).minimum(lengths)
+        layout = Positions(start=torch.zeros_like(lengths), end=lengths, prompt_end=ends)
         with torch.no_grad(), attach(model, _probes(plan, recorded)), describing(layout):
             model(input_ids=ids.to(device), attention_mask=mask.to(device))
 
