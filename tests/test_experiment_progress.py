@@ -98,3 +98,25 @@ def test_two_groups_of_one_task_on_two_workers_are_two_lines(folder: dict[str, A
         watch.update()
         first, second = events.progress.tasks
         assert first.fields["requests"] == "0/2 done" and second.fields["requests"] == "1/2 done"
+
+
+def test_a_long_group_line_wraps_and_keeps_its_names_and_count_whole() -> None:
+    import io
+
+    from rich.console import Console
+
+    names = [f"{kind}@{scale}" for kind in ("adds", "adds~random1", "clamps") for scale in (1, 2)]
+    with Recorder() as events:
+        events.group_started("tiny_mc", names)
+        events.task_started(names[0], "tiny_mc", 1, len(names))
+        for name in names[:4]:
+            events.task_finished(TaskRecord(name, "tiny_mc", 1.0, "now", "r.json", []))
+        buffer = io.StringIO()
+        Console(file=buffer, width=80, color_system=None).print(
+            events.progress.make_tasks_table(events.progress.tasks)
+        )
+    text = buffer.getvalue()
+    assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    assert " 4/6 done " in text
+    words = text.replace(",", " ").split()
+    assert all(name in words for name in names), text
