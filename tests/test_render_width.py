@@ -19,6 +19,7 @@ from test_sweep import golden_sweep as _golden_sweep
 
 from saeval.analysis import leaderboard_render, render
 from saeval.analysis.compare import Comparison, compare
+from saeval.analysis.leaderboard import Leaderboard
 from saeval.analysis.leaderboard_render import cells as board_cells
 from saeval.analysis.results_io import load_side
 from saeval.analysis.table_fit import shortest_unique_suffixes
@@ -208,3 +209,87 @@ def test_fit_widths_keep_words_whole_or_give_up() -> None:
     assert fit_widths(columns, rows, 10) == [7, 3]  # "three" is the longest word: 5 <= 7
     assert fit_widths(columns, rows, 8) == [5, 3]
     assert fit_widths(columns, rows, 7) is None  # "three" and "x y" need 8
+
+
+def with_dose(comparison: Comparison) -> Comparison:
+    """Each row with a dose as well: a table too wide for 80 columns with both measures."""
+    rows = [replace(row, dose=0.01 * (i + 1)) for i, row in enumerate(comparison.rows)]
+    return replace(comparison, rows=tuple(rows))
+
+
+@pytest.mark.parametrize("width", [WIDTH, 250])
+def test_a_caption_names_the_units_of_the_shown_columns_only(width: int) -> None:
+    from saeval.analysis.dose import DOSE_UNIT
+
+    text = shown(render.table(with_dose(with_kl_and_long_names(golden_comparison()))), width)
+    hidden = hidden_columns(text, width)
+    for header, unit in (("steered KL", render.KL_UNIT), ("steered dose", DOSE_UNIT)):
+        assert (header in hidden) == (unit not in " ".join(text.split())), (header, text)
+    if width == WIDTH:  # 80 columns leave the KL out; 250 show both
+        assert "steered KL" in hidden and render.KL_UNIT not in text
+    else:
+        assert not hidden and render.KL_UNIT in text
+
+
+def prompt_and_control_board() -> Leaderboard:
+    """An experiment's shape: long names, a prompt alone and with steering, random controls,
+    KL and dose."""
+    from test_leaderboard import _results
+
+    from saeval.analysis.board_rows import Entry
+    from saeval.analysis.leaderboard import leaderboard
+
+    prompt = "Talk about dogs."
+    entries = [Entry("dogs", s, _results(f"d{s}", int(10 * s))) for s in (1.0, 2.0)]
+    entries += [Entry("france", s, _results(f"f{s}", int(4 * s), cap_b_lost=3)) for s in (1.0, 2.0)]
+    entries += [Entry("dogs_prompt", 0.0, _results("dp", 4), prompt=prompt, steers=False)]
+    entries += [Entry("dogs_and_prompt", 1.0, _results("dap", 15), prompt=prompt)]
+    entries += [Entry("france", s, _results(f"c{s}", 1), control=1) for s in (1.0, 2.0)]
+    entries += [Entry("dogs", s, _results(f"e{s}", 0), control=2) for s in (1.0, 2.0)]
+    board = leaderboard(
+        _results("baseline", 0),
+        entries,
+        target=["tgt"],
+        capability=["cap_a", "cap_b"],
+        margin=0.1,
+        compare_to={"dogs_prompt": ("dogs", 2.0)},
+    )
+    measured = [
+        replace(r, kl=0.0123 * (i + 1), dose=0.0456 * (i + 1)) for i, r in enumerate(board.rows)
+    ]
+    return replace(board, rows=tuple(measured))
+
+
+@pytest.mark.parametrize("width", [WIDTH, 250])
+def test_a_leaderboard_with_prompts_controls_and_dose_keeps_every_name_whole(width: int) -> None:
+    from saeval.analysis.dose import DOSE_UNIT
+
+    board = prompt_and_control_board()
+    text = shown(leaderboard_render.table(board), width)
+    assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= width
+    hidden = hidden_columns(text, width)
+    seen = tokens(text)
+    wanted: Counter[str] = Counter()
+    for cell in board_cells(board):  # KL's unit goes to the caption: its header is "KL"
+        for header, value in cell.items():
+            shown_as = "KL" if header == render.KL_HEADER else header
+            if header != "intervention" and shown_as not in hidden:
+                wanted.update(value.split())
+    assert not {word: n for word, n in wanted.items() if seen[word] < n}, text
+    names = Counter(row.label for row in board.rows)
+    if all(seen[name] >= count for name, count in names.items()):
+        assert leaderboard_render.CONTROL_LEGEND not in text
+    else:  # a control under its intervention as ~randomK, which the legend explains
+        assert leaderboard_render.CONTROL_LEGEND in " ".join(text.split())
+        for row in board.rows:
+            short = row.label if row.control is None else f"~random{row.control}"
+            assert seen[short] >= names[row.label] or seen[row.label] >= names[row.label]
+    for name in ("dogs_prompt", "dogs_and_prompt", "prompt", "1+prompt"):
+        assert seen[name] >= 1, (name, text)
+    joined = " ".join(text.split())
+    assert ("KL" in hidden) == (render.KL_UNIT not in joined)
+    assert ("dose" in hidden) == (DOSE_UNIT not in joined)
+    if width == WIDTH:
+        assert {"KL", "dose", "sweet spot"} <= set(hidden)
+    else:
+        assert not hidden and "dogs~random2" in seen and "france~random1" in seen

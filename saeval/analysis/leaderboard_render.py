@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from saeval.analysis.board_rows import BoardRow, Effect
 from saeval.analysis.compare import metric_label
-from saeval.analysis.dose import DOSE_HEADER
+from saeval.analysis.dose import DOSE_HEADER, DOSE_UNIT
 from saeval.analysis.leaderboard import Leaderboard
 from saeval.analysis.number_text import MISSING, ci_header, fmt_ci, fmt_number, fmt_p
-from saeval.analysis.render import KL_HEADER
-from saeval.analysis.table_fit import COMPACT, FitColumn, FitTable
+from saeval.analysis.render import KL_HEADER, KL_SHORT, KL_UNIT
+from saeval.analysis.table_fit import COMPACT, SHORT_LABELS, FitColumn, FitTable
 from saeval.errors import UsageError
 from saeval.records.json_file import json_text
 from saeval.records.reports import LEADERBOARD_SCHEMA, LeaderboardRecord
@@ -24,6 +25,7 @@ WORST_TASK = "worst task"
 # the confidence intervals (their p-values stay).
 NARROW_STEPS = (WORST_TASK, COMPACT)
 SWEET_SPOT_HEADER = "sweet spot"  # also named in the summary lines: the last column to go
+CONTROL_LEGEND = "~randomK: the K-th random control of the intervention above it"
 
 
 def title(board: Leaderboard) -> str:
@@ -133,16 +135,20 @@ def summary_lines(board: Leaderboard) -> list[str]:
 
 def table(board: Leaderboard) -> FitTable:
     """A table that fits the console: sweet spots bold green, controls dim; a narrow console
-    drops the worst-task column first."""
+    drops the worst-task column first, and shows a control as ``~random1`` under its
+    intervention before it drops the KL column."""
     found = cells(board)
     headers = list(found[0]) if found else ["intervention", "scale"]
     columns = [
-        FitColumn(  # "non-inferior" may break after its hyphen: the narrowest header word
+        FitColumn(KL_SHORT, "right")  # its unit in the caption
+        if header == KL_HEADER
+        else FitColumn(  # "non-inferior" may break after its hyphen: the narrowest header word
             header.replace("-", "-\n"),
             justify="left" if header in ("intervention", WORST_TASK) else "right",
         )
         for header in headers
     ]
+    controls = any(row.control is not None for row in board.rows)
     return FitTable(
         title=title(board),
         columns=columns,
@@ -151,13 +157,34 @@ def table(board: Leaderboard) -> FitTable:
             "bold green" if row.sweet_spot else ("dim" if row.control is not None else "")
             for row in board.rows
         ],
+        column_captions={KL_SHORT: KL_UNIT, DOSE_HEADER: DOSE_UNIT},
         steps=[
             *(step for step in NARROW_STEPS if step in (*headers, COMPACT)),
             *([DOSE_HEADER] if DOSE_HEADER in headers else []),
             *(header for header in headers if header.endswith(" CI")),
             *([SWEET_SPOT_HEADER] if SWEET_SPOT_HEADER in headers else []),
+            *([SHORT_LABELS] if controls else []),
+            *([KL_SHORT] if KL_HEADER in headers else []),
         ],
+        short_rows=[
+            list((cell | {"intervention": label}).values())
+            for cell, label in zip(found, _short_labels(board.rows), strict=True)
+        ],
+        legend=[CONTROL_LEGEND] if controls else [],
     )
+
+
+def _short_labels(rows: Sequence[BoardRow]) -> list[str]:
+    """Each row's intervention cell, a control under a row of its intervention as
+    ``  ~random1``."""
+    labels = []
+    for index, row in enumerate(rows):
+        above = rows[index - 1].intervention if index else None
+        if row.control is None or above != row.intervention:
+            labels.append(row.label if row.control is None else f"  {row.label}")
+        else:
+            labels.append(f"  {row.label.removeprefix(row.intervention)}")
+    return labels
 
 
 def to_markdown(board: Leaderboard) -> str:

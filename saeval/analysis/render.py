@@ -276,8 +276,6 @@ def table(report: Report) -> FitTable:
     strength. Narrow consoles drop the test and flips columns, then show short task names."""
     view = _view(report)
     headers = list(view.table_cells[0]) if view.table_cells else ["task", "metric"]
-    with_kl = any(header.endswith(KL_HEADER) for header in headers)
-    with_dose = any(is_dose_header(header) for header in headers)
     columns = [  # "KL" ("steered KL" in a comparison), its unit in the caption
         FitColumn(header.removesuffix(KL_HEADER) + KL_SHORT, "right")
         if header.endswith(KL_HEADER)
@@ -288,8 +286,11 @@ def table(report: Report) -> FitTable:
         else FitColumn(header)
         for header in headers
     ]
-    units = [*([KL_UNIT] if with_kl else []), *([DOSE_UNIT] if with_dose else [])]
-    caption = "\n".join([view.caption, *units])
+    units = {  # a unit is named only while its column shows
+        column.header: KL_UNIT if header.endswith(KL_HEADER) else DOSE_UNIT
+        for column, header in zip(columns, headers, strict=True)
+        if header.endswith(KL_HEADER) or is_dose_header(header)
+    }
     # a metric's filter on its own line: "exact_match," then "strict-match"
     rows = [cell | {"metric": cell["metric"].replace(",", ",\n")} for cell in view.table_cells]
     short = shortest_unique_suffixes([cell["task"] for cell in rows])
@@ -299,7 +300,8 @@ def table(report: Report) -> FitTable:
         columns=columns,
         rows=[list(cell.values()) for cell in rows],
         styles=view.styles,
-        caption=caption.strip(),
+        caption=view.caption,
+        column_captions=units,
         steps=[  # the dose and KL columns go last: they are in the plots and every file format
             *_narrow_steps(headers),
             *(c.header for c, h in zip(columns, headers, strict=True) if h.endswith(KL_HEADER)),

@@ -7,7 +7,8 @@ marked ``wrap=False`` never wrap at all), and where the table does not fit it ta
 steps in order: drop a low-value column (links, descriptions, test names), switch to the
 short labels (shortest unique suffixes, keys) that a legend below the table spells out, or drop
 the outer border. A line below the table names the columns it left out (or shows them as lines,
-a link per row). Only where even the last step does not fit does Rich fold cells.
+a link per row); a column's caption line (its unit) shows only with the column. Only where
+even the last step does not fit does Rich fold cells.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class FitTable:
     short_rows: Sequence[Sequence[str | Text]] = ()
     legend: Sequence[str] = ()
     hidden_lines: Mapping[str, Sequence[str]] = field(default_factory=dict)  # per column header
+    column_captions: Mapping[str, str] = field(default_factory=dict)  # per column header: a
+    # caption line (a unit) shown only while its column is
 
     @property
     def row_count(self) -> int:
@@ -104,7 +107,7 @@ class FitTable:
         shown, short, compact = layout
         table = _table(compact)
         table.title = self.title
-        table.caption = self.caption or None
+        table.caption = self._caption(shown) or None
         for index, column in enumerate(self._headers(shown)):
             fixed = None if widths is None else widths[index]
             table.add_column(column.header, justify=column.justify, width=fixed, overflow="fold")
@@ -121,6 +124,11 @@ class FitTable:
             lines.append(f"not shown at {width} columns: {', '.join(unlisted)}")
         for line in lines:
             yield Text(line, style="dim")
+
+    def _caption(self, shown: Sequence[int]) -> str:
+        """``caption``, then the caption line of each shown column that has one."""
+        notes = [self.column_captions.get(column.header, "") for column in self._headers(shown)]
+        return "\n".join(line for line in dict.fromkeys([self.caption, *notes]) if line)
 
 
 _Layout = tuple[list[int], bool, bool]

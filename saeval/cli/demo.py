@@ -21,7 +21,7 @@ from saeval.demo.run import DEFAULT_SCALES
 
 if TYPE_CHECKING:
     from saeval.demo.run import DemoAssets
-    from saeval.run.config import RunResult
+    from saeval.run.config import RunConfig, RunResult
 
 DEFAULT_SCALE_TEXT = ",".join(f"{scale:g}" for scale in DEFAULT_SCALES)
 
@@ -51,7 +51,7 @@ def command(
     _offline()  # before anything imports huggingface_hub, which reads it once
     from saeval.cli.options import parse_scales
     from saeval.cli.progress import ProgressEvents, quiet_libraries
-    from saeval.demo.prompting import prompt_config, prompt_sentences
+    from saeval.demo.prompting import DEMO_PROMPT, prompt_config, prompt_sentences
     from saeval.demo.run import (
         DEMO_STEER_FILE,
         demo_config,
@@ -67,13 +67,24 @@ def command(
     _validate(DEMO_STEER_FILE)
     assets = _prepare()
     config = demo_config(assets, output=output, scales=scales, limit=limit, device=device)
-    with ProgressEvents() as events:
+    with ProgressEvents() as events:  # each run counts its own units: one display per run
         result = run(config, events)
-        extra = first_position_config(config, result.folder.name)
-        first_position = None if extra is None else run(extra, events).folder
-        prompted = run(prompt_config(config, result.folder.name), events).folder
+    extra = first_position_config(config, result.folder.name)
+    first_position = None if extra is None else _extra_run(extra, "the first position unsteered")
+    prompted = _extra_run(prompt_config(config, result.folder.name), f"asked {DEMO_PROMPT!r}")
     asked = prompt_sentences(result.folder, prompted, headline_scale(scales))
     _show(result, scales, first_position, [*asked, latent_sentence(assets, device)])
+
+
+def _extra_run(config: RunConfig, what: str) -> Path:
+    """Run one of the demo's extra runs under its own progress display (its counts are its
+    own units), saying first what it is; its folder."""
+    from saeval.cli.progress import ProgressEvents
+    from saeval.run.runner import run
+
+    with ProgressEvents() as events:
+        events.note(f"extra run {config.name}: {what}")
+        return run(config, events).folder
 
 
 def _offline() -> None:

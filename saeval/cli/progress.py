@@ -22,6 +22,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Column
 
 from saeval.cli.console import err
 from saeval.cli.group_lines import GroupLines
@@ -62,9 +63,10 @@ class ProgressEvents:
     def __init__(self, *, live: bool | None = None, interval: float = DEFAULT_INTERVAL_S) -> None:
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            # a long line (a group's names) wraps at spaces; its counts stay whole beside it
+            TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=False)),
             BarColumn(bar_width=20),
-            TextColumn("{task.fields[requests]}"),
+            TextColumn("{task.fields[requests]}", table_column=Column(no_wrap=True)),
             TimeElapsedColumn(),
             console=err,
             transient=False,

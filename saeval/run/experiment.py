@@ -180,11 +180,18 @@ def _placement(experiment: Experiment, devices: tuple[str, ...]) -> str:
 
 
 class _Watch:
-    """Follows the run folder while the workers run: reports units, records dead workers."""
+    """Follows the run folder while the workers run: reports units, records dead workers.
+
+    A worker claims a group of units of one task at once and evaluates them in order (the first
+    one's pass answering the others when they share passes), so each worker's units are
+    reported one at a time: its group is announced when the first starts, and its next unit
+    starts when the one before finished (a unit's files written)."""
 
     def __init__(self, store: RunStore, units: list[tuple[str, ...]], events: RunEvents) -> None:
         self.store, self.units, self.events = store, units, events
+        self.index = {(unit[0], unit[1]): i for i, unit in enumerate(units)}
         self.started: set[int] = set()
+        self.grouped: set[int] = set()  # units announced in a group
         self.finished = {(r.configuration, r.task) for r in store.manifest.completed}
         self.errors = len(store.manifest.errors)
         self.stopped: set[str] = set()
@@ -212,21 +219,54 @@ class _Watch:
     def update(self) -> None:
         """Report units that started or finished, and errors recorded, since the last look."""
         folder = self.store.folder
-        for index in sorted(set(claims(folder)) - self.started):
-            self.started.add(index)
-            configuration, task = self.units[index]
-            self.events.task_started(configuration, task, index + 1, len(self.units))
+        claimed = claims(folder)
         manifest = RunStore.open(folder).manifest
         for record in manifest.completed:
-            if (record.configuration, record.task) not in self.finished:
-                self.finished.add((record.configuration, record.task))
+            key = (record.configuration, record.task)
+            if key not in self.finished:
+                self.finished.add(key)
+                self._start(self.index[key], [])  # done before it was seen running
                 self.events.task_finished(record)
+        self._start_next(claimed)
         for error in manifest.errors[self.errors :]:
             where = f"{error.configuration} ({error.task}): " if error.configuration else ""
             self.events.note(f"failed: {where}{error.type}: {error.message}")
         self.errors = len(manifest.errors)
         self.store.manifest = manifest
         self._notes()
+
+    def _start_next(self, claimed: Mapping[int, str]) -> None:
+        """Each worker with no unit running: report its next claimed unit started (with its
+        group of that task, when it holds more than one unit of it)."""
+        waiting: dict[str, list[int]] = {}  # worker -> its claimed units not yet started
+        busy = set()
+        for index, worker in sorted(claimed.items()):
+            if not worker or self._done(index):
+                continue
+            if index in self.started:
+                busy.add(worker)
+            else:
+                waiting.setdefault(worker, []).append(index)
+        for worker, indices in waiting.items():
+            if worker not in busy:
+                task = self.units[indices[0]][1]
+                self._start(indices[0], [i for i in indices if self.units[i][1] == task])
+
+    def _done(self, index: int) -> bool:
+        configuration, task = self.units[index]
+        return (configuration, task) in self.finished
+
+    def _start(self, index: int, group: list[int]) -> None:
+        """Report unit ``index`` started (once), announcing ``group`` (its worker's units of
+        its task still to do, itself first) first when there are several."""
+        if index in self.started:
+            return
+        self.started.add(index)
+        configuration, task = self.units[index]
+        if len(group) > 1 and index not in self.grouped:
+            self.grouped.update(group)
+            self.events.group_started(task, [self.units[i][0] for i in group])
+        self.events.task_started(configuration, task, index + 1, len(self.units))
 
     def _notes(self) -> None:
         """Show the workers' new messages (one that several workers wrote, once)."""
