@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -q
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -q -n 2 --dist loadfile
 
 demo: install
 	$(BIN)/saeval demo

@@ -22,6 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `make test` runs two pytest-xdist workers, one per core: each (and every saeval process it
+# starts) computes on one thread, so the two do not fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 # No output width depends on the terminal the suite runs in: a test that needs one asks for it
 # (``invoke(columns=...)``, ``run_saeval(columns=...)``); otherwise output is piped output.
 os.environ.pop("COLUMNS", None)
@@ -40,6 +44,14 @@ SEQ_LEN = 9  # longer than the Gemma sliding window (4), so local attention matt
 # hook points their steer files edit: two layers, layer 0 shared.
 PASS_ARCHS = ("gpt2", "llama", "gemma2", "gemma3_text")
 PASS_HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_mlp_out")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One compute thread in an xdist worker (see OMP_NUM_THREADS above), set before any test."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

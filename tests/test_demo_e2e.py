@@ -190,7 +190,9 @@ def test_demo_on_gemma_3_270m_steers_towards_dogs_and_costs_capability(
     shown = done.stdout + done.stderr  # saeval's own progress only: no tqdm bar, no git noise
     assert "it/s]" not in shown and "%|" not in shown and "fatal:" not in shown, shown[-3000:]
     assert "requests" in done.stderr
-    (run,) = tmp_path.glob("demo-*/")
+    runs = sorted(tmp_path.glob("demo-*/"))  # the sweep, then its prompted run
+    assert [path.name.removeprefix(runs[0].name) for path in runs] == ["", "-prompt"]
+    run = runs[0]
     report = json.loads((run / "comparison.json").read_text())
     series = {(s["task"], s["metric"]): s for s in report["series"]}
     dog = {p["scale"]: p for p in series[(PREFERENCE, "acc")]["points"]}
@@ -201,6 +203,7 @@ def test_demo_on_gemma_3_270m_steers_towards_dogs_and_costs_capability(
     assert points[4.0]["delta"] < 0 and points[4.0]["p"] < 0.05
     assert "dog option chosen:" in done.stdout and f"results: {run}" in done.stdout
     assert "KL(unsteered || steered) per token on its prompts:" in done.stdout
+    assert 'dog option chosen, asked "Talk about dogs."' in done.stdout
     assert 0 < points[1.0]["kl"] < points[4.0]["kl"]  # KL rises with the strength
 
 

@@ -4,6 +4,7 @@ coefficient from (max and p99 activation, firing frequency, ||W_dec[i]||, mean |
 from __future__ import annotations
 
 import json
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -107,11 +108,12 @@ def snippet_lines(row: LatentRow) -> list[str]:
     from saeval.analysis.number_text import fmt_number
 
     stats = row.stats
+    where = escape(f"{PurePath(row.row.file).name}:{row.row.line}")  # the table names the path
     if stats.max_activation <= 0:
-        return [f"latent {stats.latent_idx} ({escape(row.row.where())}) never fires on these texts"]
+        return [f"latent {stats.latent_idx} ({where}) never fires on these texts"]
     if not stats.snippets:  # --top 0
         return []
-    lines = [f"latent {stats.latent_idx} ({escape(row.row.where())}) fires most on:"]
+    lines = [f"latent {stats.latent_idx} ({where}) fires most on:"]
     for snippet in stats.snippets:
         text = (
             f"{escape(_flat(snippet.before))}[bold reverse]{escape(_flat(snippet.token))}[/]"

@@ -92,7 +92,7 @@ def read_intervention(entry: Entry, defaults: Defaults, problems: Problems) -> I
         if given:
             raise Invalid(f"{given[0]}: applies to steer files; a prompt alone has no strength")
         return Intervention(entry.key, (), (), entry.line, **extra)
-    scales = _part(parts["scales"], keys.scales) if "scales" in parts else defaults.scales
+    scales = keys.scales(parts["scales"].node) if "scales" in parts else defaults.scales
     doses = () if "scales" in parts else defaults.doses
     if "dose" in parts:
         doses = _part(parts["dose"], keys.scales)
@@ -100,7 +100,7 @@ def read_intervention(entry: Entry, defaults: Defaults, problems: Problems) -> I
         extra["doses"] = doses
     positions = defaults.positions
     if "positions" in parts:
-        positions = _part(parts["positions"], lambda node: keys.choice(node, tuple(MODES)))
+        positions = keys.choice(parts["positions"].node, tuple(MODES))
     return _steering(entry, parts["steer"].node, defaults, scales, positions, extra)
 
 
