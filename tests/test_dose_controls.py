@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import invoke
 from experiment_builders import write_experiment
+from test_prompt_experiment import measured
 
 from saeval.errors import ResultsError
 from saeval.records.matched_control import Matched, matched_path, matched_text, read_matched
@@ -19,16 +20,6 @@ from saeval.run.control_match import TOLERANCE
 from saeval.spec.experiment import read_experiment
 
 CONTROLS = {"random": 1, "match": "dose"}
-
-
-def measured_dose(folder: Path) -> float:
-    """Position-weighted dose the evaluation measured on each task's first kl_docs documents."""
-    total = tokens = 0.0
-    for path in folder.glob("side_effects_*.json"):
-        dose = json.loads(path.read_text())["dose"]
-        total += sum(document["sum"] for document in dose["documents"])
-        tokens += sum(document["tokens"] for document in dose["documents"])
-    return total / tokens
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +42,11 @@ def test_dose_matched_controls_dose_as_much_as_their_intervention(
     assert record is not None and record.match == "dose" and record.within_tolerance
     assert abs(record.control - record.intervention) <= TOLERANCE * record.intervention
     assert record.steps[0][0] == 2.0 and record.steps[-1][1] == record.control
-    measured = measured_dose(run / f"{intervention}@2")
-    assert record.intervention == pytest.approx(measured, rel=1e-4)
-    evaluated = measured_dose(run / f"{intervention}~random1@2")
+    target = measured(run / f"{intervention}@2", "dose")
+    assert record.intervention == pytest.approx(target, rel=1e-4)
+    evaluated = measured(run / f"{intervention}~random1@2", "dose")
     assert record.control == pytest.approx(evaluated, rel=1e-4)
-    assert abs(evaluated - measured) <= TOLERANCE * measured
+    assert abs(evaluated - target) <= TOLERANCE * target
 
 
 def test_an_add_control_of_the_same_norm_has_the_same_dose(run: Path) -> None:

@@ -18,15 +18,12 @@ from typing import Any
 import pytest
 from conftest import invoke
 from experiment_builders import write_experiment
-from lm_eval import simple_evaluate
-from lm_eval.models.huggingface import HFLM
-from lm_eval.tasks import TaskManager
 from sae_builders import MC_TASK
+from test_system_instruction import PROMPT, lm_eval_logliks, logliks_of, plain_lm
 
 from saeval.run.control_match import TOLERANCE
 from saeval.steering.lm_eval_model import SteeredHFLM
 
-PROMPT = "Talk about dogs."
 TOLERANCE_LL = 1e-6
 
 
@@ -34,27 +31,6 @@ def samples(folder: Path, task: str = MC_TASK) -> list[dict[str, Any]]:
     (path,) = folder.glob(f"samples_{task}_*.jsonl")
     records = [json.loads(line) for line in path.read_text().splitlines()]
     return sorted(records, key=lambda record: int(record["doc_id"]))
-
-
-def logliks(records: list[dict[str, Any]]) -> list[float]:
-    ordered = sorted(records, key=lambda record: int(record["doc_id"]))
-    return [float(resp[0][0]) for record in ordered for resp in record["resps"]]
-
-
-def lm_eval_logliks(lm: Any, bundle: Path) -> list[float]:
-    """The multiple-choice task through ``simple_evaluate`` asked with the prompt."""
-    manager = TaskManager(include_path=[str(bundle / "tasks")], include_defaults=False)
-    results = simple_evaluate(
-        model=lm,
-        tasks=[MC_TASK],
-        task_manager=manager,
-        limit=4,
-        log_samples=True,
-        bootstrap_iters=0,
-        system_instruction=PROMPT,
-    )
-    assert results is not None
-    return logliks(results["samples"][MC_TASK])
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +57,12 @@ def run(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_prompt_is_lm_eval_s_system_instruction(run: Path, tiny_bundle: Path) -> None:
-    plain = HFLM(pretrained=str(tiny_bundle / "model"), device="cpu", batch_size=8)
-    theirs = lm_eval_logliks(plain, tiny_bundle)
-    ours = logliks(samples(run / "asked"))
+    plain = plain_lm(tiny_bundle)
+    theirs = lm_eval_logliks(plain, tiny_bundle, PROMPT)
+    ours = logliks_of(samples(run / "asked"))
     assert len(ours) == len(theirs) == 16
     assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < TOLERANCE_LL
-    baseline = logliks(samples(run / "baseline"))
+    baseline = logliks_of(samples(run / "baseline"))
     assert max(abs(a - b) for a, b in zip(ours, baseline, strict=True)) > 1e-2
     steered = SteeredHFLM(
         pretrained=str(tiny_bundle / "model"),
@@ -94,8 +70,8 @@ def test_a_prompt_is_lm_eval_s_system_instruction(run: Path, tiny_bundle: Path) 
         device="cpu",
         batch_size=8,
     )
-    both = logliks(samples(run / "both@1"))
-    theirs_both = lm_eval_logliks(steered, tiny_bundle)
+    both = logliks_of(samples(run / "both@1"))
+    theirs_both = lm_eval_logliks(steered, tiny_bundle, PROMPT)
     assert max(abs(a - b) for a, b in zip(both, theirs_both, strict=True)) < TOLERANCE_LL
     assert max(abs(a - b) for a, b in zip(both, ours, strict=True)) > 1e-2
 
@@ -123,13 +99,14 @@ def test_the_leaderboard_pairs_the_prompt_with_the_steering(run: Path) -> None:
     assert definition["control_match"] == "kl"
 
 
-def measured_kl(folder: Path) -> float:
-    """Token-weighted KL the evaluation measured on each task's first kl_docs documents."""
+def measured(folder: Path, entry: str = "kl") -> float:
+    """The token-weighted mean of a side-effects entry (``kl`` or ``dose``) the evaluation
+    measured on each task's first kl_docs documents, from its per-document sums."""
     total = tokens = 0.0
     for path in folder.glob("side_effects_*.json"):
-        kl = json.loads(path.read_text())["kl"]
-        total += sum(document["sum"] for document in kl["documents"])
-        tokens += sum(document["tokens"] for document in kl["documents"])
+        documents = json.loads(path.read_text())[entry]["documents"]
+        total += sum(document["sum"] for document in documents)
+        tokens += sum(document["tokens"] for document in documents)
     return total / tokens
 
 
@@ -141,8 +118,8 @@ def test_matched_controls_perturb_as_much_as_their_intervention(
     assert record["match"] == "kl" and record["scale"] == 1.0 and record["within_tolerance"]
     assert abs(record["control"] - record["intervention"]) <= TOLERANCE * record["intervention"]
     assert record["steps"][0][0] == 1.0 and record["steps"][-1][1] == record["control"]
-    assert record["intervention"] == pytest.approx(measured_kl(run / f"{intervention}@1"), 1e-4)
+    assert record["intervention"] == pytest.approx(measured(run / f"{intervention}@1"), 1e-4)
     control = run / f"{intervention}~random1@1"
-    assert record["control"] == pytest.approx(measured_kl(control), rel=1e-4)
+    assert record["control"] == pytest.approx(measured(control), rel=1e-4)
     configurations = json.loads((run / "run.json").read_text())["configurations"]
     assert f"{intervention}~random1@1" in configurations

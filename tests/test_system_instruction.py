@@ -37,10 +37,9 @@ def saved_logliks(folder: Path) -> list[float]:
     return logliks_of([json.loads(line) for line in samples.read_text().splitlines()])
 
 
-def lm_eval_logliks(bundle: Path, system_instruction: str | None) -> list[float]:
-    """The same task through lm-eval alone (its own HFLM), with ``system_instruction``."""
+def lm_eval_logliks(lm: Any, bundle: Path, system_instruction: str | None) -> list[float]:
+    """The task through lm-eval's own ``simple_evaluate`` on ``lm``, with ``system_instruction``."""
     manager = TaskManager(include_path=[str(bundle / "tasks")], include_defaults=False)
-    lm = HFLM(pretrained=str(bundle / "model"), device="cpu", batch_size=8)
     results = simple_evaluate(
         model=lm,
         tasks=[MC_TASK],
@@ -54,6 +53,11 @@ def lm_eval_logliks(bundle: Path, system_instruction: str | None) -> list[float]
     return logliks_of(results["samples"][MC_TASK])
 
 
+def plain_lm(bundle: Path) -> HFLM:
+    """lm-eval's own HFLM on the bundle's model."""
+    return HFLM(pretrained=str(bundle / "model"), device="cpu", batch_size=8)
+
+
 @pytest.fixture(scope="module")
 def prompted(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("results")
@@ -63,8 +67,8 @@ def prompted(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def test_every_configuration_is_asked_as_lm_eval_asks(tiny_bundle: Path, prompted: Path) -> None:
-    theirs = lm_eval_logliks(tiny_bundle, PROMPT)
-    plain = lm_eval_logliks(tiny_bundle, None)
+    theirs = lm_eval_logliks(plain_lm(tiny_bundle), tiny_bundle, PROMPT)
+    plain = lm_eval_logliks(plain_lm(tiny_bundle), tiny_bundle, None)
     ours = saved_logliks(prompted / "baseline")
     assert len(ours) == len(theirs) == 16
     assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < TOLERANCE

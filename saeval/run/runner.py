@@ -55,9 +55,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     calibration = None
     if config.doses:  # strengths in activation units: the scales they ask for (dose_scale.py)
         config, calibration = calibrated(config, steer, model_id, device, tasks, events)
-    if (
-        not data_parallel.is_main()
-    ):  # data parallel: rank 0 writes the run folder, the others follow
+    # data parallel: rank 0 writes the run folder, the others follow
+    if not data_parallel.is_main():
         return data_parallel.follow(config, _rows(steer), model_id, device, tasks)
     store = open_run_folder(config, steer, saes, model_id, device, tasks)  # locked until done
     if calibration is not None:
